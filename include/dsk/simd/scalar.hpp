@@ -1,0 +1,180 @@
+// Portable packet layer: the same interface as dsk::simd::avx2 on plain arrays, with the same lane count and
+// the same reduction order, so that a kernel written against the interface gives bit-identical results on
+// either (FMA is std::fma). Used as the fallback on CPUs without a SIMD path and as the oracle of the SIMD tests.
+#pragma once
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <string_view>
+#include <type_traits>
+
+#include "dsk/core/config.hpp"
+#include "dsk/core/dtype.hpp"
+
+namespace dsk::simd {
+DSK_ISA_BEGIN
+
+struct scalar {
+  static constexpr std::string_view name = "scalar";
+  static constexpr int width = 8;       // float lanes of f32
+  static constexpr int width_i8 = 32;   // int8 lanes of i8
+
+  struct f32 {
+    float v[8];
+  };
+  struct i32 {
+    std::int32_t v[8];
+  };
+  struct i8 {
+    std::int8_t v[32];
+  };
+
+  // ---- float packets --------------------------------------------------------------------------------
+  static f32 zero() { return broadcast(0.0f); }
+  static f32 broadcast(float x) {
+    f32 r;
+    for (float& e : r.v) e = x;
+    return r;
+  }
+  static f32 load(const float* p) {
+    f32 r;
+    std::memcpy(r.v, p, sizeof r.v);
+    return r;
+  }
+  // Lanes [0, n) from p, the rest zero; never reads p[n..7]. n is clamped to [0, 8].
+  static f32 load_partial(const float* p, int n) {
+    f32 r = zero();
+    for (int i = 0; i < clamp_n(n); ++i) r.v[i] = p[i];
+    return r;
+  }
+  static void store(float* p, f32 a) { std::memcpy(p, a.v, sizeof a.v); }
+  static void store_partial(float* p, f32 a, int n) {
+    for (int i = 0; i < clamp_n(n); ++i) p[i] = a.v[i];
+  }
+
+  // Widening loads and narrowing stores (round to nearest even) for the 16-bit float types.
+  template <class H>
+    requires(std::is_same_v<H, bf16> || std::is_same_v<H, f16>)
+  static f32 load(const H* p) {
+    return load_partial(p, width);
+  }
+  template <class H>
+    requires(std::is_same_v<H, bf16> || std::is_same_v<H, f16>)
+  static f32 load_partial(const H* p, int n) {
+    f32 r = zero();
+    for (int i = 0; i < clamp_n(n); ++i) r.v[i] = static_cast<float>(p[i]);
+    return r;
+  }
+  template <class H>
+    requires(std::is_same_v<H, bf16> || std::is_same_v<H, f16>)
+  static void store(H* p, f32 a) {
+    store_partial(p, a, width);
+  }
+  template <class H>
+    requires(std::is_same_v<H, bf16> || std::is_same_v<H, f16>)
+  static void store_partial(H* p, f32 a, int n) {
+    for (int i = 0; i < clamp_n(n); ++i) p[i] = H(a.v[i]);
+  }
+
+  static f32 add(f32 a, f32 b) { return map(a, b, [](float x, float y) { return x + y; }); }
+  static f32 sub(f32 a, f32 b) { return map(a, b, [](float x, float y) { return x - y; }); }
+  static f32 mul(f32 a, f32 b) { return map(a, b, [](float x, float y) { return x * y; }); }
+  static f32 div(f32 a, f32 b) { return map(a, b, [](float x, float y) { return x / y; }); }
+  // max/min follow the x86 rule: when either operand is NaN the SECOND operand is returned.
+  static f32 max(f32 a, f32 b) { return map(a, b, [](float x, float y) { return x > y ? x : y; }); }
+  static f32 min(f32 a, f32 b) { return map(a, b, [](float x, float y) { return x < y ? x : y; }); }
+  // a * b + c with one rounding.
+  static f32 fma(f32 a, f32 b, f32 c) {
+    f32 r;
+    for (int i = 0; i < width; ++i) r.v[i] = std::fma(a.v[i], b.v[i], c.v[i]);
+    return r;
+  }
+  // Pairwise tree: (v0+v4 + v2+v6) + (v1+v5 + v3+v7), the order of the AVX2 reduction.
+  static float reduce_add(f32 a) {
+    float t[4];
+    for (int i = 0; i < 4; ++i) t[i] = a.v[i] + a.v[i + 4];
+    return (t[0] + t[2]) + (t[1] + t[3]);
+  }
+  static float reduce_max(f32 a) {
+    float t[4];
+    for (int i = 0; i < 4; ++i) t[i] = a.v[i] > a.v[i + 4] ? a.v[i] : a.v[i + 4];
+    const float u0 = t[0] > t[2] ? t[0] : t[2], u1 = t[1] > t[3] ? t[1] : t[3];
+    return u0 > u1 ? u0 : u1;
+  }
+
+  // e^x for x in [-87.3, 88.7] with a relative error of a few ulp; below the range 0, above +Inf, NaN -> NaN.
+  // Range reduction x = n ln2 + r and a degree-6 polynomial; the op sequence matches avx2::exp exactly.
+  static f32 exp(f32 a) {
+    f32 r;
+    for (int i = 0; i < width; ++i) r.v[i] = exp1(a.v[i]);
+    return r;
+  }
+
+  // ---- int8 packets ---------------------------------------------------------------------------------
+  static i8 load_i8(const std::int8_t* p) {
+    i8 r;
+    std::memcpy(r.v, p, sizeof r.v);
+    return r;
+  }
+  static i8 load_i8_partial(const std::int8_t* p, int n) {
+    i8 r{};
+    for (int i = 0; i < std::clamp(n, 0, width_i8); ++i) r.v[i] = p[i];
+    return r;
+  }
+  static i32 zero_i32() { return i32{}; }
+  // acc[j] += sum_{k<4} a[4j+k] * b[4j+k]. Contract: a and b in [-127, 127] (the AVX2 path forms pairs of
+  // products in int16, which overflow only for (-128) * (-128) + (-128) * (-128)).
+  static i32 dot_i8(i32 acc, i8 a, i8 b) {
+    for (int j = 0; j < 8; ++j)
+      for (int k = 0; k < 4; ++k) acc.v[j] += std::int32_t{a.v[4 * j + k]} * std::int32_t{b.v[4 * j + k]};
+    return acc;
+  }
+  static std::int32_t reduce_add(i32 a) {
+    std::int32_t s = 0;
+    for (std::int32_t e : a.v) s += e;
+    return s;
+  }
+  static f32 to_f32(i32 a) {
+    f32 r;
+    for (int i = 0; i < width; ++i) r.v[i] = static_cast<float>(a.v[i]);
+    return r;
+  }
+
+  // Shared by both paths: one lane of exp, written with explicit fma so the vector code can mirror it.
+  static float exp1(float x) {
+    if (std::isnan(x)) return x;
+    if (x > 88.7228394f) return INFINITY;
+    if (x < -87.3365479f) return 0.0f;
+    const float n = std::nearbyint(x * 1.44269504088896341f);
+    float r = std::fma(n, -0.693359375f, x);  // Cody-Waite: ln2 split into a short high part and a correction
+    r = std::fma(n, 2.12194440e-4f, r);
+    float p = 1.9875691500e-4f;
+    p = std::fma(p, r, 1.3981999507e-3f);
+    p = std::fma(p, r, 8.3334519073e-3f);
+    p = std::fma(p, r, 4.1665795894e-2f);
+    p = std::fma(p, r, 1.6666665459e-1f);
+    p = std::fma(p, r, 5.0000001201e-1f);
+    p = std::fma(p, r * r, r);
+    p = p + 1.0f;
+    // Scale by 2^n in two steps so that n = 128 (x near the top of the range) does not overflow the exponent.
+    const int ni = static_cast<int>(n);
+    const int n1 = ni >> 1, n2 = ni - n1;  // floor split, as the vector code's arithmetic shift
+    return p * std::bit_cast<float>(static_cast<std::uint32_t>(n1 + 127) << 23) *
+           std::bit_cast<float>(static_cast<std::uint32_t>(n2 + 127) << 23);
+  }
+
+ private:
+  static int clamp_n(int n) { return std::clamp(n, 0, width); }
+  template <class F>
+  static f32 map(f32 a, f32 b, F f) {
+    f32 r;
+    for (int i = 0; i < width; ++i) r.v[i] = f(a.v[i], b.v[i]);
+    return r;
+  }
+};
+
+DSK_ISA_END
+}  // namespace dsk::simd
