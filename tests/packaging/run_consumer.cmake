@@ -1,0 +1,26 @@
+# cmake -P script behind the packaging tests (see CMakeLists.txt beside it).
+function(run)
+  execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(NOT rc EQUAL 0)
+    string(REPLACE ";" " " cmd "${ARGN}")
+    message(FATAL_ERROR "packaging test: command failed (${rc}): ${cmd}\n${out}\n${err}")
+  endif()
+endfunction()
+
+file(REMOVE_RECURSE ${WORK_DIR})
+set(common -G ${GENERATOR} -DCMAKE_CXX_COMPILER=${CXX_COMPILER} -DCMAKE_BUILD_TYPE=Release)
+if(MODE STREQUAL "find_package")
+  run(${CMAKE_COMMAND} -S ${DSK_SOURCE_DIR} -B ${WORK_DIR}/dsk-build ${common} -DCMAKE_INSTALL_PREFIX=${WORK_DIR}/stage
+      -DDSK_CUDA=OFF)
+  run(${CMAKE_COMMAND} --install ${WORK_DIR}/dsk-build)
+  if(NOT EXISTS ${WORK_DIR}/stage/include/dsk/dsk.hpp)
+    message(FATAL_ERROR "packaging test: the install did not stage include/dsk/dsk.hpp")
+  endif()
+  run(${CMAKE_COMMAND} -S ${CONSUMER_DIR} -B ${WORK_DIR}/consumer-build ${common} -DCMAKE_PREFIX_PATH=${WORK_DIR}/stage)
+else()
+  run(${CMAKE_COMMAND} -S ${CONSUMER_DIR} -B ${WORK_DIR}/consumer-build ${common} -DDSK_CONSUMER_MODE=subdirectory
+      -DDSK_SOURCE_DIR=${DSK_SOURCE_DIR} -DDSK_CUDA=OFF)
+endif()
+run(${CMAKE_COMMAND} --build ${WORK_DIR}/consumer-build)
+run(${WORK_DIR}/consumer-build/consumer)
+message(STATUS "packaging test (${MODE}): consumer built and ran")

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Checks the Debian packages dsk's build, tests, examples and benchmarks need. Run as root, it installs the
+# missing ones with apt-get; otherwise it prints the exact command to run and exits 1.
+set -euo pipefail
+
+packages=(g++ cmake ninja-build pkg-config catch2 libfmt-dev libbenchmark-dev libopenblas-dev libeigen3-dev
+          nlohmann-json3-dev libcli11-dev libpcre2-dev)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "dsk: missing packages: ${missing[*]} (this is not a Debian-like system: install their equivalents)" >&2
+  exit 1
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "dsk: missing Debian packages. Install them with:" >&2
+  echo "    sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
+  exit 1
+fi
+echo "dsk: installing missing Debian packages: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}"

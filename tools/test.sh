@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Builds and runs all of dsk's tests (Release; CUDA code compiled too when nvcc is found, its logic run under the
+# SIMT emulation). Installs missing Debian packages first (as root) or says which to install.
+#   tools/test.sh          the release build (build/release)
+#   tools/test.sh asan     Debug + AddressSanitizer + UBSan (build/asan)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+preset="${1:-release}"
+tools/setup-deps.sh
+cmake --preset "$preset"
+cmake --build --preset "$preset" -j "$(nproc)"
+ctest --preset "$preset" -j "$(nproc)"
