@@ -1,0 +1,118 @@
+// Host task driver shared by the dense, paged and block-sparse attention entry points: splits (KV head, query
+// chunk, key split) into parallel tasks around the engine of flash_avx2.hpp, merges split-K partial states by
+// log-sum-exp and writes the normalised output. Checked against dsk/attention/ref.hpp (tests/attention/*).
+#pragma once
+
+#include <algorithm>
+#include <span>
+#include <vector>
+
+#include "dsk/attention/host/flash_avx2.hpp"
+#include "dsk/core/parallel.hpp"
+#include "dsk/core/view.hpp"
+
+namespace dsk::attention::detail {
+DSK_ISA_BEGIN
+
+// How the rows of one call are cut into tasks. Query tokens [0, q_len) go in chunks of `chunk` tokens; each
+// token contributes `group` rows (the query heads of one KV head). visible(t) -> key_range gives the keys
+// token t may see; ranges(t0, t1, out) lists the key ranges a chunk visits (a superset of the visible keys).
+struct plan {
+  index_t q_len = 0;
+  index_t kv_len = 0;
+  index_t kv_heads = 0;
+  index_t group = 1;
+  index_t chunk = 1;
+  bool allow_split = true;  // split the keys of a task over threads when there are too few tasks
+};
+
+template <class S, int D, int Dv, class KV, class Visible, class Ranges>
+void drive(const plan& pl, view<const float, 3> q, const KV& kv, view<float, 3> o, view<float, 2> lse,
+           float scale, Visible&& visible, Ranges&& ranges_of) {
+  const index_t G = pl.group, H = pl.kv_heads * G, T = pl.q_len;
+  if (T == 0 || H == 0) return;
+  const index_t nchunks = (T + pl.chunk - 1) / pl.chunk;
+  const index_t base_tasks = pl.kv_heads * nchunks;
+  const index_t threads = num_threads();
+  index_t nsplit = 1;
+  if (pl.allow_split && base_tasks < 2 * threads)
+    nsplit = std::clamp<index_t>((4 * threads + base_tasks - 1) / base_tasks, 1,
+                                 std::max<index_t>(1, pl.kv_len / 1024));
+  const bool split = nsplit > 1;
+
+  // Split-K partial states, indexed by (split, token * H + head).
+  std::vector<float> part_acc, part_m, part_l;
+  if (split) {
+    part_acc.assign(static_cast<std::size_t>(nsplit * T * H * Dv), 0.0f);
+    part_m.assign(static_cast<std::size_t>(nsplit * T * H), neg_inf);
+    part_l.assign(static_cast<std::size_t>(nsplit * T * H), 0.0f);
+  }
+
+  parallel_for(0, base_tasks * nsplit, [&](index_t task) {
+    const index_t sp = task % nsplit, rest = task / nsplit;
+    const index_t kvh = rest % pl.kv_heads, c = rest / pl.kv_heads;
+    const index_t t0 = c * pl.chunk, t1 = std::min(T, t0 + pl.chunk);
+    const index_t rows = (t1 - t0) * G;
+    // Keys of this split, in whole tiles so that split boundaries do not add partial tiles.
+    const index_t tiles = (pl.kv_len + tile_keys - 1) / tile_keys;
+    const index_t k0 = std::min(pl.kv_len, tiles * sp / nsplit * tile_keys);
+    const index_t k1 = std::min(pl.kv_len, tiles * (sp + 1) / nsplit * tile_keys);
+
+    std::vector<const float*> qp(static_cast<std::size_t>(rows));
+    std::vector<index_t> lo(static_cast<std::size_t>(rows)), hi(static_cast<std::size_t>(rows));
+    std::vector<float> acc_local, m_local, l_local;
+    for (index_t t = t0; t < t1; ++t) {
+      const key_range vis = visible(t);
+      for (index_t g = 0; g < G; ++g) {
+        const index_t r = (t - t0) * G + g;
+        qp[r] = &q(t, kvh * G + g, index_t{0});
+        lo[r] = std::max(vis.begin, k0);
+        hi[r] = std::min(vis.end, k1);
+      }
+    }
+    std::vector<key_range> ranges;
+    ranges_of(t0, t1, ranges);
+    for (key_range& kr : ranges) {
+      kr.begin = std::max(kr.begin, k0);
+      kr.end = std::min(kr.end, k1);
+    }
+    std::erase_if(ranges, [](const key_range& kr) { return kr.begin >= kr.end; });
+
+    acc_local.resize(static_cast<std::size_t>(rows * Dv));
+    m_local.resize(static_cast<std::size_t>(rows));
+    l_local.resize(static_cast<std::size_t>(rows));
+    reset_state(rows, Dv, acc_local.data(), m_local.data(), l_local.data());
+    row_set st{rows, qp.data(), lo.data(), hi.data(), acc_local.data(), m_local.data(), l_local.data()};
+    attend<S, D, Dv>(kv, kvh, ranges, st, scale);
+
+    for (index_t t = t0; t < t1; ++t)
+      for (index_t g = 0; g < G; ++g) {
+        const index_t r = (t - t0) * G + g, h = kvh * G + g;
+        if (split) {
+          const index_t gr = sp * T * H + t * H + h;
+          std::copy_n(acc_local.data() + r * Dv, Dv, part_acc.data() + gr * Dv);
+          part_m[gr] = m_local[r];
+          part_l[gr] = l_local[r];
+        } else {
+          finalize_row<S, Dv>(acc_local.data() + r * Dv, m_local[r], l_local[r], &o(t, h, index_t{0}),
+                              lse.data() ? &lse(t, h) : nullptr);
+        }
+      }
+  });
+
+  if (split) {
+    parallel_for(0, T * H, [&](index_t gr) {
+      float* acc = part_acc.data() + gr * Dv;
+      float m = part_m[gr], l = part_l[gr];
+      for (index_t sp = 1; sp < nsplit; ++sp) {
+        const index_t g2 = sp * T * H + gr;
+        combine_state<S, Dv>(acc, m, l, part_acc.data() + g2 * Dv, part_m[g2], part_l[g2]);
+      }
+      const index_t t = gr / H, h = gr % H;
+      finalize_row<S, Dv>(acc, m, l, &o(t, h, index_t{0}), lse.data() ? &lse(t, h) : nullptr);
+    });
+  }
+}
+
+DSK_ISA_END
+}  // namespace dsk::attention::detail
