@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(g++ cmake ninja-build pkg-config catch2 libfmt-dev libbenchmark-dev libopenblas-dev libeigen3-dev
-          nlohmann-json3-dev libcli11-dev libpcre2-dev)
+          nlohmann-json3-dev libcli11-dev libpcre2-dev g++-aarch64-linux-gnu qemu-user)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -19,7 +19,8 @@ float dot(const W* a, const float* b, dsk::index_t n) {
   auto acc = S::zero();
   dsk::index_t i = 0;
   for (; i + S::width <= n; i += S::width) acc = S::fma(S::load(a + i), S::load(b + i), acc);
-  acc = S::fma(S::load_partial(a + i, static_cast<int>(n - i)), S::load_partial(b + i, static_cast<int>(n - i)), acc);
+  acc = S::fma(S::load_partial(a + i, static_cast<int>(n - i)),
+               S::load_partial(b + i, static_cast<int>(n - i)), acc);
   return S::reduce_add(acc);
 }
 
@@ -36,7 +37,9 @@ void softmax(const float* x, float* y, dsk::index_t n) {
   for (dsk::index_t i = 0; i < n; ++i) y[i] /= total;
 }
 
-bool same_bits(float a, float b) { return std::bit_cast<std::uint32_t>(a) == std::bit_cast<std::uint32_t>(b); }
+bool same_bits(float a, float b) {
+  return std::bit_cast<std::uint32_t>(a) == std::bit_cast<std::uint32_t>(b);
+}
 
 }  // namespace
 
@@ -76,7 +79,8 @@ int main() {
     gemv();  // warm-up: starts the thread pool
     const auto t0 = std::chrono::steady_clock::now();
     gemv();
-    const double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
+    const double us =
+        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
     double worst = 0;
     bool identical = true;
     for (dsk::index_t i = 0; i < rows; ++i) {
@@ -87,11 +91,13 @@ int main() {
         mag += std::abs(static_cast<double>(wf(i, j)) * x[static_cast<std::size_t>(j)]);
       }
       worst = std::max(worst, std::abs(y_native[static_cast<std::size_t>(i)] - want) / mag);
-      identical = identical && same_bits(y_native[static_cast<std::size_t>(i)], y_scalar[static_cast<std::size_t>(i)]);
+      identical = identical &&
+                  same_bits(y_native[static_cast<std::size_t>(i)], y_scalar[static_cast<std::size_t>(i)]);
     }
-    fmt::print("  GEMV {}x{} (bf16 weights widened in registers): {:.1f} us, native == scalar bit for bit: {}, "
-               "max error vs double: {:.2e} of sum|w x|\n",
-               rows, cols, us, identical ? "yes" : "NO", worst);
+    fmt::print(
+        "  GEMV {}x{} (bf16 weights widened in registers): {:.1f} us, native == scalar bit for bit: {}, "
+        "max error vs double: {:.2e} of sum|w x|\n",
+        rows, cols, us, identical ? "yes" : "NO", worst);
 
     // 2) softmax of the result row with the SIMD exp.
     std::vector<float> p(rows), p_scalar(rows);
@@ -108,8 +114,8 @@ int main() {
       perr = std::max(perr, std::abs(p[k] - std::exp(static_cast<double>(y_native[k]) - mx) / z));
       p_identical = p_identical && same_bits(p[k], p_scalar[k]);
     }
-    fmt::print("  softmax over {} logits: sum = {:.7f}, max error vs double: {:.2e}, native == scalar: {}\n", rows,
-               psum, perr, p_identical ? "yes" : "NO");
+    fmt::print("  softmax over {} logits: sum = {:.7f}, max error vs double: {:.2e}, native == scalar: {}\n",
+               rows, psum, perr, p_identical ? "yes" : "NO");
 
     const bool ok = identical && p_identical && worst < 1e-5 && perr < 1e-6;
     fmt::print("{}\n", ok ? "demo: all results verified" : "demo: VERIFICATION FAILED");

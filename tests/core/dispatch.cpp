@@ -12,5 +12,6 @@ TEST_CASE("dispatch maps a runtime value onto a compiled choice", "[dispatch]") 
   int seen = 0;
   dsk::dispatch<1, 2, 4>("group", 4, [&](auto c) { seen = c.value; });
   REQUIRE(seen == 4);
-  static_assert(std::is_same_v<decltype(dsk::dispatch<1>("x", 1, [](auto c) { return c; })), dsk::constant<1>>);
+  static_assert(
+      std::is_same_v<decltype(dsk::dispatch<1>("x", 1, [](auto c) { return c; })), dsk::constant<1>>);
 }

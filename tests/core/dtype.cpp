@@ -112,7 +112,8 @@ TEMPLATE_TEST_CASE("16-bit floats narrow with round-to-nearest-even", "[dtype]",
       for (float sign : {1.0f, -1.0f}) {
         const float v = sign * static_cast<float>(f.positive[b]);
         check_from_float<TestType>(v);
-        const double next = b + 1 < f.positive.size() ? f.positive[b + 1] : std::ldexp(1.0, 1 << (f.ebits - 1));
+        const double next =
+            b + 1 < f.positive.size() ? f.positive[b + 1] : std::ldexp(1.0, 1 << (f.ebits - 1));
         const float mid = sign * static_cast<float>((f.positive[b] + next) / 2);  // exact in float
         check_from_float<TestType>(mid);
         check_from_float<TestType>(std::nextafter(mid, 0.0f));
@@ -121,7 +122,8 @@ TEMPLATE_TEST_CASE("16-bit floats narrow with round-to-nearest-even", "[dtype]",
     }
   }
   SECTION("a dense sweep over float bit patterns") {
-    for (std::uint64_t u = 0; u < (1ull << 32); u += 4093) check_from_float<TestType>(std::bit_cast<float>(static_cast<std::uint32_t>(u)));
+    for (std::uint64_t u = 0; u < (1ull << 32); u += 4093)
+      check_from_float<TestType>(std::bit_cast<float>(static_cast<std::uint32_t>(u)));
   }
   SECTION("specials: +-0, +-Inf, NaN, overflow, smallest subnormals") {
     check_from_float<TestType>(0.0f);
@@ -140,7 +142,7 @@ TEMPLATE_TEST_CASE("16-bit floats narrow with round-to-nearest-even", "[dtype]",
 
 TEST_CASE("f16 known values", "[dtype]") {
   REQUIRE(dsk::f16(65504.0f).bits == 0x7bff);
-  REQUIRE(dsk::f16(65520.0f).bits == 0x7c00);     // the midpoint to Inf rounds up (to the even pattern)
+  REQUIRE(dsk::f16(65520.0f).bits == 0x7c00);  // the midpoint to Inf rounds up (to the even pattern)
   REQUIRE(dsk::f16(65519.99f).bits == 0x7bff);
   REQUIRE(dsk::f16(std::ldexp(1.0f, -24)).bits == 0x0001);  // smallest subnormal
   REQUIRE(dsk::f16(std::ldexp(1.0f, -25)).bits == 0x0000);  // half of it ties to even zero

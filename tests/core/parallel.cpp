@@ -44,7 +44,8 @@ TEST_CASE("thread count: caller setting, environment, validation", "[parallel]")
   }
   REQUIRE(dsk::num_threads() == 3);
   ::setenv("DSK_NUM_THREADS", "two", 1);
-  REQUIRE_THROWS_WITH(dsk::num_threads(), Catch::Contains("DSK_NUM_THREADS: expected an integer in [1, 4096], got 'two'"));
+  REQUIRE_THROWS_WITH(dsk::num_threads(),
+                      Catch::Contains("DSK_NUM_THREADS: expected an integer in [1, 4096], got 'two'"));
   ::unsetenv("DSK_NUM_THREADS");
   REQUIRE(dsk::num_threads() >= 1);
   REQUIRE_THROWS_AS(dsk::set_num_threads(-1), dsk::error);

@@ -11,7 +11,7 @@ file(REMOVE_RECURSE ${WORK_DIR})
 set(common -G ${GENERATOR} -DCMAKE_CXX_COMPILER=${CXX_COMPILER} -DCMAKE_BUILD_TYPE=Release)
 if(MODE STREQUAL "find_package")
   run(${CMAKE_COMMAND} -S ${DSK_SOURCE_DIR} -B ${WORK_DIR}/dsk-build ${common} -DCMAKE_INSTALL_PREFIX=${WORK_DIR}/stage
-      -DDSK_CUDA=OFF)
+      -DDSK_CUDA=OFF -DDSK_BUILD_TESTS=OFF -DDSK_BUILD_EXAMPLES=OFF -DDSK_BUILD_BENCH=OFF)
   run(${CMAKE_COMMAND} --install ${WORK_DIR}/dsk-build)
   if(NOT EXISTS ${WORK_DIR}/stage/include/dsk/dsk.hpp)
     message(FATAL_ERROR "packaging test: the install did not stage include/dsk/dsk.hpp")

@@ -33,7 +33,8 @@ double max_abs_diff(std::span<const A> want, std::span<const B> got) {
 // Deterministic per-test generator (the seed is part of the test, not of the run).
 inline std::mt19937_64 rng(std::uint64_t seed) { return std::mt19937_64(seed); }
 
-inline std::vector<float> random_floats(std::size_t n, std::uint64_t seed, float lo = -1.0f, float hi = 1.0f) {
+inline std::vector<float> random_floats(std::size_t n, std::uint64_t seed, float lo = -1.0f,
+                                        float hi = 1.0f) {
   auto g = rng(seed);
   std::uniform_real_distribution<float> d(lo, hi);
   std::vector<float> v(n);

@@ -115,16 +115,26 @@ enum class dtype : std::uint8_t { f32, f64, bf16, f16, i8, u8, i16, i32, i64, in
 
 constexpr std::string_view name(dtype t) {
   switch (t) {
-    case dtype::f32: return "f32";
-    case dtype::f64: return "f64";
-    case dtype::bf16: return "bf16";
-    case dtype::f16: return "f16";
-    case dtype::i8: return "i8";
-    case dtype::u8: return "u8";
-    case dtype::i16: return "i16";
-    case dtype::i32: return "i32";
-    case dtype::i64: return "i64";
-    case dtype::int4: return "int4";
+    case dtype::f32:
+      return "f32";
+    case dtype::f64:
+      return "f64";
+    case dtype::bf16:
+      return "bf16";
+    case dtype::f16:
+      return "f16";
+    case dtype::i8:
+      return "i8";
+    case dtype::u8:
+      return "u8";
+    case dtype::i16:
+      return "i16";
+    case dtype::i32:
+      return "i32";
+    case dtype::i64:
+      return "i64";
+    case dtype::int4:
+      return "int4";
   }
   return "?";
 }
@@ -133,39 +143,74 @@ constexpr std::string_view name(dtype t) {
 constexpr int bits_of(dtype t) {
   switch (t) {
     case dtype::f64:
-    case dtype::i64: return 64;
+    case dtype::i64:
+      return 64;
     case dtype::f32:
-    case dtype::i32: return 32;
+    case dtype::i32:
+      return 32;
     case dtype::bf16:
     case dtype::f16:
-    case dtype::i16: return 16;
+    case dtype::i16:
+      return 16;
     case dtype::i8:
-    case dtype::u8: return 8;
-    case dtype::int4: return 4;
+    case dtype::u8:
+      return 8;
+    case dtype::int4:
+      return 4;
   }
   return 0;
 }
 
 template <class T>
 struct dtype_of_t;  // no tag for this type: the element type is not a dsk storage type
-template <> struct dtype_of_t<float> { static constexpr dtype value = dtype::f32; };
-template <> struct dtype_of_t<double> { static constexpr dtype value = dtype::f64; };
-template <> struct dtype_of_t<bf16> { static constexpr dtype value = dtype::bf16; };
-template <> struct dtype_of_t<f16> { static constexpr dtype value = dtype::f16; };
-template <> struct dtype_of_t<std::int8_t> { static constexpr dtype value = dtype::i8; };
-template <> struct dtype_of_t<std::uint8_t> { static constexpr dtype value = dtype::u8; };
-template <> struct dtype_of_t<std::int16_t> { static constexpr dtype value = dtype::i16; };
-template <> struct dtype_of_t<std::int32_t> { static constexpr dtype value = dtype::i32; };
-template <> struct dtype_of_t<std::int64_t> { static constexpr dtype value = dtype::i64; };
-template <> struct dtype_of_t<int4x2> { static constexpr dtype value = dtype::int4; };
+template <>
+struct dtype_of_t<float> {
+  static constexpr dtype value = dtype::f32;
+};
+template <>
+struct dtype_of_t<double> {
+  static constexpr dtype value = dtype::f64;
+};
+template <>
+struct dtype_of_t<bf16> {
+  static constexpr dtype value = dtype::bf16;
+};
+template <>
+struct dtype_of_t<f16> {
+  static constexpr dtype value = dtype::f16;
+};
+template <>
+struct dtype_of_t<std::int8_t> {
+  static constexpr dtype value = dtype::i8;
+};
+template <>
+struct dtype_of_t<std::uint8_t> {
+  static constexpr dtype value = dtype::u8;
+};
+template <>
+struct dtype_of_t<std::int16_t> {
+  static constexpr dtype value = dtype::i16;
+};
+template <>
+struct dtype_of_t<std::int32_t> {
+  static constexpr dtype value = dtype::i32;
+};
+template <>
+struct dtype_of_t<std::int64_t> {
+  static constexpr dtype value = dtype::i64;
+};
+template <>
+struct dtype_of_t<int4x2> {
+  static constexpr dtype value = dtype::int4;
+};
 
 template <class T>
 inline constexpr dtype dtype_of = dtype_of_t<std::remove_cv_t<T>>::value;
 
 // Element types that convert to float exactly: the weight types of the float kernels.
 template <class T>
-concept float_storage = std::is_same_v<std::remove_cv_t<T>, float> || std::is_same_v<std::remove_cv_t<T>, bf16> ||
-                        std::is_same_v<std::remove_cv_t<T>, f16>;
+concept float_storage = std::is_same_v < std::remove_cv_t<T>,
+float > || std::is_same_v<std::remove_cv_t<T>, bf16> || std::is_same_v<std::remove_cv_t<T>, f16>;
 
 // Widen any float storage type to float.
 template <float_storage T>

@@ -17,7 +17,8 @@ inline constexpr index_t dynamic_extent = -1;
 
 template <index_t... E>
 class extents {
-  static_assert(((E >= 0 || E == dynamic_extent) && ...), "dsk::extents: a static extent must be >= 0 or dynamic_extent");
+  static_assert(((E >= 0 || E == dynamic_extent) && ...),
+                "dsk::extents: a static extent must be >= 0 or dynamic_extent");
 
  public:
   using index_type = index_t;
@@ -34,21 +35,20 @@ class extents {
 
   // Either the dynamic extents only (in order), or all extents (static ones must match).
   template <std::integral... I>
-    requires(sizeof...(I) > 0 && (sizeof...(I) == rank_dynamic() || sizeof...(I) == rank()))
-  constexpr explicit extents(I... values) {
+  requires(sizeof...(I) > 0 && (sizeof...(I) == rank_dynamic() ||
+                                sizeof...(I) == rank())) constexpr explicit extents(I... values) {
     const std::array<index_t, sizeof...(I)> v{static_cast<index_t>(values)...};
     assign(v.data(), sizeof...(I));
   }
   template <std::size_t N>
-    requires(N == rank() && N > 0)
-  constexpr explicit extents(const std::array<index_t, N>& all) {
+  requires(N == rank() && N > 0) constexpr explicit extents(const std::array<index_t, N>& all) {
     assign(all.data(), N);
   }
 
   // From other extents of the same rank: implicit when no static extent has to be checked.
   template <index_t... F>
-    requires(sizeof...(F) == rank())
-  constexpr explicit(((E != dynamic_extent && F != E) || ...)) extents(const extents<F...>& other) {
+  requires(sizeof...(F) == rank()) constexpr explicit(((E != dynamic_extent && F != E) || ...))
+      extents(const extents<F...>& other) {
     std::array<index_t, rank()> v{};
     for (std::size_t r = 0; r < rank(); ++r) v[r] = other.extent(r);
     assign(v.data(), rank());

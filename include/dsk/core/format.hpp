@@ -58,7 +58,8 @@ struct fmt::formatter<dsk::extents<E...>> : fmt::formatter<fmt::string_view> {
   auto format(const dsk::extents<E...>& e, format_context& ctx) const {
     auto out = ctx.out();
     *out++ = '[';
-    for (std::size_t r = 0; r < e.rank(); ++r) out = fmt::format_to(out, fmt::runtime(r ? ", {}" : "{}"), e.extent(r));
+    for (std::size_t r = 0; r < e.rank(); ++r)
+      out = fmt::format_to(out, fmt::runtime(r ? ", {}" : "{}"), e.extent(r));
     *out++ = ']';
     return out;
   }

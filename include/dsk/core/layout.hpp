@@ -66,8 +66,7 @@ struct layout_stride {
     }
     // Any other mapping with the same rank converts (row-major -> strided is always exact).
     template <class Other>
-      requires(Other::rank() == Extents::rank())
-    constexpr mapping(const Other& other) : ext_(other.extents()) {
+    requires(Other::rank() == Extents::rank()) constexpr mapping(const Other& other) : ext_(other.extents()) {
       for (std::size_t r = 0; r < rank(); ++r) strides_[r] = other.stride(r);
     }
 

@@ -1,6 +1,6 @@
-// Host parallelism: parallel_for over index ranges on OpenMP when the TU is built with it, serially otherwise.
-// The thread count comes from set_num_threads(), else the DSK_NUM_THREADS environment variable, else OpenMP's
-// default. Exceptions thrown by the body are carried out of the parallel region and rethrown.
+// Host parallelism: parallel_for over index ranges on OpenMP when the TU is built with it, serially
+// otherwise. The thread count comes from set_num_threads(), else the DSK_NUM_THREADS environment variable,
+// else OpenMP's default. Exceptions thrown by the body are carried out of the parallel region and rethrown.
 #pragma once
 
 #include <algorithm>
@@ -90,7 +90,7 @@ void parallel_for_chunks(index_t begin, index_t end, index_t grain, Body&& body)
     std::exception_ptr first_error;
     std::once_flag once;
     std::atomic<bool> failed{false};
-#pragma omp parallel num_threads(static_cast<int>(threads))
+#pragma omp parallel num_threads(static_cast <int>(threads))
     {
       const index_t t = omp_get_thread_num(), nt = omp_get_num_threads();
       // Even split of [begin, end) into nt contiguous parts.

@@ -20,14 +20,15 @@ namespace dsk {
 
 namespace detail {
 struct aligned_free {
-  void operator()(void* p) const { ::operator delete(p, std::align_val_t{storage_alignment}); }
+  void operator()(void* p) const { ::operator delete (p, std::align_val_t{storage_alignment}); }
 };
 }  // namespace detail
 
 // A 64-byte aligned, uninitialised array of trivially copyable T. The building block of owning tensors.
 template <class T>
 class aligned_buffer {
-  static_assert(std::is_trivially_copyable_v<T>, "dsk::aligned_buffer holds trivially copyable storage types only");
+  static_assert(std::is_trivially_copyable_v<T>,
+                "dsk::aligned_buffer holds trivially copyable storage types only");
 
  public:
   aligned_buffer() = default;
@@ -39,7 +40,7 @@ class aligned_buffer {
       // Round up to whole cache lines so that SIMD loads of the last full vector never leave the allocation.
       const std::size_t bytes = (static_cast<std::size_t>(count) * sizeof(T) + storage_alignment - 1) /
                                 storage_alignment * storage_alignment;
-      ptr_.reset(static_cast<T*>(::operator new(bytes, std::align_val_t{storage_alignment})));
+      ptr_.reset(static_cast<T*>(::operator new (bytes, std::align_val_t{storage_alignment})));
     }
   }
   aligned_buffer(const aligned_buffer& o) : aligned_buffer(o.size_) {
@@ -79,8 +80,8 @@ class tensor {
   // Zero-initialised tensor of the given shape.
   explicit tensor(const std::array<index_t, R>& shape) : tensor(shape, uninitialized) { fill(T{}); }
   template <std::integral... I>
-    requires(sizeof...(I) == R)
-  explicit tensor(I... shape) : tensor(std::array<index_t, R>{static_cast<index_t>(shape)...}) {}
+  requires(sizeof...(I) == R) explicit tensor(I... shape)
+      : tensor(std::array<index_t, R>{static_cast<index_t>(shape)...}) {}
   tensor(const std::array<index_t, R>& shape, uninitialized_t)
       : ext_(checked_extents(shape)), buf_(ext_.size()) {}
 
@@ -106,15 +107,9 @@ class tensor {
   operator dense_view<const T, R>() const { return dense(); }
 
   template <std::integral... I>
-    requires(sizeof...(I) == R)
-  T& operator()(I... idx) {
-    return dense()(idx...);
-  }
+  requires(sizeof...(I) == R) T& operator()(I... idx) { return dense()(idx...); }
   template <std::integral... I>
-    requires(sizeof...(I) == R)
-  const T& operator()(I... idx) const {
-    return dense()(idx...);
-  }
+  requires(sizeof...(I) == R) const T& operator()(I... idx) const { return dense()(idx...); }
 
   void fill(const T& v) { std::fill_n(data(), size(), v); }
 

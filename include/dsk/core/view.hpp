@@ -29,28 +29,28 @@ class mdview {
 
   constexpr mdview() = default;
   // All extents static: the pointer is enough.
-  constexpr explicit mdview(T* data)
-    requires(std::is_same_v<Layout, layout_right> && Extents::rank_dynamic() == 0)
+  constexpr explicit mdview(T* data) requires(
+      std::is_same_v<Layout, layout_right>&& Extents::rank_dynamic() == 0)
       : map_(Extents{}), data_(data) {}
   constexpr mdview(T* data, const mapping_type& m) : map_(m), data_(data) {}
-  constexpr mdview(T* data, const Extents& e)
-    requires std::is_same_v<Layout, layout_right>
-      : map_(e), data_(data) {}
-  // data plus the extents as integers (all of them, or the dynamic ones only): mdview<float, dims<2>>(p, rows, cols).
+  constexpr mdview(T* data, const Extents& e) requires std::is_same_v<Layout, layout_right> : map_(e),
+                                                                                              data_(data) {}
+  // data plus the extents as integers (all of them, or the dynamic ones only): mdview<float, dims<2>>(p,
+  // rows, cols).
   template <std::integral... I>
-    requires(std::is_same_v<Layout, layout_right> && sizeof...(I) > 0)
-  constexpr mdview(T* data, I... extents) : map_(Extents(extents...)), data_(data) {}
+  requires(std::is_same_v<Layout, layout_right> && sizeof...(I) > 0) constexpr mdview(T* data, I... extents)
+      : map_(Extents(extents...)), data_(data) {}
   // data, extents and strides (in elements): the strided constructor.
-  constexpr mdview(T* data, const Extents& e, const std::array<index_t, Extents::rank()>& strides)
-    requires std::is_same_v<Layout, layout_stride>
-      : map_(e, strides), data_(data) {}
+  constexpr mdview(T* data, const Extents& e, const std::array<index_t, Extents::rank()>& strides) requires
+      std::is_same_v<Layout, layout_stride> : map_(e, strides),
+                                              data_(data) {}
 
   // Converts T -> const T, static -> dynamic extents, and row-major -> strided.
   template <class U, class E2, class L2>
-    requires(std::is_convertible_v<U (*)[], T (*)[]> && E2::rank() == Extents::rank() &&
-             std::is_constructible_v<mapping_type, const typename L2::template mapping<E2>&> &&
-             !std::is_same_v<mdview<U, E2, L2>, mdview>)
-  constexpr mdview(const mdview<U, E2, L2>& other) : map_(convert_mapping(other.mapping())), data_(other.data()) {}
+  requires(std::is_convertible_v<U (*)[], T (*)[]>&& E2::rank() == Extents::rank() &&
+           std::is_constructible_v<mapping_type, const typename L2::template mapping<E2>&> &&
+           !std::is_same_v<mdview<U, E2, L2>, mdview>) constexpr mdview(const mdview<U, E2, L2>& other)
+      : map_(convert_mapping(other.mapping())), data_(other.data()) {}
 
   DSK_HD constexpr T* data() const { return data_; }
   DSK_HD constexpr const mapping_type& mapping() const { return map_; }
@@ -64,8 +64,7 @@ class mdview {
   DSK_HD constexpr index_t required_span_size() const { return map_.required_span_size(); }
 
   template <std::integral... I>
-    requires(sizeof...(I) == Extents::rank())
-  DSK_HD constexpr T& operator()(I... idx) const {
+  requires(sizeof...(I) == Extents::rank()) DSK_HD constexpr T& operator()(I... idx) const {
 #if DSK_CHECKED && !defined(__CUDA_ARCH__)
     check_bounds({static_cast<index_t>(idx)...});
 #endif
@@ -73,9 +72,7 @@ class mdview {
   }
 
   // Row i of a rank >= 2 view as a rank-1 strided view (or the leading slice for higher ranks).
-  constexpr auto operator[](index_t i) const
-    requires(Extents::rank() >= 2)
-  {
+  constexpr auto operator[](index_t i) const requires(Extents::rank() >= 2) {
 #if DSK_CHECKED
     check_index(0, i);
 #endif
@@ -90,11 +87,11 @@ class mdview {
 
   // Elements [begin, end) along dimension `dim`, same rank, strided.
   constexpr mdview<T, dims<Extents::rank()>, layout_stride> slice(std::size_t dim, index_t begin,
-                                                                   index_t end) const {
+                                                                  index_t end) const {
     if (dim >= rank()) fail("dsk::mdview::slice: argument 'dim': expected < ", rank(), ", got ", dim);
     if (begin < 0 || end < begin || end > extent(dim))
-      fail("dsk::mdview::slice: argument 'begin, end': expected 0 <= begin <= end <= ", extent(dim), ", got [", begin,
-           ", ", end, ")");
+      fail("dsk::mdview::slice: argument 'begin, end': expected 0 <= begin <= end <= ", extent(dim),
+           ", got [", begin, ", ", end, ")");
     std::array<index_t, rank()> e{}, s{};
     for (std::size_t r = 0; r < rank(); ++r) {
       e[r] = extent(r);
@@ -114,7 +111,8 @@ class mdview {
   }
 
   constexpr void check_index(std::size_t r, index_t i) const {
-    if (i < 0 || i >= extent(r)) fail("dsk::mdview: index ", i, " out of range [0, ", extent(r), ") in dimension ", r);
+    if (i < 0 || i >= extent(r))
+      fail("dsk::mdview: index ", i, " out of range [0, ", extent(r), ") in dimension ", r);
   }
   constexpr void check_bounds(const std::array<index_t, Extents::rank()>& idx) const {
     for (std::size_t r = 0; r < rank(); ++r) check_index(r, idx[r]);

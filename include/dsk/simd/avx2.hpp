@@ -49,7 +49,9 @@ struct avx2 {
     return {widen_bf16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)))};
   }
   static f32 load_partial(const bf16* p, int n) { return {widen_bf16(load_partial_u16(p, n))}; }
-  static f32 load(const f16* p) { return {_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)))}; }
+  static f32 load(const f16* p) {
+    return {_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)))};
+  }
   static f32 load_partial(const f16* p, int n) { return {_mm256_cvtph_ps(load_partial_u16(p, n))}; }
 
   static void store(bf16* p, f32 a) { _mm_storeu_si128(reinterpret_cast<__m128i*>(p), narrow_bf16(a.v)); }
@@ -108,7 +110,9 @@ struct avx2 {
   }
 
   // ---- int8 packets ---------------------------------------------------------------------------------
-  static i8 load_i8(const std::int8_t* p) { return {_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))}; }
+  static i8 load_i8(const std::int8_t* p) {
+    return {_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))};
+  }
   static i8 load_i8_partial(const std::int8_t* p, int n) {
     alignas(32) std::int8_t tmp[32] = {};
     std::memcpy(tmp, p, static_cast<std::size_t>(std::clamp(n, 0, width_i8)));
@@ -132,15 +136,18 @@ struct avx2 {
   static __m256i tail_mask(int n) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
   }
-  static __m256 widen_bf16(__m128i h) { return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)); }
+  static __m256 widen_bf16(__m128i h) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  }
   // Round to nearest even on the low 16 bits; NaN becomes a quiet NaN with the same sign and top payload.
   static __m128i narrow_bf16(__m256 a) {
     const __m256i u = _mm256_castps_si256(a);
     const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
-    const __m256i rounded = _mm256_srli_epi32(_mm256_add_epi32(u, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff))), 16);
+    const __m256i rounded =
+        _mm256_srli_epi32(_mm256_add_epi32(u, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff))), 16);
     const __m256i quiet = _mm256_or_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(0x40));
-    const __m256i is_nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, _mm256_set1_epi32(0x7fffffff)),
-                                              _mm256_set1_epi32(0x7f800000));
+    const __m256i is_nan =
+        _mm256_cmpgt_epi32(_mm256_and_si256(u, _mm256_set1_epi32(0x7fffffff)), _mm256_set1_epi32(0x7f800000));
     const __m256i r = _mm256_blendv_epi8(rounded, quiet, is_nan);
     // packus works per 128-bit lane: gather the two useful 64-bit halves into the low 128 bits.
     const __m256i packed = _mm256_packus_epi32(r, r);

@@ -1,6 +1,7 @@
 // Portable packet layer: the same interface as dsk::simd::avx2 on plain arrays, with the same lane count and
 // the same reduction order, so that a kernel written against the interface gives bit-identical results on
-// either (FMA is std::fma). Used as the fallback on CPUs without a SIMD path and as the oracle of the SIMD tests.
+// either (FMA is std::fma). Used as the fallback on CPUs without a SIMD path and as the oracle of the SIMD
+// tests.
 #pragma once
 
 #include <algorithm>
@@ -19,8 +20,8 @@ DSK_ISA_BEGIN
 
 struct scalar {
   static constexpr std::string_view name = "scalar";
-  static constexpr int width = 8;       // float lanes of f32
-  static constexpr int width_i8 = 32;   // int8 lanes of i8
+  static constexpr int width = 8;      // float lanes of f32
+  static constexpr int width_i8 = 32;  // int8 lanes of i8
 
   struct f32 {
     float v[8];
@@ -57,35 +58,43 @@ struct scalar {
 
   // Widening loads and narrowing stores (round to nearest even) for the 16-bit float types.
   template <class H>
-    requires(std::is_same_v<H, bf16> || std::is_same_v<H, f16>)
-  static f32 load(const H* p) {
+  requires(std::is_same_v<H, bf16> || std::is_same_v<H, f16>) static f32 load(const H* p) {
     return load_partial(p, width);
   }
   template <class H>
-    requires(std::is_same_v<H, bf16> || std::is_same_v<H, f16>)
-  static f32 load_partial(const H* p, int n) {
+  requires(std::is_same_v<H, bf16> || std::is_same_v<H, f16>) static f32 load_partial(const H* p, int n) {
     f32 r = zero();
     for (int i = 0; i < clamp_n(n); ++i) r.v[i] = static_cast<float>(p[i]);
     return r;
   }
   template <class H>
-    requires(std::is_same_v<H, bf16> || std::is_same_v<H, f16>)
-  static void store(H* p, f32 a) {
+  requires(std::is_same_v<H, bf16> || std::is_same_v<H, f16>) static void store(H* p, f32 a) {
     store_partial(p, a, width);
   }
   template <class H>
-    requires(std::is_same_v<H, bf16> || std::is_same_v<H, f16>)
-  static void store_partial(H* p, f32 a, int n) {
+  requires(std::is_same_v<H, bf16> || std::is_same_v<H, f16>) static void store_partial(H* p, f32 a, int n) {
     for (int i = 0; i < clamp_n(n); ++i) p[i] = H(a.v[i]);
   }
 
-  static f32 add(f32 a, f32 b) { return map(a, b, [](float x, float y) { return x + y; }); }
-  static f32 sub(f32 a, f32 b) { return map(a, b, [](float x, float y) { return x - y; }); }
-  static f32 mul(f32 a, f32 b) { return map(a, b, [](float x, float y) { return x * y; }); }
-  static f32 div(f32 a, f32 b) { return map(a, b, [](float x, float y) { return x / y; }); }
+  static f32 add(f32 a, f32 b) {
+    return map(a, b, [](float x, float y) { return x + y; });
+  }
+  static f32 sub(f32 a, f32 b) {
+    return map(a, b, [](float x, float y) { return x - y; });
+  }
+  static f32 mul(f32 a, f32 b) {
+    return map(a, b, [](float x, float y) { return x * y; });
+  }
+  static f32 div(f32 a, f32 b) {
+    return map(a, b, [](float x, float y) { return x / y; });
+  }
   // max/min follow the x86 rule: when either operand is NaN the SECOND operand is returned.
-  static f32 max(f32 a, f32 b) { return map(a, b, [](float x, float y) { return x > y ? x : y; }); }
-  static f32 min(f32 a, f32 b) { return map(a, b, [](float x, float y) { return x < y ? x : y; }); }
+  static f32 max(f32 a, f32 b) {
+    return map(a, b, [](float x, float y) { return x > y ? x : y; });
+  }
+  static f32 min(f32 a, f32 b) {
+    return map(a, b, [](float x, float y) { return x < y ? x : y; });
+  }
   // a * b + c with one rounding.
   static f32 fma(f32 a, f32 b, f32 c) {
     f32 r;
