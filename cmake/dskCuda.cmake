@@ -27,7 +27,10 @@ if(DSK_WITH_CUDA)
   add_library(dsk::cuda ALIAS dsk_cuda)
   set_target_properties(dsk_cuda PROPERTIES EXPORT_NAME cuda)
   target_link_libraries(dsk_cuda INTERFACE dsk CUDA::cudart)
-  target_compile_features(dsk_cuda INTERFACE cuda_std_20)
-  target_compile_options(dsk_cuda INTERFACE $<$<COMPILE_LANGUAGE:CUDA>:--expt-relaxed-constexpr>)
+  # C++20 for CUDA as a flag: CMake 3.25 does not know nvcc 13's features, so cuda_std_20 would fail to configure.
+  # --expt-relaxed-constexpr lets device code call the constexpr host helpers of dsk/core (dtype conversions).
+  target_compile_options(dsk_cuda INTERFACE $<$<COMPILE_LANGUAGE:CUDA>:-std=c++20 --expt-relaxed-constexpr>)
+  # cuBLASLt: dense GEMM on the GPU (dsk/gemm/cuda/matmul.cuh) goes through it.
+  target_link_libraries(dsk_cuda INTERFACE CUDA::cublasLt)
   install(TARGETS dsk_cuda EXPORT dskTargets)
 endif()
