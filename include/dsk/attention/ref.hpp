@@ -83,4 +83,143 @@ inline void bsr(view<const float, 3> q, view<const float, 3> k, view<const float
   });
 }
 
+// ---- NSA (arXiv 2502.11089), written from the paper's formulas ------------------------------------------
+struct nsa_params {
+  index_t cmp_block, cmp_stride, sel_block, sel_count, init_blocks, local_blocks, window;
+  bool cmp = true, sel = true, win = true;
+  double scale;
+};
+
+// Compressed block i = phi(x[i*d .. i*d + l)): the mean, or (w given) w . vec(block + pe).
+inline tensor<double, 3> nsa_compress(view<const float, 3> x, index_t l, index_t d,
+                                      view<const float, 2> w = {}, view<const float, 2> pe = {}) {
+  const index_t T = x.extent(0), H = x.extent(1), D = x.extent(2);
+  const index_t nc = T >= l ? (T - l) / d + 1 : 0;
+  tensor<double, 3> out(nc, H, D);
+  for (index_t i = 0; i < nc; ++i)
+    for (index_t h = 0; h < H; ++h)
+      for (index_t r = 0; r < D; ++r) {
+        double acc = 0;
+        if (!w.data()) {
+          for (index_t j = 0; j < l; ++j) acc += x(i * d + j, h, r);
+          acc /= double(l);
+        } else {
+          for (index_t j = 0; j < l; ++j)
+            for (index_t c = 0; c < D; ++c)
+              acc += double(w(r, j * D + c)) * (double(x(i * d + j, h, c)) + pe(j, c));
+        }
+        out(i, h, r) = acc;
+      }
+  return out;
+}
+
+struct nsa_result {
+  tensor<double, 3> o, o_cmp, o_sel, o_win;     // [T, H, Dv]
+  std::vector<std::vector<index_t>> selected;   // [t * kv_heads + kvh]: ascending block indices
+  std::vector<std::vector<double>> importance;  // [t * kv_heads + kvh]: per selection block
+};
+
+// o[t, h] = sum over enabled branches of gates[t, h, branch] * attention of that branch (causal, t =
+// position).
+inline nsa_result nsa(view<const float, 3> q, view<const float, 3> k, view<const float, 3> v,
+                      view<const float, 3> gates, const nsa_params& P, view<const float, 2> w_k = {},
+                      view<const float, 2> pe_k = {}, view<const float, 2> w_v = {},
+                      view<const float, 2> pe_v = {}) {
+  const index_t T = q.extent(0), H = q.extent(1), D = q.extent(2), Hkv = k.extent(1), Dv = v.extent(2);
+  const index_t G = H / Hkv;
+  const tensor<double, 3> kc = nsa_compress(k, P.cmp_block, P.cmp_stride, w_k, pe_k);
+  const tensor<double, 3> vc = nsa_compress(v, P.cmp_block, P.cmp_stride, w_v, pe_v);
+  const index_t NC = kc.extent(0);
+  nsa_result res{tensor<double, 3>(T, H, Dv),
+                 tensor<double, 3>(T, H, Dv),
+                 tensor<double, 3>(T, H, Dv),
+                 tensor<double, 3>(T, H, Dv),
+                 {},
+                 {}};
+  res.selected.resize(static_cast<std::size_t>(T * Hkv));
+  res.importance.resize(static_cast<std::size_t>(T * Hkv));
+  // softmax attention of head h at time t over the keys in `keys` (raw tokens) -> out
+  auto raw_attention = [&](index_t t, index_t h, const std::vector<index_t>& keys, tensor<double, 3>& out) {
+    const index_t kh = h / G;
+    std::vector<double> s;
+    double mx = -std::numeric_limits<double>::infinity();
+    for (index_t j : keys) {
+      double dot = 0;
+      for (index_t x = 0; x < D; ++x) dot += double(q(t, h, x)) * k(j, kh, x);
+      s.push_back(P.scale * dot);
+      mx = std::max(mx, s.back());
+    }
+    double sum = 0;
+    for (double& e : s) sum += (e = std::exp(e - mx));
+    for (index_t c = 0; c < Dv; ++c) {
+      double acc = 0;
+      for (std::size_t x = 0; x < keys.size(); ++x) acc += s[x] * v(keys[x], kh, c);
+      out(t, h, c) = keys.empty() ? 0.0 : acc / sum;
+    }
+  };
+  for (index_t t = 0; t < T; ++t)
+    for (index_t kvh = 0; kvh < Hkv; ++kvh) {
+      // compressed keys visible at t: blocks ending at or before t
+      index_t nc = 0;
+      while (nc < NC && nc * P.cmp_stride + P.cmp_block - 1 <= t) ++nc;
+      const index_t nsel = t / P.sel_block + 1;
+      std::vector<double> imp(static_cast<std::size_t>(nsel), 0.0);
+      for (index_t g = 0; g < G; ++g) {
+        const index_t h = kvh * G + g;
+        std::vector<double> s(static_cast<std::size_t>(nc));
+        double mx = -std::numeric_limits<double>::infinity();
+        for (index_t i = 0; i < nc; ++i) {
+          double dot = 0;
+          for (index_t x = 0; x < D; ++x) dot += double(q(t, h, x)) * kc(i, kvh, x);
+          s[i] = P.scale * dot;
+          mx = std::max(mx, s[i]);
+        }
+        double sum = 0;
+        for (double& e : s) sum += (e = std::exp(e - mx));
+        for (index_t c = 0; c < Dv; ++c) {
+          double acc = 0;
+          for (index_t i = 0; i < nc; ++i) acc += s[i] / sum * vc(i, kvh, c);
+          res.o_cmp(t, h, c) = acc;
+        }
+        // importance: p_cmp of compressed block i counts for every selection block its tokens overlap
+        for (index_t i = 0; i < nc; ++i)
+          for (index_t b = 0; b < nsel; ++b) {
+            const index_t a0 = i * P.cmp_stride, a1 = a0 + P.cmp_block, b0 = b * P.sel_block,
+                          b1 = b0 + P.sel_block;
+            if (a0 < b1 && b0 < a1) imp[b] += s[i] / sum;
+          }
+      }
+      // selection: initial and local blocks forced, then the most important (ties: lower index)
+      std::vector<index_t> chosen, rest;
+      const index_t last = t / P.sel_block;
+      for (index_t b = 0; b <= last; ++b) {
+        if (b < P.init_blocks || b > last - P.local_blocks)
+          chosen.push_back(b);
+        else
+          rest.push_back(b);
+      }
+      std::stable_sort(rest.begin(), rest.end(), [&](index_t a, index_t b) { return imp[a] > imp[b]; });
+      for (index_t b : rest)
+        if (static_cast<index_t>(chosen.size()) < P.sel_count) chosen.push_back(b);
+      std::sort(chosen.begin(), chosen.end());
+      res.selected[t * Hkv + kvh] = chosen;
+      res.importance[t * Hkv + kvh] = imp;
+      std::vector<index_t> sel_keys, win_keys;
+      for (index_t j = 0; j <= t; ++j) {
+        if (std::find(chosen.begin(), chosen.end(), j / P.sel_block) != chosen.end()) sel_keys.push_back(j);
+        if (j > t - P.window) win_keys.push_back(j);
+      }
+      for (index_t g = 0; g < G; ++g) {
+        const index_t h = kvh * G + g;
+        raw_attention(t, h, sel_keys, res.o_sel);
+        raw_attention(t, h, win_keys, res.o_win);
+        for (index_t c = 0; c < Dv; ++c)
+          res.o(t, h, c) = (P.cmp ? gates(t, h, 0) * res.o_cmp(t, h, c) : 0.0) +
+                           (P.sel ? gates(t, h, 1) * res.o_sel(t, h, c) : 0.0) +
+                           (P.win ? gates(t, h, 2) * res.o_win(t, h, c) : 0.0);
+      }
+    }
+  return res;
+}
+
 }  // namespace dsk::attention::ref

@@ -1,0 +1,401 @@
+// Dynamic block attention in the form of Native Sparse Attention (Yuan et al., DeepSeek, arXiv 2502.11089):
+// a compressed branch, a selection branch (blocks chosen from the compressed attention probabilities, shared
+// by the query heads of a GQA group) and a sliding-window branch, mixed by per-head sigmoid gates. Prefill
+// and incremental decode over a cache whose compressed keys grow every `cmp_stride` tokens. Backends: host
+// (simd::native or an explicit packet layer) on the flash engine. Oracle: ref::nsa (ref.hpp).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "dsk/attention/flash.hpp"
+#include "dsk/gemm/matmul.hpp"
+
+namespace dsk::attention {
+
+enum class nsa_pooling : std::uint8_t {
+  mean,    // compressed key/value = mean of the block's keys/values
+  linear,  // compressed key = W_k vec(k_block + pe_k), value = W_v vec(v_block + pe_v) (learned, nsa_weights)
+};
+
+// Compile-time configuration (paper defaults). Lengths in tokens.
+//   cmp_block l, cmp_stride d: compressed block i covers tokens [i*d, i*d + l); l % d == 0
+//   sel_block l', sel_count n: n selection blocks of l' tokens per query and GQA group (l' % d == 0), of
+//     which init_blocks (the first) and local_blocks (the block holding the query and those before it) are
+//     always taken; window w: the sliding-window branch sees the last w tokens (including the query)
+//   cmp / sel / win: which branches are present (a disabled branch contributes nothing; its gate is ignored)
+struct nsa_config {
+  int head_dim = 128;
+  int value_dim = 0;  // 0 = head_dim
+  int cmp_block = 32;
+  int cmp_stride = 16;
+  int sel_block = 64;
+  int sel_count = 16;
+  int init_blocks = 1;
+  int local_blocks = 2;
+  int window = 512;
+  nsa_pooling pooling = nsa_pooling::mean;
+  bool cmp = true;
+  bool sel = true;
+  bool win = true;
+  constexpr int v_dim() const { return value_dim == 0 ? head_dim : value_dim; }
+};
+
+// Learned compression (nsa_pooling::linear), shared by all KV heads:
+//   w_k: [head_dim, cmp_block * head_dim], pe_k: [cmp_block, head_dim],
+//   w_v: [value_dim, cmp_block * value_dim], pe_v: [cmp_block, value_dim].
+struct nsa_weights {
+  view<const float, 2> w_k, pe_k, w_v, pe_v;
+};
+
+// Compressed keys visible at position p (inclusive): blocks that end at or before p.
+inline index_t nsa_compressed_count(index_t tokens, index_t l, index_t d) {
+  return tokens >= l ? (tokens - l) / d + 1 : 0;
+}
+
+// KV cache of one sequence for NSA: raw keys/values plus the compressed keys/values, both growing.
+class nsa_cache {
+ public:
+  nsa_cache(index_t kv_heads, int head_dim, int value_dim) : hkv_(kv_heads), d_(head_dim), dv_(value_dim) {
+    if (kv_heads < 1 || head_dim < 1 || value_dim < 1)
+      fail("attention::nsa_cache: arguments 'kv_heads, head_dim, value_dim': expected >= 1, got ", kv_heads,
+           ", ", head_dim, ", ", value_dim);
+  }
+  index_t size() const { return len_; }
+  index_t compressed_size() const { return nc_; }
+  index_t kv_heads() const { return hkv_; }
+  int head_dim() const { return d_; }
+  int value_dim() const { return dv_; }
+  view<const float, 3> k() const { return dense_view<const float, 3>(k_.data(), len_, hkv_, index_t{d_}); }
+  view<const float, 3> v() const { return dense_view<const float, 3>(v_.data(), len_, hkv_, index_t{dv_}); }
+  view<const float, 3> k_cmp() const {
+    return dense_view<const float, 3>(kc_.data(), nc_, hkv_, index_t{d_});
+  }
+  view<const float, 3> v_cmp() const {
+    return dense_view<const float, 3>(vc_.data(), nc_, hkv_, index_t{dv_});
+  }
+  void reserve(index_t tokens) {
+    k_.reserve(static_cast<std::size_t>(tokens * hkv_ * d_));
+    v_.reserve(static_cast<std::size_t>(tokens * hkv_ * dv_));
+  }
+
+  // Internal (used by nsa_step): storage that the step appends to.
+  std::vector<float> k_, v_, kc_, vc_;
+  index_t len_ = 0, nc_ = 0;
+
+ private:
+  index_t hkv_;
+  int d_, dv_;
+};
+
+namespace detail {
+DSK_ISA_BEGIN
+
+template <nsa_config C>
+consteval void check_nsa_config() {
+  static_assert(C.head_dim > 0 && C.head_dim % 8 == 0 && C.v_dim() % 8 == 0,
+                "dsk::attention::nsa_config: head_dim and value_dim must be positive multiples of 8");
+  static_assert(C.cmp_stride > 0 && C.cmp_block >= C.cmp_stride && C.cmp_block % C.cmp_stride == 0,
+                "dsk::attention::nsa_config: cmp_block must be a positive multiple of cmp_stride");
+  static_assert(C.sel_block > 0 && C.sel_block % C.cmp_stride == 0,
+                "dsk::attention::nsa_config: sel_block must be a positive multiple of cmp_stride");
+  static_assert(
+      C.init_blocks >= 0 && C.local_blocks >= 1 && C.sel_count >= C.init_blocks + C.local_blocks,
+      "dsk::attention::nsa_config: need local_blocks >= 1 and sel_count >= init_blocks + local_blocks");
+  static_assert(C.window >= 1, "dsk::attention::nsa_config: window must be >= 1");
+  static_assert(C.cmp || C.sel || C.win, "dsk::attention::nsa_config: enable at least one branch");
+}
+
+// Compressed keys/values [first, last) of every KV head from the raw cache, written into kc / vc.
+template <class S, nsa_config C>
+void nsa_compress_range(const nsa_cache& cache, index_t first, index_t last, const nsa_weights* w, float* kc,
+                        float* vc) {
+  constexpr int D = C.head_dim, Dv = C.v_dim(), l = C.cmp_block, d = C.cmp_stride;
+  const index_t H = cache.kv_heads();
+  const float* k = cache.k_.data();
+  const float* v = cache.v_.data();
+  auto pool = [&](const float* src, index_t src_stride, int dim, const view<const float, 2>& wm,
+                  const view<const float, 2>& pe, float* dst, std::vector<float>& tmp) {
+    if constexpr (C.pooling == nsa_pooling::mean) {
+      (void)wm, (void)pe, (void)tmp;
+      const typename S::f32 inv = S::broadcast(1.0f / static_cast<float>(l));
+      for (int c = 0; c < dim; c += S::width) {
+        typename S::f32 acc = S::zero();
+        for (int j = 0; j < l; ++j) acc = S::add(acc, S::load(src + j * src_stride + c));
+        S::store(dst + c, S::mul(acc, inv));
+      }
+    } else {
+      tmp.resize(static_cast<std::size_t>(l * dim));
+      for (int j = 0; j < l; ++j)
+        for (int c = 0; c < dim; ++c)
+          tmp[static_cast<std::size_t>(j * dim + c)] = src[j * src_stride + c] + pe(j, c);
+      for (int r = 0; r < dim; ++r) {
+        const float* wr = &wm(r, index_t{0});
+        typename S::f32 acc = S::zero();
+        for (int c = 0; c < l * dim; c += S::width)
+          acc = S::fma(S::load(wr + c), S::load(tmp.data() + c), acc);
+        dst[r] = S::reduce_add(acc);
+      }
+    }
+  };
+  parallel_for_chunks(0, (last - first) * H, 1, [&](index_t lo, index_t hi) {
+    std::vector<float> tmp;
+    for (index_t x = lo; x < hi; ++x) {
+      const index_t i = first + x / H, h = x % H;
+      const index_t t0 = i * d;
+      pool(k + (t0 * H + h) * D, H * D, D, w ? w->w_k : view<const float, 2>{},
+           w ? w->pe_k : view<const float, 2>{}, kc + (i * H + h) * D, tmp);
+      pool(v + (t0 * H + h) * Dv, H * Dv, Dv, w ? w->w_v : view<const float, 2>{},
+           w ? w->pe_v : view<const float, 2>{}, vc + (i * H + h) * Dv, tmp);
+    }
+  });
+}
+
+// Top-n selection for a query at position p given the importance of the visible selection blocks
+// imp[0 .. p / l']. Forced blocks first (initial, then local), then the most important others (ties: lower
+// index first). Returns the blocks sorted ascending.
+template <nsa_config C>
+void nsa_select(index_t p, const float* imp, std::vector<std::pair<float, index_t>>& cand,
+                std::vector<index_t>& out) {
+  const index_t last = p / C.sel_block;
+  out.clear();
+  cand.clear();
+  auto forced = [&](index_t b) { return b < C.init_blocks || (b > last - C.local_blocks && b <= last); };
+  for (index_t b = 0; b <= last; ++b) {
+    if (forced(b))
+      out.push_back(b);
+    else
+      cand.push_back({imp[b], b});
+  }
+  const auto take = std::min<std::size_t>(
+      cand.size(),
+      static_cast<std::size_t>(std::max<index_t>(0, C.sel_count - static_cast<index_t>(out.size()))));
+  auto better = [](const std::pair<float, index_t>& a, const std::pair<float, index_t>& b) {
+    return a.first > b.first || (a.first == b.first && a.second < b.second);
+  };
+  std::partial_sort(cand.begin(), cand.begin() + static_cast<std::ptrdiff_t>(take), cand.end(), better);
+  for (std::size_t i = 0; i < take; ++i) out.push_back(cand[i].second);
+  std::sort(out.begin(), out.end());
+}
+
+// Attention of queries at positions p0 .. p0 + T - 1 over the cache (which already holds them).
+// selected (optional): [T, kv_heads, sel_count] block indices, -1 padded.
+template <class S, nsa_config C>
+void nsa_attend(const nsa_cache& cache, index_t p0, view<const float, 3> q, view<const float, 3> gates,
+                view<float, 3> o, float scale, std::int32_t* selected) {
+  constexpr int D = C.head_dim, Dv = C.v_dim();
+  const index_t T = q.extent(0), H = q.extent(1), Hkv = cache.kv_heads(), G = H / Hkv;
+  const contiguous_kv raw{cache.k_.data(), Hkv * D, D, cache.v_.data(), Hkv * Dv, Dv};
+  const contiguous_kv cmp{cache.kc_.data(), Hkv * D, D, cache.vc_.data(), Hkv * Dv, Dv};
+  parallel_for_chunks(0, T * Hkv, 1, [&](index_t task_lo, index_t task_hi) {
+    std::vector<const float*> qp(static_cast<std::size_t>(G));
+    std::vector<index_t> lo(static_cast<std::size_t>(G)), hi(static_cast<std::size_t>(G));
+    std::vector<float> acc(static_cast<std::size_t>(G * Dv)), m(static_cast<std::size_t>(G)),
+        l(static_cast<std::size_t>(G)), out(static_cast<std::size_t>(G * Dv)),
+        row(static_cast<std::size_t>(Dv));
+    std::vector<float> imp_cmp, imp_sel;
+    std::vector<std::pair<float, index_t>> cand;
+    std::vector<index_t> blocks;
+    std::vector<key_range> ranges;
+    alignas(64) float s[row_block][tile_keys];
+    const float* kp[tile_keys + 4];
+
+    for (index_t task = task_lo; task < task_hi; ++task) {
+      const index_t t = task / Hkv, kvh = task % Hkv, p = p0 + t;
+      for (index_t g = 0; g < G; ++g) qp[g] = &q(t, kvh * G + g, index_t{0});
+      std::fill(out.begin(), out.end(), 0.0f);
+      // Adds gate * (branch output) into out for every head of the group.
+      auto accumulate = [&](int branch) {
+        for (index_t g = 0; g < G; ++g) {
+          finalize_row<S, Dv>(acc.data() + g * Dv, m[g], l[g], row.data(), nullptr);
+          const float gate = gates(t, kvh * G + g, index_t{branch});
+          for (int c = 0; c < Dv; ++c) out[g * Dv + c] += gate * row[c];
+        }
+      };
+      auto run = [&](const contiguous_kv& kv, index_t vis_lo, index_t vis_hi) {
+        std::fill(lo.begin(), lo.end(), vis_lo);
+        std::fill(hi.begin(), hi.end(), vis_hi);
+        reset_state(G, Dv, acc.data(), m.data(), l.data());
+        const row_set st{G, qp.data(), lo.data(), hi.data(), acc.data(), m.data(), l.data()};
+        attend<S, D, Dv>(kv, kvh, ranges, st, scale);
+      };
+
+      // Compressed branch; its probabilities p_cmp (recomputed from the final lse) give block importance.
+      const index_t nc = nsa_compressed_count(p + 1, C.cmp_block, C.cmp_stride);
+      if constexpr (C.cmp || C.sel) {
+        ranges.assign(1, {0, nc});
+        run(cmp, 0, nc);
+        if constexpr (C.cmp) accumulate(0);
+      }
+      if constexpr (C.sel) {
+        const index_t nsel = p / C.sel_block + 1;
+        imp_cmp.assign(static_cast<std::size_t>(nc), 0.0f);
+        for (index_t j0 = 0; j0 < nc; j0 += tile_keys) {
+          const int n = static_cast<int>(std::min<index_t>(tile_keys, nc - j0));
+          for (int c = 0; c < n; ++c) kp[c] = cmp.key(j0 + c, kvh);
+          const int nk4 = (n + 3) / 4 * 4;
+          for (int c = n; c < nk4; ++c) kp[c] = kp[n - 1];
+          for (index_t g0 = 0; g0 < G; g0 += row_block) {
+            const int rows = static_cast<int>(std::min<index_t>(row_block, G - g0));
+            qk_block<S, D>(qp.data() + g0, rows, kp, nk4, s);
+            for (int i = 0; i < rows; ++i) {
+              // p = e^(scale s - lse), lse = m + ln l
+              const float shift = m[g0 + i] + std::log(l[g0 + i]);
+              const typename S::f32 vs = S::broadcast(scale), vm = S::broadcast(shift);
+              for (int c = 0; c < nk4; c += S::width)
+                S::store(s[i] + c, S::exp(S::sub(S::mul(S::load(s[i] + c), vs), vm)));
+              for (int c = 0; c < n; ++c) imp_cmp[static_cast<std::size_t>(j0 + c)] += s[i][c];
+            }
+          }
+        }
+        // Compressed block i (tokens [i d, i d + l)) adds its importance to every selection block it
+        // overlaps.
+        imp_sel.assign(static_cast<std::size_t>(nsel), 0.0f);
+        for (index_t i = 0; i < nc; ++i) {
+          const index_t b0 = i * C.cmp_stride / C.sel_block,
+                        b1 = (i * C.cmp_stride + C.cmp_block - 1) / C.sel_block;
+          for (index_t b = b0; b <= std::min(b1, nsel - 1); ++b)
+            imp_sel[static_cast<std::size_t>(b)] += imp_cmp[i];
+        }
+        nsa_select<C>(p, imp_sel.data(), cand, blocks);
+        if (selected) {
+          std::int32_t* sel_out = selected + (t * Hkv + kvh) * C.sel_count;
+          for (index_t x = 0; x < C.sel_count; ++x)
+            sel_out[x] = x < static_cast<index_t>(blocks.size()) ? static_cast<std::int32_t>(blocks[x]) : -1;
+        }
+        ranges.clear();
+        for (index_t b : blocks) {
+          const index_t b_lo = b * C.sel_block, b_hi = std::min(p + 1, (b + 1) * C.sel_block);
+          if (!ranges.empty() && ranges.back().end == b_lo)
+            ranges.back().end = b_hi;  // adjacent blocks: one range, fewer partial tiles
+          else
+            ranges.push_back({b_lo, b_hi});
+        }
+        run(raw, 0, p + 1);
+        accumulate(1);
+      }
+      if constexpr (C.win) {
+        const index_t w_lo = std::max<index_t>(0, p + 1 - C.window);
+        ranges.assign(1, {w_lo, p + 1});
+        run(raw, w_lo, p + 1);
+        accumulate(2);
+      }
+      for (index_t g = 0; g < G; ++g) std::copy_n(out.data() + g * Dv, Dv, &o(t, kvh * G + g, index_t{0}));
+    }
+  });
+}
+
+DSK_ISA_END
+}  // namespace detail
+
+DSK_ISA_BEGIN
+
+// One NSA step: appends n new tokens to the cache (growing the compressed keys for every block of cmp_block
+// tokens completed at a multiple of cmp_stride) and attends the n queries, which sit at positions
+// cache.size() .. cache.size() + n - 1 (causal). n = 1 is decode; n = the prompt on an empty cache is
+// prefill.
+//   q: [n, heads, head_dim], k_new: [n, kv_heads, head_dim], v_new: [n, kv_heads, value_dim],
+//   gates: [n, heads, 3] gate values (g_cmp, g_sel, g_win), e.g. from nsa_gates(); o: [n, heads, value_dim];
+//   weights: required for nsa_pooling::linear, ignored for mean; selected (optional): [n, kv_heads,
+//   sel_count] receives the chosen selection blocks per query and group (ascending, -1 padded).
+// heads % kv_heads == 0 (any group size); opts.scale as dense() (query_offset is not used).
+template <nsa_config C, class Exec = host>
+void nsa_step(nsa_cache& cache, view<const float, 3> q, view<const float, 3> k_new,
+              view<const float, 3> v_new, view<const float, 3> gates, view<float, 3> o,
+              const nsa_weights* weights = nullptr, view<std::int32_t, 3> selected = {},
+              const options& opts = {}) {
+  detail::check_nsa_config<C>();
+  constexpr int D = C.head_dim, Dv = C.v_dim();
+  const contract c{"attention::nsa_step"};
+  c.require(cache.head_dim() == D && cache.value_dim() == Dv, "cache", "head_dim and value_dim of the config",
+            cache.head_dim());
+  const index_t n = q.extent(0), H = q.extent(1), Hkv = cache.kv_heads();
+  c.extent("q", q, 2, D, "head_dim").unit_inner_stride("q", q);
+  c.require(H % Hkv == 0, "q", "a head count that is a multiple of cache.kv_heads()", H);
+  c.extent("k_new", k_new, 0, n, "q tokens").extent("k_new", k_new, 1, Hkv, "cache.kv_heads()");
+  c.extent("k_new", k_new, 2, D, "head_dim");
+  c.extent("v_new", v_new, 0, n, "q tokens").extent("v_new", v_new, 1, Hkv, "cache.kv_heads()");
+  c.extent("v_new", v_new, 2, Dv, "value_dim");
+  c.extent("gates", gates, 0, n, "q tokens")
+      .extent("gates", gates, 1, H, "q heads")
+      .extent("gates", gates, 2, 3, "3 branches");
+  c.extent("o", o, 0, n, "q tokens").extent("o", o, 1, H, "q heads").extent("o", o, 2, Dv, "value_dim");
+  c.unit_inner_stride("o", o);
+  if (selected.data())
+    c.extent("selected", selected, 0, n, "q tokens")
+        .extent("selected", selected, 1, Hkv, "kv heads")
+        .extent("selected", selected, 2, C.sel_count, "sel_count")
+        .require(selected.is_contiguous(), "selected", "a contiguous tensor");
+  if constexpr (C.pooling == nsa_pooling::linear) {
+    c.require(weights != nullptr, "weights", "compression weights for nsa_pooling::linear");
+    c.extent("weights.w_k", weights->w_k, 0, D, "head_dim")
+        .extent("weights.w_k", weights->w_k, 1, C.cmp_block * D, "cmp_block * head_dim");
+    c.extent("weights.pe_k", weights->pe_k, 0, C.cmp_block, "cmp_block")
+        .extent("weights.pe_k", weights->pe_k, 1, D, "head_dim");
+    c.extent("weights.w_v", weights->w_v, 0, Dv, "value_dim")
+        .extent("weights.w_v", weights->w_v, 1, C.cmp_block * Dv, "cmp_block * value_dim");
+    c.extent("weights.pe_v", weights->pe_v, 0, C.cmp_block, "cmp_block")
+        .extent("weights.pe_v", weights->pe_v, 1, Dv, "value_dim");
+    c.unit_inner_stride("weights.w_k", weights->w_k).unit_inner_stride("weights.w_v", weights->w_v);
+  }
+  const float scale = detail::resolve_scale(opts.scale, D, c);
+  using S = typename detail::exec_isa<Exec>::type;
+
+  // Append the raw keys/values.
+  const index_t p0 = cache.len_;
+  cache.k_.resize(static_cast<std::size_t>((p0 + n) * Hkv * D));
+  cache.v_.resize(static_cast<std::size_t>((p0 + n) * Hkv * Dv));
+  for (index_t t = 0; t < n; ++t)
+    for (index_t h = 0; h < Hkv; ++h) {
+      for (int x = 0; x < D; ++x)
+        cache.k_[static_cast<std::size_t>(((p0 + t) * Hkv + h) * D + x)] = k_new(t, h, index_t{x});
+      for (int x = 0; x < Dv; ++x)
+        cache.v_[static_cast<std::size_t>(((p0 + t) * Hkv + h) * Dv + x)] = v_new(t, h, index_t{x});
+    }
+  cache.len_ = p0 + n;
+  // Grow the compressed keys: block i is complete once i d + l tokens are in.
+  const index_t nc_old = cache.nc_, nc_new = nsa_compressed_count(cache.len_, C.cmp_block, C.cmp_stride);
+  if (nc_new > nc_old) {
+    cache.kc_.resize(static_cast<std::size_t>(nc_new * Hkv * D));
+    cache.vc_.resize(static_cast<std::size_t>(nc_new * Hkv * Dv));
+    detail::nsa_compress_range<S, C>(cache, nc_old, nc_new, weights, cache.kc_.data(), cache.vc_.data());
+    cache.nc_ = nc_new;
+  }
+  detail::nsa_attend<S, C>(cache, p0, q, gates, o, scale, selected.data());
+}
+
+// NSA prefill of a whole prompt (a fresh cache): q [T, heads, D], k [T, kv_heads, D], v [T, kv_heads, Dv],
+// gates [T, heads, 3], o [T, heads, Dv]. Equivalent to nsa_step on an empty cache.
+template <nsa_config C, class Exec = host>
+void nsa(view<const float, 3> q, view<const float, 3> k, view<const float, 3> v, view<const float, 3> gates,
+         view<float, 3> o, const nsa_weights* weights = nullptr, view<std::int32_t, 3> selected = {},
+         const options& opts = {}) {
+  const contract c{"attention::nsa"};
+  c.require(k.extent(1) >= 1, "k", "at least one KV head", k.extent(1));
+  nsa_cache cache(k.extent(1), C.head_dim, C.v_dim());
+  cache.reserve(k.extent(0));
+  nsa_step<C, Exec>(cache, q, k, v, gates, o, weights, selected, opts);
+}
+
+// Gates from the input: g[t, h, b] = sigmoid(x[t] . w[h * 3 + b] + bias[h * 3 + b]).
+//   x: [T, hidden], w: [3 * heads, hidden], bias: [3 * heads] or {}, g: [T, heads, 3] (contiguous).
+inline void nsa_gates(view<const float, 2> x, view<const float, 2> w, view<const float, 1> bias,
+                      view<float, 3> g) {
+  const contract c{"attention::nsa_gates"};
+  c.extent("w", w, 0, 3 * g.extent(1), "3 * heads").extent("w", w, 1, x.extent(1), "x.extent(1) (hidden)");
+  c.extent("g", g, 0, x.extent(0), "x tokens").extent("g", g, 2, 3, "3 branches");
+  c.require(g.is_contiguous(), "g", "a contiguous tensor");
+  if (bias.data()) c.extent("bias", bias, 0, w.extent(0), "3 * heads");
+  const dense_view<float, 2> y(g.data(), x.extent(0), 3 * g.extent(1));
+  if (bias.data())
+    gemm::matmul(x, w, bias, view<float, 2>(y));
+  else
+    gemm::matmul(x, w, view<float, 2>(y));
+  for (index_t i = 0; i < x.extent(0) * w.extent(0); ++i)
+    g.data()[i] = 1.0f / (1.0f + std::exp(-g.data()[i]));
+}
+
+DSK_ISA_END
+}  // namespace dsk::attention
