@@ -1,0 +1,86 @@
+// Fake quantization for quantization-aware training, per channel (and group): forward y =
+// dequantize(quantize(x)) and the straight-through backward dx = dy masked to the clipping range, as
+// PyTorch's fake_quantize_per_channel_affine with zero point 0. Host (scalar + AVX2,
+// quant/host/quantize_avx2.hpp); checked against quant/ref.hpp in tests/quant/fake_quant.cpp.
+#pragma once
+
+#include "dsk/core/error.hpp"
+#include "dsk/core/parallel.hpp"
+#include "dsk/core/view.hpp"
+#include "dsk/quant/format.hpp"
+#include "dsk/quant/host/quantize_avx2.hpp"
+#include "dsk/quant/quantize.hpp"
+#include "dsk/simd/simd.hpp"
+
+namespace dsk::quant {
+
+namespace detail {
+DSK_ISA_BEGIN
+template <quantize_config C>
+void check_fake_quant(const contract& c, view<const float, 2> x, view<const float, 2> scales) {
+  static_assert(check_format<C.fmt>::value);
+  c.unit_inner_stride("x", x)
+      .extent("scales", scales, 0, x.extent(0), "x.extent(0) (channels)")
+      .extent("scales", scales, 1, groups_per_row(C.fmt, x.extent(1)), "groups per channel")
+      .unit_inner_stride("scales", scales);
+  for (index_t i = 0; i < scales.extent(0); ++i)
+    for (index_t g = 0; g < scales.extent(1); ++g)
+      if (!(scales(i, g) >= 0.0f && scales(i, g) < INFINITY))
+        fail(c.where(), ": argument 'scales': channel ", i, ": expected a finite scale >= 0, got ",
+             scales(i, g));
+}
+
+template <class S, quantize_config C>
+void fake_quantize_with(view<const float, 2> x, view<const float, 2> scales, view<float, 2> y) {
+  const contract c{"quant::fake_quantize"};
+  check_fake_quant<C>(c, x, scales);
+  c.extent("y", y, 0, x.extent(0)).extent("y", y, 1, x.extent(1)).unit_inner_stride("y", y);
+  parallel_for_chunks(0, x.extent(0), 16, [&](index_t lo, index_t hi) {
+    fake_quant_rows<S, C>(x.data(), x.stride(0), scales.data(), scales.stride(0), lo, hi, x.extent(1),
+                          y.data(), y.stride(0), nullptr, 0, nullptr, 0);
+  });
+}
+
+template <class S, quantize_config C>
+void fake_quantize_backward_with(view<const float, 2> x, view<const float, 2> scales, view<const float, 2> dy,
+                                 view<float, 2> dx) {
+  const contract c{"quant::fake_quantize_backward"};
+  check_fake_quant<C>(c, x, scales);
+  c.extent("dy", dy, 0, x.extent(0)).extent("dy", dy, 1, x.extent(1)).unit_inner_stride("dy", dy);
+  c.extent("dx", dx, 0, x.extent(0)).extent("dx", dx, 1, x.extent(1)).unit_inner_stride("dx", dx);
+  parallel_for_chunks(0, x.extent(0), 16, [&](index_t lo, index_t hi) {
+    fake_quant_rows<S, C>(x.data(), x.stride(0), scales.data(), scales.stride(0), lo, hi, x.extent(1),
+                          nullptr, 0, dy.data(), dy.stride(0), dx.data(), dx.stride(0));
+  });
+}
+DSK_ISA_END
+}  // namespace detail
+
+DSK_ISA_BEGIN
+// Forward: y[i, k] = clamp(round(x[i, k] / s), qmin, qmax) * s with s = scales[i, k / group] (f32, >= 0; a
+// zero scale gives 0). Uses C.fmt (code range, group) and C.round. x, y [N, K]; scales [N,
+// groups_per_row(fmt, K)]. Typical scales: absmax_scales<C>(w, scales), i.e. what quantize() would store.
+template <quantize_config C>
+void fake_quantize(view<const float, 2> x, view<const float, 2> scales, view<float, 2> y) {
+  detail::fake_quantize_with<simd::native, C>(x, scales, y);
+}
+// Straight-through backward: dx = dy where qmin <= round(x / s) <= qmax (for s == 0: where x == 0), else 0.
+template <quantize_config C>
+void fake_quantize_backward(view<const float, 2> x, view<const float, 2> scales, view<const float, 2> dy,
+                            view<float, 2> dx) {
+  detail::fake_quantize_backward_with<simd::native, C>(x, scales, dy, dx);
+}
+
+// The scales quantize<C>() would choose for w (abs-max or clipping search, rounded to the scale storage
+// type), as f32 [N, groups_per_row(fmt, K)]: the usual input of fake_quantize.
+template <quantize_config C>
+void absmax_scales(view<const float, 2> w, view<float, 2> scales) {
+  const contract c{"quant::absmax_scales"};
+  c.extent("scales", scales, 0, w.extent(0)).extent("scales", scales, 1, groups_per_row(C.fmt, w.extent(1)));
+  const auto q = quantize<C>(w);
+  for (index_t i = 0; i < q.rows(); ++i)
+    for (index_t g = 0; g < q.groups(); ++g) scales(i, g) = q.scale(i, g);
+}
+DSK_ISA_END
+
+}  // namespace dsk::quant
