@@ -1,0 +1,303 @@
+// MoE data movement on the host: layout (tokens per expert / per rank), dispatch (a deterministic counting
+// sort of (token, slot) pairs by expert, with padding and capacity), combine (weighted sum back into token
+// order) and the backward of both. Host backend (simd::native); checked against dsk/moe/ref.hpp
+// (tests/moe/dispatch.cpp). Vocabulary from DeepEP (layout / dispatch / combine / handle); capacity as in
+// GShard and MegaBlocks.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "dsk/core.hpp"
+#include "dsk/moe/router.hpp"
+#include "dsk/simd/simd.hpp"
+
+namespace dsk::moe {
+
+namespace detail {
+inline void check_topk_idx(const contract& c, view<const expert_id, 2> topk_idx, index_t E) {
+  for (index_t t = 0; t < topk_idx.extent(0); ++t)
+    for (index_t k = 0; k < topk_idx.extent(1); ++k) {
+      const expert_id e = topk_idx(t, k);
+      if (e < -1 || e >= E)
+        c.require(false, "topk_idx", dsk::detail::concat("expert ids in [0, ", E, ") or -1 (no expert)"),
+                  dsk::detail::concat(e, " at (", t, ", ", k, ")"));
+    }
+}
+}  // namespace detail
+
+// Expert-parallel layout (DeepEP get_dispatch_layout): experts are split contiguously over R ranks (rank of
+// expert e = e / (E / R)); -1 slots are skipped.
+//   tokens_per_expert[E]   (token, slot) pairs routed to each expert
+//   tokens_per_rank[R]     tokens with at least one slot on the rank (a token is sent once per rank)
+//   is_token_in_rank[T, R] 1 if the token has a slot on the rank, else 0
+inline void layout(view<const expert_id, 2> topk_idx, index_t E, view<index_t, 1> tokens_per_expert,
+                   view<index_t, 1> tokens_per_rank, view<std::uint8_t, 2> is_token_in_rank) {
+  contract c{"moe::layout"};
+  const index_t T = topk_idx.extent(0), R = tokens_per_rank.extent(0);
+  c.require(E >= 1, "E", ">= 1", E)
+      .require(R >= 1 && E % R == 0, "tokens_per_rank", "extent(0) = ranks R >= 1 dividing E", R)
+      .extent("tokens_per_expert", tokens_per_expert, 0, E, "E")
+      .extent("is_token_in_rank", is_token_in_rank, 0, T, "topk_idx.extent(0) (tokens)")
+      .extent("is_token_in_rank", is_token_in_rank, 1, R, "ranks");
+  detail::check_topk_idx(c, topk_idx, E);
+  const index_t per_rank = E / R;
+  for (index_t e = 0; e < E; ++e) tokens_per_expert(e) = 0;
+  for (index_t r = 0; r < R; ++r) tokens_per_rank(r) = 0;
+  for (index_t t = 0; t < T; ++t) {
+    for (index_t r = 0; r < R; ++r) is_token_in_rank(t, r) = 0;
+    for (index_t k = 0; k < topk_idx.extent(1); ++k) {
+      const expert_id e = topk_idx(t, k);
+      if (e < 0) continue;
+      ++tokens_per_expert(e);
+      is_token_in_rank(t, e / per_rank) = 1;
+    }
+    for (index_t r = 0; r < R; ++r) tokens_per_rank(r) += is_token_in_rank(t, r);
+  }
+}
+
+// Options of one dispatch (runtime values: they shape the buffers, not the code).
+struct dispatch_options {
+  // Each expert's segment is padded with zero rows to a multiple of `block` (the M tile of a grouped GEMM).
+  index_t block = 1;
+  // capacity_factor > 0: each expert keeps at most capacity = ceil(capacity_factor * T * K / E) pairs
+  // (GShard); 0: dropless (MegaBlocks). `capacity` >= 0 overrides the factor with an explicit per-expert
+  // limit.
+  double capacity_factor = 0.0;
+  index_t capacity = -1;
+};
+
+// Everything combine (and the backward passes) need to undo a dispatch. Rows of the dispatched buffer are
+// grouped by expert: expert e owns rows [offset[e], offset[e + 1]); its first count[e] rows hold tokens in
+// (token, slot) order, the rest are padding.
+struct dispatch_handle {
+  index_t tokens = 0, slots = 0, experts = 0, block = 1;
+  index_t capacity = -1;                // per-expert limit applied, or -1 (dropless)
+  index_t dropped = 0;                  // (token, slot) pairs dropped by the capacity limit
+  std::vector<index_t> offset;          // [E + 1]
+  std::vector<index_t> count;           // [E] kept pairs
+  std::vector<index_t> routed;          // [E] pairs routed before the capacity limit
+  std::vector<std::int32_t> row_token;  // [rows] source token, -1 on padding
+  std::vector<std::int32_t> row_slot;   // [rows] source slot, -1 on padding
+  std::vector<index_t> pair_row;        // [T * K] row of pair (t, k), -1 for no expert or dropped
+  index_t rows() const { return offset.empty() ? 0 : offset.back(); }
+};
+
+// Plans a dispatch: a stable counting sort of the (token, slot) pairs of topk_idx[T, K] by expert, so the
+// same routing gives the same rows whatever the thread count. Under a capacity limit the earliest pairs (in
+// token, then slot order) are kept and the others dropped: their combine contribution is zero (the token
+// keeps its other experts and the residual). Throws on expert ids outside [-1, E).
+inline dispatch_handle plan_dispatch(view<const expert_id, 2> topk_idx, index_t E,
+                                     const dispatch_options& opt = {}) {
+  contract c{"moe::plan_dispatch"};
+  c.require(E >= 1, "E", ">= 1", E)
+      .require(opt.block >= 1, "opt.block", ">= 1", opt.block)
+      .require(std::isfinite(opt.capacity_factor) && opt.capacity_factor >= 0.0, "opt.capacity_factor",
+               "a finite value >= 0 (0 = dropless)", opt.capacity_factor)
+      .require(opt.capacity >= -1, "opt.capacity", ">= 0, or -1 to use capacity_factor", opt.capacity);
+  detail::check_topk_idx(c, topk_idx, E);
+  dispatch_handle h;
+  const index_t T = topk_idx.extent(0), K = topk_idx.extent(1);
+  h.tokens = T;
+  h.slots = K;
+  h.experts = E;
+  h.block = opt.block;
+  if (opt.capacity >= 0)
+    h.capacity = opt.capacity;
+  else if (opt.capacity_factor > 0.0)
+    h.capacity = static_cast<index_t>(
+        std::ceil(opt.capacity_factor * static_cast<double>(T * K) / static_cast<double>(E)));
+  h.routed.assign(static_cast<std::size_t>(E), 0);
+  for (index_t t = 0; t < T; ++t)
+    for (index_t k = 0; k < K; ++k)
+      if (const expert_id e = topk_idx(t, k); e >= 0) ++h.routed[e];
+  h.count.resize(static_cast<std::size_t>(E));
+  h.offset.assign(static_cast<std::size_t>(E + 1), 0);
+  for (index_t e = 0; e < E; ++e) {
+    h.count[e] = h.capacity >= 0 ? std::min(h.routed[e], h.capacity) : h.routed[e];
+    h.dropped += h.routed[e] - h.count[e];
+    h.offset[e + 1] = h.offset[e] + (h.count[e] + h.block - 1) / h.block * h.block;
+  }
+  h.row_token.assign(static_cast<std::size_t>(h.rows()), -1);
+  h.row_slot.assign(static_cast<std::size_t>(h.rows()), -1);
+  h.pair_row.assign(static_cast<std::size_t>(T * K), -1);
+  std::vector<index_t> next(static_cast<std::size_t>(E), 0);
+  for (index_t t = 0; t < T; ++t)
+    for (index_t k = 0; k < K; ++k) {
+      const expert_id e = topk_idx(t, k);
+      if (e < 0) continue;
+      const index_t pos = next[e]++;
+      if (pos >= h.count[e]) continue;  // over capacity: dropped
+      const index_t r = h.offset[e] + pos;
+      h.row_token[r] = static_cast<std::int32_t>(t);
+      h.row_slot[r] = static_cast<std::int32_t>(k);
+      h.pair_row[t * K + k] = r;
+    }
+  return h;
+}
+
+namespace detail {
+inline void check_handle(const contract& c, const dispatch_handle& h) {
+  c.require(static_cast<index_t>(h.offset.size()) == h.experts + 1 &&
+                static_cast<index_t>(h.row_token.size()) == h.rows() &&
+                static_cast<index_t>(h.row_slot.size()) == h.rows() &&
+                static_cast<index_t>(h.pair_row.size()) == h.tokens * h.slots,
+            "handle", "a handle made by moe::plan_dispatch");
+}
+}  // namespace detail
+
+DSK_ISA_BEGIN
+
+// xs[rows, H]: row r = x[row_token[r]], padding rows zero. x: [T, H].
+inline void dispatch(view<const float, 2> x, const dispatch_handle& h, view<float, 2> xs) {
+  contract c{"moe::dispatch"};
+  detail::check_handle(c, h);
+  c.extent("x", x, 0, h.tokens, "handle.tokens")
+      .extent("xs", xs, 0, h.rows(), "handle.rows()")
+      .extent("xs", xs, 1, x.extent(1), "x.extent(1) (hidden)")
+      .unit_inner_stride("x", x)
+      .unit_inner_stride("xs", xs);
+  const index_t H = x.extent(1);
+  parallel_for_chunks(0, h.rows(), 16, [&](index_t lo, index_t hi) {
+    for (index_t r = lo; r < hi; ++r) {
+      float* dst = row_ptr(xs, r);
+      if (h.row_token[r] < 0)
+        std::fill_n(dst, H, 0.0f);
+      else
+        std::copy_n(row_ptr(x, h.row_token[r]), H, dst);
+    }
+  });
+}
+
+DSK_ISA_END
+
+namespace detail {
+DSK_ISA_BEGIN
+// y += w * x over n floats.
+template <class S>
+DSK_ALWAYS_INLINE void axpy(float w, const float* x, float* y, index_t n) {
+  const auto wv = S::broadcast(w);
+  index_t j = 0;
+  for (; j + S::width <= n; j += S::width) S::store(y + j, S::fma(wv, S::load(x + j), S::load(y + j)));
+  if (j < n) {
+    const int t = static_cast<int>(n - j);
+    S::store_partial(y + j, S::fma(wv, S::load_partial(x + j, t), S::load_partial(y + j, t)), t);
+  }
+}
+template <class S>
+DSK_ALWAYS_INLINE float dot(const float* a, const float* b, index_t n) {
+  auto acc = S::zero();
+  index_t j = 0;
+  for (; j + S::width <= n; j += S::width) acc = S::fma(S::load(a + j), S::load(b + j), acc);
+  if (j < n) {
+    const int t = static_cast<int>(n - j);
+    acc = S::fma(S::load_partial(a + j, t), S::load_partial(b + j, t), acc);
+  }
+  return S::reduce_add(acc);
+}
+DSK_ISA_END
+}  // namespace detail
+
+DSK_ISA_BEGIN
+
+// y[t] = shared[t] + sum_k topk_w[t, k] * ys[pair_row(t, k)], in slot order, fp32: each token is summed by
+// one thread in a fixed order, so the result does not depend on the thread count. Dropped and -1 slots add
+// nothing. ys: [rows, H]; topk_w: [T, K]; shared: [T, H] or empty (no shared experts); y: [T, H].
+inline void combine(view<const float, 2> ys, const dispatch_handle& h, view<const float, 2> topk_w,
+                    view<float, 2> y, view<const float, 2> shared = {}) {
+  contract c{"moe::combine"};
+  detail::check_handle(c, h);
+  const index_t H = y.extent(1);
+  c.extent("ys", ys, 0, h.rows(), "handle.rows()")
+      .extent("ys", ys, 1, H, "y.extent(1) (hidden)")
+      .extent("topk_w", topk_w, 0, h.tokens, "handle.tokens")
+      .extent("topk_w", topk_w, 1, h.slots, "handle.slots (K)")
+      .extent("y", y, 0, h.tokens, "handle.tokens")
+      .unit_inner_stride("ys", ys)
+      .unit_inner_stride("y", y);
+  const bool has_shared = shared.extent(0) != 0 || shared.extent(1) != 0;
+  if (has_shared) {
+    c.extent("shared", shared, 0, h.tokens, "handle.tokens (or empty)")
+        .extent("shared", shared, 1, H, "y.extent(1)")
+        .unit_inner_stride("shared", shared);
+  }
+  using S = simd::native;
+  parallel_for_chunks(0, h.tokens, 4, [&](index_t lo, index_t hi) {
+    for (index_t t = lo; t < hi; ++t) {
+      float* dst = row_ptr(y, t);
+      if (has_shared)
+        std::copy_n(row_ptr(shared, t), H, dst);
+      else
+        std::fill_n(dst, H, 0.0f);
+      for (index_t k = 0; k < h.slots; ++k)
+        if (const index_t r = h.pair_row[t * h.slots + k]; r >= 0)
+          detail::axpy<S>(topk_w(t, k), row_ptr(ys, r), dst, H);
+    }
+  });
+}
+
+// Backward of dispatch (= an unweighted combine): dx[t] = sum_k dxs[pair_row(t, k)]. dxs: [rows, H]; dx: [T,
+// H].
+inline void dispatch_backward(view<const float, 2> dxs, const dispatch_handle& h, view<float, 2> dx) {
+  contract c{"moe::dispatch_backward"};
+  detail::check_handle(c, h);
+  const index_t H = dx.extent(1);
+  c.extent("dxs", dxs, 0, h.rows(), "handle.rows()")
+      .extent("dxs", dxs, 1, H, "dx.extent(1) (hidden)")
+      .extent("dx", dx, 0, h.tokens, "handle.tokens")
+      .unit_inner_stride("dxs", dxs)
+      .unit_inner_stride("dx", dx);
+  using S = simd::native;
+  parallel_for_chunks(0, h.tokens, 4, [&](index_t lo, index_t hi) {
+    for (index_t t = lo; t < hi; ++t) {
+      float* dst = row_ptr(dx, t);
+      std::fill_n(dst, H, 0.0f);
+      for (index_t k = 0; k < h.slots; ++k)
+        if (const index_t r = h.pair_row[t * h.slots + k]; r >= 0)
+          detail::axpy<S>(1.0f, row_ptr(dxs, r), dst, H);
+    }
+  });
+}
+
+// Backward of combine (= a weighted dispatch): dys[r] = topk_w[t, k] * dy[t] for the pair (t, k) of row r
+// (zero on padding), and dtopk_w[t, k] = dy[t] . ys[pair_row(t, k)] (zero for dropped and -1 slots). The
+// gradient of the shared-expert input of combine is dy itself.
+inline void combine_backward(view<const float, 2> dy, view<const float, 2> ys, const dispatch_handle& h,
+                             view<const float, 2> topk_w, view<float, 2> dys, view<float, 2> dtopk_w) {
+  contract c{"moe::combine_backward"};
+  detail::check_handle(c, h);
+  const index_t H = dy.extent(1);
+  c.extent("dy", dy, 0, h.tokens, "handle.tokens")
+      .extent("ys", ys, 0, h.rows(), "handle.rows()")
+      .extent("ys", ys, 1, H, "dy.extent(1) (hidden)")
+      .extent("topk_w", topk_w, 0, h.tokens, "handle.tokens")
+      .extent("topk_w", topk_w, 1, h.slots, "handle.slots (K)")
+      .extent("dys", dys, 0, h.rows(), "handle.rows()")
+      .extent("dys", dys, 1, H, "dy.extent(1) (hidden)")
+      .extent("dtopk_w", dtopk_w, 0, h.tokens, "handle.tokens")
+      .extent("dtopk_w", dtopk_w, 1, h.slots, "handle.slots (K)")
+      .unit_inner_stride("dy", dy)
+      .unit_inner_stride("ys", ys)
+      .unit_inner_stride("dys", dys);
+  using S = simd::native;
+  parallel_for_chunks(0, h.rows(), 16, [&](index_t lo, index_t hi) {
+    for (index_t r = lo; r < hi; ++r) {
+      float* dst = row_ptr(dys, r);
+      std::fill_n(dst, H, 0.0f);
+      if (h.row_token[r] >= 0)
+        detail::axpy<S>(topk_w(h.row_token[r], h.row_slot[r]), row_ptr(dy, h.row_token[r]), dst, H);
+    }
+  });
+  parallel_for_chunks(0, h.tokens, 4, [&](index_t lo, index_t hi) {
+    for (index_t t = lo; t < hi; ++t)
+      for (index_t k = 0; k < h.slots; ++k) {
+        const index_t r = h.pair_row[t * h.slots + k];
+        dtopk_w(t, k) = r >= 0 ? detail::dot<S>(row_ptr(dy, t), row_ptr(ys, r), H) : 0.0f;
+      }
+  });
+}
+
+DSK_ISA_END
+
+}  // namespace dsk::moe

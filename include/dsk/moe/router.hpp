@@ -1,0 +1,230 @@
+// MoE router (DeepSeekMoE gate): gate logits, softmax/sigmoid scores, greedy and group-limited top-k with an
+// optional selection-only bias, weight normalisation/scaling; plus the orthogonal gate initialiser and the
+// progressive top-k schedule. Host backend (simd::native); checked against dsk/moe/ref.hpp
+// (tests/moe/router.cpp).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <numeric>
+#include <vector>
+
+#include "dsk/core.hpp"
+#include "dsk/moe/host/expert_ffn_avx2.hpp"
+#include "dsk/moe/host/router_avx2.hpp"
+#include "dsk/simd/simd.hpp"
+
+namespace dsk::moe {
+
+// Expert index type of topk_idx and of the dispatch handle; -1 means "no expert".
+using expert_id = std::int32_t;
+
+enum class scoring : std::uint8_t { softmax, sigmoid };
+enum class topk_method : std::uint8_t { greedy, group_limited_greedy };
+
+// Compile-time router configuration (DeepSeek-V2 config.json names). The number of experts E and the number
+// of slots K come from the shapes of the arguments.
+struct router_config {
+  scoring score = scoring::softmax;
+  topk_method method = topk_method::greedy;
+  int n_group = 1;     // group_limited_greedy: experts form n_group contiguous groups of E / n_group
+  int topk_group = 1;  // group_limited_greedy: groups kept per token
+  // DeepSeek-V2 modeling code: if K > 1 and norm_topk_prob, w /= (sum w + 1e-20); otherwise w *=
+  // routed_scaling_factor.
+  bool norm_topk_prob = false;
+  float routed_scaling_factor = 1.0f;
+};
+
+template <router_config C>
+constexpr bool valid_router_config =
+    C.n_group >= 1 && C.topk_group >= 1 && C.topk_group <= C.n_group&& C.routed_scaling_factor > 0.0f;
+
+namespace detail {
+template <router_config C>
+void check_router_config() {
+  static_assert(C.n_group >= 1, "dsk::moe::router_config: n_group must be >= 1");
+  static_assert(C.topk_group >= 1 && C.topk_group <= C.n_group,
+                "dsk::moe::router_config: topk_group must lie in [1, n_group]");
+  static_assert(C.routed_scaling_factor > 0.0f, "dsk::moe::router_config: routed_scaling_factor must be > 0");
+}
+
+inline void require_finite_rows(const contract& c, std::string_view arg, view<const float, 2> v) {
+  for (index_t t = 0; t < v.extent(0); ++t)
+    for (index_t e = 0; e < v.extent(1); ++e)
+      if (!std::isfinite(v(t, e)))
+        c.require(false, arg, "finite values",
+                  dsk::detail::concat("a non-finite value at (", t, ", ", e, ")"));
+}
+}  // namespace detail
+
+DSK_ISA_BEGIN
+
+// logits[T, E] = x[T, H] * w[E, H]^T in fp32 (the gate is a bias-free linear layer kept in fp32).
+inline void gate_logits(view<const float, 2> x, view<const float, 2> w, view<float, 2> logits) {
+  contract c{"moe::gate_logits"};
+  c.extent("w", w, 1, x.extent(1), "x.extent(1) (hidden)")
+      .extent("logits", logits, 0, x.extent(0), "x.extent(0) (tokens)")
+      .extent("logits", logits, 1, w.extent(0), "w.extent(0) (experts)")
+      .unit_inner_stride("x", x)
+      .unit_inner_stride("w", w)
+      .unit_inner_stride("logits", logits);
+  const index_t T = x.extent(0), E = w.extent(0), H = x.extent(1);
+  parallel_for_chunks(0, T, 4, [&](index_t lo, index_t hi) {
+    detail::xwt<simd::native, float>(row_ptr(x, lo), x.stride(0), hi - lo, w.data(), w.stride(0), E, H,
+                                     row_ptr(logits, lo), logits.stride(0), nullptr);
+  });
+}
+
+// Routes T tokens to K of E experts (DeepSeek-V2 MoEGate, arXiv 2405.04434 and modeling_deepseek.py):
+//   scores[T, E]   = softmax(logits) or sigmoid(logits) (fp32)
+//   selection      = top-K of scores + bias (bias [E] or empty: auxiliary-loss-free balancing, DeepSeek-V3;
+//                    it steers the choice only); group_limited_greedy first keeps the topk_group groups with
+//                    the highest per-group max and drops the others.
+//   topk_idx[T, K] = chosen experts, best first; ties go to the lower expert (and group) index.
+//   topk_w[T, K]   = unbiased scores of the chosen experts, normalised or scaled as router_config says.
+// k_active in [1, K] (default K) routes to the first k_active slots only (progressive activation); the other
+// slots are written -1 / 0. Logits and bias must be finite.
+template <router_config C>
+void route(view<const float, 2> logits, view<const float, 1> bias, view<float, 2> scores,
+           view<expert_id, 2> topk_idx, view<float, 2> topk_w, index_t k_active = -1) {
+  detail::check_router_config<C>();
+  contract c{"moe::route"};
+  const index_t T = logits.extent(0), E = logits.extent(1), K = topk_idx.extent(1);
+  c.require(E >= 1, "logits", "at least one expert (extent(1) >= 1)", E)
+      .extent("scores", scores, 0, T, "tokens")
+      .extent("scores", scores, 1, E, "experts")
+      .extent("topk_idx", topk_idx, 0, T, "tokens")
+      .extent("topk_w", topk_w, 0, T, "tokens")
+      .extent("topk_w", topk_w, 1, K, "topk_idx.extent(1) (K)")
+      .require(K >= 1 && K <= E, "topk_idx", "K = extent(1) in [1, E]", K)
+      .unit_inner_stride("logits", logits)
+      .unit_inner_stride("scores", scores);
+  if (bias.extent(0) != 0) c.extent("bias", bias, 0, E, "experts (or empty for no bias)");
+  if (k_active < 0) k_active = K;
+  c.in_range<index_t>("k_active", k_active, 1, K);
+  index_t group_size = E;
+  if constexpr (C.method == topk_method::group_limited_greedy) {
+    c.require(E % C.n_group == 0, "logits", dsk::detail::concat("E divisible by n_group = ", C.n_group), E);
+    group_size = E / C.n_group;
+    c.require(k_active <= C.topk_group * group_size, "topk_idx",
+              dsk::detail::concat("k <= topk_group * E / n_group = ", C.topk_group * group_size), k_active);
+  }
+  detail::require_finite_rows(c, "logits", logits);
+  for (index_t e = 0; e < bias.extent(0); ++e)
+    if (!std::isfinite(bias(e)))
+      c.require(false, "bias", "finite values", dsk::detail::concat("a non-finite value at ", e));
+
+  using S = simd::native;
+  parallel_for_chunks(0, T, 16, [&](index_t lo, index_t hi) {
+    std::vector<float> sel(static_cast<std::size_t>(E));
+    std::vector<expert_id> order(static_cast<std::size_t>(E));
+    std::vector<float> gmax(static_cast<std::size_t>(C.n_group));
+    std::vector<int> gorder(static_cast<std::size_t>(C.n_group));
+    for (index_t t = lo; t < hi; ++t) {
+      float* s = row_ptr(scores, t);
+      if constexpr (C.score == scoring::softmax)
+        detail::softmax_row<S>(row_ptr(logits, t), s, E);
+      else
+        detail::sigmoid_row<S>(row_ptr(logits, t), s, E);
+      for (index_t e = 0; e < E; ++e) sel[e] = bias.extent(0) ? s[e] + bias(e) : s[e];
+      // Better first, then lower index: a strict total order, so the choice never depends on the sort.
+      auto better = [&](expert_id a, expert_id b) { return sel[a] > sel[b] || (sel[a] == sel[b] && a < b); };
+      index_t candidates = E;
+      std::iota(order.begin(), order.end(), expert_id{0});
+      if constexpr (C.method == topk_method::group_limited_greedy) {
+        for (int g = 0; g < C.n_group; ++g) {
+          gmax[g] = *std::max_element(sel.begin() + g * group_size, sel.begin() + (g + 1) * group_size);
+        }
+        std::iota(gorder.begin(), gorder.end(), 0);
+        std::partial_sort(gorder.begin(), gorder.begin() + C.topk_group, gorder.end(),
+                          [&](int a, int b) { return gmax[a] > gmax[b] || (gmax[a] == gmax[b] && a < b); });
+        candidates = 0;
+        for (int gi = 0; gi < C.topk_group; ++gi)
+          for (index_t e = 0; e < group_size; ++e)
+            order[candidates++] = static_cast<expert_id>(gorder[gi] * group_size + e);
+      }
+      std::partial_sort(order.begin(), order.begin() + k_active, order.begin() + candidates, better);
+      float sum = 0.0f;
+      for (index_t j = 0; j < k_active; ++j) sum += s[order[j]];
+      const bool normalise = C.norm_topk_prob && k_active > 1;
+      const float factor = normalise ? 1.0f / (sum + 1e-20f) : C.routed_scaling_factor;
+      for (index_t j = 0; j < K; ++j) {
+        topk_idx(t, j) = j < k_active ? order[j] : expert_id{-1};
+        topk_w(t, j) = j < k_active ? s[order[j]] * factor : 0.0f;
+      }
+    }
+  });
+}
+
+template <router_config C>
+void route(view<const float, 2> logits, view<float, 2> scores, view<expert_id, 2> topk_idx,
+           view<float, 2> topk_w, index_t k_active = -1) {
+  route<C>(logits, view<const float, 1>{}, scores, topk_idx, topk_w, k_active);
+}
+
+DSK_ISA_END
+
+// Orthogonal initialisation of a gate weight w[E, H] (Saxe et al., arXiv 1312.6120): the rows are orthonormal
+// (times `gain`) when E <= H, the columns when E > H, so experts start from maximally different directions.
+// Gaussian draws from a fixed generator (splitmix64 + Box-Muller, the same on every platform), then modified
+// Gram-Schmidt in double.
+inline void orthogonal_init(view<float, 2> w, std::uint64_t seed, float gain = 1.0f) {
+  contract c{"moe::orthogonal_init"};
+  c.require(std::isfinite(gain), "gain", "a finite value", gain);
+  const index_t R = w.extent(0), Cn = w.extent(1);
+  if (R == 0 || Cn == 0) return;
+  const bool rows = R <= Cn;  // orthonormalise the shorter side's vectors
+  const index_t nv = rows ? R : Cn, len = rows ? Cn : R;
+  std::vector<double> a(static_cast<std::size_t>(nv * len));
+  std::uint64_t state = seed;
+  auto next = [&] {
+    std::uint64_t z = (state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return static_cast<double>((z ^ (z >> 31)) >> 11) * 0x1.0p-53;
+  };
+  for (std::size_t i = 0; i < a.size(); i += 2) {
+    const double u1 = 1.0 - next(), u2 = next();  // u1 in (0, 1]
+    const double r = std::sqrt(-2.0 * std::log(u1)), th = 6.283185307179586 * u2;
+    a[i] = r * std::cos(th);
+    if (i + 1 < a.size()) a[i + 1] = r * std::sin(th);
+  }
+  for (index_t v = 0; v < nv; ++v) {
+    double* p = a.data() + v * len;
+    for (int pass = 0; pass < 2; ++pass)  // twice is enough (Giraud et al.): orthogonal to working precision
+      for (index_t u = 0; u < v; ++u) {
+        const double* q = a.data() + u * len;
+        double d = 0;
+        for (index_t i = 0; i < len; ++i) d += p[i] * q[i];
+        for (index_t i = 0; i < len; ++i) p[i] -= d * q[i];
+      }
+    double n2 = 0;
+    for (index_t i = 0; i < len; ++i) n2 += p[i] * p[i];
+    const double inv = 1.0 / std::sqrt(n2);
+    for (index_t i = 0; i < len; ++i) p[i] *= inv;
+  }
+  for (index_t i = 0; i < R; ++i)
+    for (index_t j = 0; j < Cn; ++j)
+      w(i, j) = static_cast<float>(gain * (rows ? a[i * len + j] : a[j * len + i]));
+}
+
+// Progressive expert activation: training starts with k_start experts per token and raises k linearly to
+// k_final over warmup_steps steps: k(step) = k_start + floor((k_final - k_start) * step / warmup_steps), then
+// k_final. Pass k(step) as route()'s k_active with K = k_final slots.
+struct topk_schedule {
+  int k_start = 1;
+  int k_final = 1;
+  std::int64_t warmup_steps = 0;
+
+  int k_at(std::int64_t step) const {
+    contract c{"moe::topk_schedule::k_at"};
+    c.require(k_start >= 1 && k_start <= k_final, "k_start", "1 <= k_start <= k_final", k_start)
+        .require(warmup_steps >= 0, "warmup_steps", ">= 0", warmup_steps)
+        .require(step >= 0, "step", ">= 0", step);
+    if (step >= warmup_steps) return k_final;
+    return k_start + static_cast<int>(static_cast<std::int64_t>(k_final - k_start) * step / warmup_steps);
+  }
+};
+
+}  // namespace dsk::moe

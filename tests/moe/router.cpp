@@ -1,0 +1,281 @@
+// Tests of dsk/moe/router.hpp: hand-computed routing for both top-k methods (ties included), bias, k_active,
+// the random grid against the double reference, thread-count invariance, gate logits, the orthogonal
+// initialiser, the progressive-k schedule and rejected input.
+#include "dsk/moe/router.hpp"
+
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <tuple>
+
+#include "common.hpp"
+#include "dsk/moe/ref.hpp"
+
+using namespace dsk;
+using namespace dsk::moe;
+
+namespace {
+// fp32 softmax/sigmoid (a few-ulp exp, a sum over <= 160 terms, a division) against double: relative error
+// well below 1e-5.
+constexpr double kScoreTol = 1e-5;
+// fp32 dot products of length <= 2048 against double: NMSE of order 1e-13; 1e-10 leaves margin, catches any
+// bug.
+constexpr double kLogitNmse = 1e-10;
+
+constexpr router_config greedy_softmax{};
+constexpr router_config greedy_sigmoid{.score = scoring::sigmoid};
+constexpr router_config norm_softmax{.norm_topk_prob = true};
+constexpr router_config scaled_softmax{.routed_scaling_factor = 16.0f};
+constexpr router_config grouped_4_2{
+    .method = topk_method::group_limited_greedy, .n_group = 4, .topk_group = 2};
+constexpr router_config grouped_4_1{
+    .method = topk_method::group_limited_greedy, .n_group = 4, .topk_group = 1};
+constexpr router_config v2_grouped{.method = topk_method::group_limited_greedy,
+                                   .n_group = 8,
+                                   .topk_group = 3,
+                                   .routed_scaling_factor = 16.0f};
+constexpr router_config grouped_sigmoid_norm{.score = scoring::sigmoid,
+                                             .method = topk_method::group_limited_greedy,
+                                             .n_group = 4,
+                                             .topk_group = 2,
+                                             .norm_topk_prob = true};
+
+template <router_config C>
+struct routed {
+  tensor<float, 2> scores;
+  tensor<expert_id, 2> idx;
+  tensor<float, 2> w;
+};
+
+template <router_config C>
+routed<C> run(const tensor<float, 2>& logits, index_t K, index_t k_active = -1,
+              view<const float, 1> bias = {}) {
+  routed<C> r{tensor<float, 2>(logits.extent(0), logits.extent(1)), tensor<expert_id, 2>(logits.extent(0), K),
+              tensor<float, 2>(logits.extent(0), K)};
+  route<C>(logits, bias, r.scores, r.idx, r.w, k_active);
+  return r;
+}
+
+tensor<float, 2> row(std::initializer_list<float> v) {
+  tensor<float, 2> t(1, static_cast<index_t>(v.size()));
+  std::copy(v.begin(), v.end(), t.data());
+  return t;
+}
+
+template <router_config C>
+void check_against_ref(index_t T, index_t E, index_t K, std::uint64_t seed) {
+  INFO("T=" << T << " E=" << E << " K=" << K);
+  const auto logits = moe_test::separated_logits(T, E, seed);
+  const auto got = run<C>(logits, K);
+  const auto s = ref::scores(ref::to_mat<float>(logits), C.score);
+  const auto want = ref::route(s, {}, C, K, K);
+  for (index_t t = 0; t < T; ++t) {
+    for (index_t e = 0; e < E; ++e) REQUIRE(got.scores(t, e) == Approx(s(t, e)).epsilon(kScoreTol));
+    for (index_t k = 0; k < K; ++k) {
+      REQUIRE(got.idx(t, k) == want.idx[t][k]);
+      REQUIRE(got.w(t, k) == Approx(want.w[t][k]).epsilon(kScoreTol));
+    }
+  }
+}
+}  // namespace
+
+TEST_CASE("route: greedy top-k, hand computed", "[moe][router]") {
+  // exp(logits) = 1, 2, 3, 1 -> scores 1/7, 2/7, 3/7, 1/7.
+  const auto logits = row({0.0f, std::log(2.0f), std::log(3.0f), 0.0f});
+  auto r = run<greedy_softmax>(logits, 2);
+  CHECK(r.scores(0, 0) == Approx(1.0 / 7).epsilon(kScoreTol));
+  CHECK(r.scores(0, 2) == Approx(3.0 / 7).epsilon(kScoreTol));
+  CHECK(r.idx(0, 0) == 2);
+  CHECK(r.idx(0, 1) == 1);
+  CHECK(r.w(0, 0) == Approx(3.0 / 7).epsilon(kScoreTol));
+  CHECK(r.w(0, 1) == Approx(2.0 / 7).epsilon(kScoreTol));
+
+  auto n = run<norm_softmax>(logits, 2);  // 3/7 and 2/7 renormalised
+  CHECK(n.w(0, 0) == Approx(0.6).epsilon(kScoreTol));
+  CHECK(n.w(0, 1) == Approx(0.4).epsilon(kScoreTol));
+  auto n1 = run<norm_softmax>(logits, 1);  // K = 1: no normalisation (DeepSeek's rule), factor 1
+  CHECK(n1.w(0, 0) == Approx(3.0 / 7).epsilon(kScoreTol));
+
+  auto sc = run<scaled_softmax>(logits, 2);
+  CHECK(sc.w(0, 0) == Approx(48.0 / 7).epsilon(kScoreTol));
+  CHECK(sc.w(0, 1) == Approx(32.0 / 7).epsilon(kScoreTol));
+
+  // Sigmoid: sigmoid(0) = 0.5, sigmoid(ln 3) = 0.75.
+  auto sg = run<greedy_sigmoid>(logits, 1);
+  CHECK(sg.idx(0, 0) == 2);
+  CHECK(sg.w(0, 0) == Approx(0.75).epsilon(kScoreTol));
+  CHECK(sg.scores(0, 3) == Approx(0.5).epsilon(kScoreTol));
+}
+
+TEST_CASE("route: ties go to the lower expert index", "[moe][router]") {
+  const auto logits = row({1.0f, 1.0f, 0.0f, 1.0f});
+  auto r = run<greedy_softmax>(logits, 3);
+  CHECK(r.idx(0, 0) == 0);
+  CHECK(r.idx(0, 1) == 1);
+  CHECK(r.idx(0, 2) == 3);
+  // All equal: experts in index order.
+  auto all = run<greedy_softmax>(row({2.0f, 2.0f, 2.0f, 2.0f, 2.0f}), 5);
+  for (index_t k = 0; k < 5; ++k) CHECK(all.idx(0, k) == k);
+}
+
+TEST_CASE("route: group_limited_greedy, hand computed", "[moe][router]") {
+  // Groups of 2: maxima g0 = 5, g1 = 4.6, g2 = 4.9, g3 = 0. Keeping 2 groups leaves experts {0, 1, 4, 5};
+  // the third pick is a tie (0, 0) between experts 1 and 5 -> 1. Greedy instead takes expert 2 (4.6).
+  const auto logits = row({5.0f, 0.0f, 4.6f, 4.5f, 4.9f, 0.0f, 0.0f, 0.0f});
+  auto g = run<grouped_4_2>(logits, 3);
+  CHECK(g.idx(0, 0) == 0);
+  CHECK(g.idx(0, 1) == 4);
+  CHECK(g.idx(0, 2) == 1);
+  auto gr = run<greedy_softmax>(logits, 3);
+  CHECK(gr.idx(0, 2) == 2);
+  // Weights are the (unmasked) softmax scores of the chosen experts.
+  CHECK(g.w(0, 2) == Approx(gr.scores(0, 1)).epsilon(kScoreTol));
+
+  // Tied group maxima: the lower group wins.
+  auto t = run<grouped_4_1>(row({1.0f, 0.0f, 1.0f, 0.5f, 0.5f, 0.0f, 0.0f, 0.0f}), 2);
+  CHECK(t.idx(0, 0) == 0);
+  CHECK(t.idx(0, 1) == 1);
+}
+
+TEST_CASE("route: the bias steers selection only", "[moe][router]") {
+  const auto logits = row({0.0f, std::log(2.0f), std::log(3.0f), 0.0f});
+  tensor<float, 1> bias(4);
+  bias(0) = 10.0f;
+  auto r = run<greedy_softmax>(logits, 2, -1, bias.cview());
+  CHECK(r.idx(0, 0) == 0);
+  CHECK(r.idx(0, 1) == 2);
+  CHECK(r.w(0, 0) == Approx(1.0 / 7).epsilon(kScoreTol));
+  CHECK(r.w(0, 1) == Approx(3.0 / 7).epsilon(kScoreTol));
+  // A negative bias hides the best expert from the choice.
+  bias(0) = 0.0f;
+  bias(2) = -1.0f;
+  auto r2 = run<greedy_softmax>(logits, 1, -1, bias.cview());
+  CHECK(r2.idx(0, 0) == 1);
+}
+
+TEST_CASE("route: k_active fills the remaining slots with -1 and 0", "[moe][router]") {
+  const auto logits = moe_test::separated_logits(5, 16, 7);
+  auto full = run<greedy_softmax>(logits, 6);
+  auto part = run<greedy_softmax>(logits, 6, 2);
+  for (index_t t = 0; t < 5; ++t)
+    for (index_t k = 0; k < 6; ++k) {
+      CHECK(part.idx(t, k) == (k < 2 ? full.idx(t, k) : -1));
+      CHECK(part.w(t, k) == (k < 2 ? full.w(t, k) : 0.0f));
+    }
+}
+
+TEST_CASE("route: random grid against the double reference", "[moe][router]") {
+  std::uint64_t seed = 100;
+  for (index_t E : {1, 4, 64, 160})
+    for (index_t K : {index_t{1}, index_t{2}, index_t{6}, E})
+      for (index_t T : {0, 1, 7, 512}) {
+        if (K > E || (T == 512 && E * K > 1024)) continue;  // the largest grid points add time, not coverage
+        check_against_ref<greedy_softmax>(T, E, K, ++seed);
+        check_against_ref<greedy_sigmoid>(T, E, K, ++seed);
+        if (K > 1) check_against_ref<norm_softmax>(T, E, K, ++seed);
+      }
+  for (index_t E : {64, 160})
+    for (index_t K : {1, 2, 6})
+      for (index_t T : {1, 7, 512}) {
+        check_against_ref<v2_grouped>(T, E, K, ++seed);
+        check_against_ref<grouped_sigmoid_norm>(T, E, K, ++seed);
+      }
+  check_against_ref<grouped_4_2>(33, 8, 4, ++seed);  // K = all experts of the kept groups
+}
+
+TEST_CASE("route: identical results with 1 and 2 threads", "[moe][router]") {
+  const auto logits = moe_test::separated_logits(300, 64, 3);
+  routed<v2_grouped> a, b;
+  {
+    thread_count_scope one(1);
+    a = run<v2_grouped>(logits, 6);
+  }
+  {
+    thread_count_scope two(2);
+    b = run<v2_grouped>(logits, 6);
+  }
+  CHECK(std::equal(a.idx.data(), a.idx.data() + a.idx.size(), b.idx.data()));
+  CHECK(std::memcmp(a.w.data(), b.w.data(), sizeof(float) * static_cast<std::size_t>(a.w.size())) == 0);
+  CHECK(std::memcmp(a.scores.data(), b.scores.data(),
+                    sizeof(float) * static_cast<std::size_t>(a.scores.size())) == 0);
+}
+
+TEST_CASE("gate_logits against the double reference", "[moe][router]") {
+  std::uint64_t seed = 500;
+  for (index_t T : {0, 1, 7, 33})
+    for (index_t H : {1, 13, 64, 200})
+      for (index_t E : {1, 4, 64}) {
+        INFO("T=" << T << " H=" << H << " E=" << E);
+        const auto x = moe_test::random_tensor(T, H, ++seed), w = moe_test::random_tensor(E, H, ++seed);
+        tensor<float, 2> l(T, E);
+        gate_logits(x, w, l);
+        const auto want = ref::gate_logits(ref::to_mat<float>(x), ref::to_mat<float>(w));
+        CHECK(dsk::test::nmse(std::span<const double>(want.v), std::span<const float>(l.span())) <
+              kLogitNmse);
+      }
+}
+
+TEST_CASE("orthogonal_init: orthonormal rows or columns times gain, deterministic", "[moe][router]") {
+  for (auto [R, C, gain] : {std::tuple{8, 32, 1.0f}, std::tuple{64, 64, 0.5f}, std::tuple{48, 16, 2.0f}}) {
+    INFO("R=" << R << " C=" << C);
+    tensor<float, 2> w(R, C);
+    orthogonal_init(w, 42, gain);
+    const bool rows = R <= C;
+    const index_t n = rows ? R : C, len = rows ? C : R;
+    double worst = 0;
+    for (index_t a = 0; a < n; ++a)
+      for (index_t b = 0; b < n; ++b) {
+        double d = 0;
+        for (index_t i = 0; i < len; ++i) d += rows ? double(w(a, i)) * w(b, i) : double(w(i, a)) * w(i, b);
+        worst = std::max(worst, std::abs(d - (a == b ? double(gain) * gain : 0.0)));
+      }
+    // The double result is rounded to fp32 once: errors of a few 1e-7 per entry, summed over <= 64 terms.
+    CHECK(worst < 1e-5 * gain * gain);
+    tensor<float, 2> w2(R, C), w3(R, C);
+    orthogonal_init(w2, 42, gain);
+    orthogonal_init(w3, 43, gain);
+    CHECK(std::equal(w.data(), w.data() + w.size(), w2.data()));
+    CHECK(!std::equal(w.data(), w.data() + w.size(), w3.data()));
+  }
+}
+
+TEST_CASE("topk_schedule: linear ramp of k", "[moe][router]") {
+  const topk_schedule s{.k_start = 1, .k_final = 6, .warmup_steps = 100};
+  CHECK(s.k_at(0) == 1);
+  CHECK(s.k_at(19) == 1);  // 1 + floor(5 * 19 / 100)
+  CHECK(s.k_at(20) == 2);
+  CHECK(s.k_at(50) == 3);  // 1 + floor(2.5)
+  CHECK(s.k_at(99) == 5);  // 1 + floor(4.95)
+  CHECK(s.k_at(100) == 6);
+  CHECK(s.k_at(1000000) == 6);
+  CHECK(topk_schedule{.k_start = 6, .k_final = 6, .warmup_steps = 0}.k_at(0) == 6);
+  CHECK_THROWS_WITH((topk_schedule{.k_start = 7, .k_final = 6, .warmup_steps = 10}.k_at(0)),
+                    Catch::Contains("k_start"));
+  CHECK_THROWS_WITH(s.k_at(-1), Catch::Contains("step"));
+}
+
+TEST_CASE("route: bad input is rejected with a clear error", "[moe][router]") {
+  const auto logits = moe_test::separated_logits(3, 8, 1);
+  tensor<float, 2> scores(3, 8), w9(3, 9), w2(3, 2);
+  tensor<expert_id, 2> idx9(3, 9), idx2(3, 2);
+  CHECK_THROWS_WITH(route<greedy_softmax>(logits, scores, idx9, w9),
+                    Catch::Contains("K = extent(1) in [1, E]"));
+  CHECK_THROWS_WITH(route<greedy_softmax>(logits, scores, idx2, w9), Catch::Contains("topk_w"));
+  tensor<float, 2> bad_scores(3, 7);
+  CHECK_THROWS_WITH(route<greedy_softmax>(logits, bad_scores, idx2, w2), Catch::Contains("scores"));
+  CHECK_THROWS_WITH(route<greedy_softmax>(logits, scores, idx2, w2, 3), Catch::Contains("k_active"));
+  CHECK_THROWS_WITH(route<greedy_softmax>(logits, scores, idx2, w2, 0), Catch::Contains("k_active"));
+  tensor<float, 1> bias(5);
+  CHECK_THROWS_WITH(route<greedy_softmax>(logits, bias.cview(), scores, idx2, w2), Catch::Contains("bias"));
+  auto nan_logits = logits;
+  nan_logits(1, 2) = NAN;
+  CHECK_THROWS_WITH(route<greedy_softmax>(nan_logits, scores, idx2, w2),
+                    Catch::Contains("non-finite value at (1, 2)"));
+  const auto l6 = moe_test::separated_logits(3, 6, 1);
+  tensor<float, 2> s6(3, 6);
+  CHECK_THROWS_WITH(route<grouped_4_2>(l6, s6, idx2, w2), Catch::Contains("divisible by n_group"));
+  tensor<expert_id, 2> idx5(3, 5);
+  tensor<float, 2> w5(3, 5);
+  CHECK_THROWS_WITH(route<grouped_4_2>(logits, scores, idx5, w5), Catch::Contains("topk_group"));
+  tensor<float, 2> x(3, 16), gw(8, 15), l(3, 8);
+  CHECK_THROWS_WITH(gate_logits(x, gw, l), Catch::Contains("'w'"));
+}
