@@ -222,4 +222,48 @@ inline nsa_result nsa(view<const float, 3> q, view<const float, 3> k, view<const
   return res;
 }
 
+// ---- MLA (DeepSeek-V2), the expanded formula -------------------------------------------------------------
+// k_h,j = [W_UK_h c_j ; k_pe_j], v_h,j = W_UV_h c_j with W_UK_h / W_UV_h the rows [h (nope + v), + nope) /
+// [h (nope + v) + nope, (h + 1)(nope + v)) of w_kv_b; q_h = [q_nope ; q_pe]; softmax(scale q.k) v.
+inline void mla(view<const float, 3> q_nope, view<const float, 3> q_pe, view<const float, 2> cache,
+                view<const float, 2> w_kv_b, index_t v_dim, bool causal, double scale, view<double, 3> o,
+                index_t offset = -1) {
+  const index_t T = q_nope.extent(0), H = q_nope.extent(1), Dn = q_nope.extent(2), Dr = q_pe.extent(2);
+  const index_t L = cache.extent(0), R = w_kv_b.extent(1), per = Dn + v_dim;
+  if (offset < 0) offset = L - T;
+  std::vector<double> kn(static_cast<std::size_t>(L * H * Dn)), vv(static_cast<std::size_t>(L * H * v_dim));
+  for (index_t j = 0; j < L; ++j)
+    for (index_t h = 0; h < H; ++h)
+      for (index_t r = 0; r < per; ++r) {
+        double acc = 0;
+        for (index_t c = 0; c < R; ++c) acc += double(w_kv_b(h * per + r, c)) * cache(j, c);
+        if (r < Dn)
+          kn[static_cast<std::size_t>((j * H + h) * Dn + r)] = acc;
+        else
+          vv[static_cast<std::size_t>((j * H + h) * v_dim + r - Dn)] = acc;
+      }
+  for (index_t t = 0; t < T; ++t)
+    for (index_t h = 0; h < H; ++h) {
+      std::vector<double> s;
+      double mx = -std::numeric_limits<double>::infinity();
+      const index_t visible = causal ? std::clamp<index_t>(offset + t + 1, 0, L) : L;
+      for (index_t j = 0; j < visible; ++j) {
+        double dot = 0;
+        for (index_t r = 0; r < Dn; ++r)
+          dot += double(q_nope(t, h, r)) * kn[static_cast<std::size_t>((j * H + h) * Dn + r)];
+        for (index_t r = 0; r < Dr; ++r) dot += double(q_pe(t, h, r)) * cache(j, R + r);
+        s.push_back(scale * dot);
+        mx = std::max(mx, s.back());
+      }
+      double sum = 0;
+      for (double& e : s) sum += (e = std::exp(e - mx));
+      for (index_t c = 0; c < v_dim; ++c) {
+        double acc = 0;
+        for (index_t j = 0; j < visible; ++j)
+          acc += s[j] * vv[static_cast<std::size_t>((j * H + h) * v_dim + c)];
+        o(t, h, c) = visible ? acc / sum : 0.0;
+      }
+    }
+}
+
 }  // namespace dsk::attention::ref
