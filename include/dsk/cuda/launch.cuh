@@ -22,6 +22,9 @@ struct launch_shape {
   std::size_t shared_bytes = 0;
 };
 
+// The largest grid.x of a launch (grid.y and grid.z: 65535).
+constexpr unsigned max_grid_x() { return 2147483647u; }
+
 // Ceil-division for grid sizes.
 constexpr unsigned blocks_for(index_t n, index_t per_block) {
   return static_cast<unsigned>((n + per_block - 1) / per_block);
