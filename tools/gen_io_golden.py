@@ -6,6 +6,9 @@ Writes into tests/io/data/:
                             DeepSeek-V2's pre-tokenizer structure (the Split regexes of DeepSeek's tokenizer.json,
                             a Digits step, ByteLevel without regex) and DeepSeek's BOS/EOS special tokens
   tokenizer_cases.json      for varied texts: the ids `tokenizers` produces, and its decodes of those ids
+  tokenizer_variant.json    a second small tokenizer exercising the other pre-tokenizer options (every Split
+                            behaviour, invert, String patterns, Digits runs, ByteLevel with prefix space and GPT-2
+                            regex) with merges saved as "a b" strings; its cases in tokenizer_variant_cases.json
   st_single.safetensors     one file, written by the `safetensors` library: f32, f16, bf16, i8, i32, u8, a scalar,
                             an empty tensor, and __metadata__
   st_sharded/               the same kind of tensors split over two shards plus model.safetensors.index.json
@@ -165,6 +168,56 @@ def gen_tokenizer():
     print("tokenizer.json:", os.path.getsize(path), "bytes,", doc["vocab_size"], "tokens")
 
 
+VARIANT_TEXTS = [
+    "",
+    "Hello, world! How are you?",
+    "one-two--three---four",
+    "x marks the spot; xx and xxx",
+    "numbers 12345 and 3.14 and ٣٤٥",
+    "  spaced   out  ",
+    "深度求索, 你好!",
+    "emoji 😀😀 end.",
+    "it's they're we've I'm you'll he'd",
+]
+
+
+def build_variant_tokenizer():
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(" ", "merged_with_previous"),
+            pre_tokenizers.Split(Regex("[,;!?]"), "merged_with_next"),
+            pre_tokenizers.Split(Regex("-"), "contiguous"),
+            pre_tokenizers.Split(Regex("x"), "removed"),
+            pre_tokenizers.Split(Regex("[a-z]+"), "isolated", invert=True),
+            pre_tokenizers.Digits(individual_digits=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=True, use_regex=True),
+        ]
+    )
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    tok.train_from_iterator(CORPUS * 2 + VARIANT_TEXTS, trainer=trainer)
+    return tok
+
+
+def gen_variant_tokenizer():
+    doc = json.loads(build_variant_tokenizer().to_str())
+    doc["model"]["merges"] = [" ".join(m) if isinstance(m, list) else m for m in doc["model"]["merges"]]
+    path = os.path.join(OUT, "tokenizer_variant.json")
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(doc, f, ensure_ascii=False)
+    tok = Tokenizer.from_file(path)
+    cases = []
+    for t in VARIANT_TEXTS:
+        ids = tok.encode(t, add_special_tokens=False).ids
+        cases.append({"text": t, "ids": ids, "decoded": tok.decode(ids)})
+    with open(os.path.join(OUT, "tokenizer_variant_cases.json"), "w", encoding="utf-8") as f:
+        json.dump({"generator": "tools/gen_io_golden.py", "tokenizers_version": tokenizers.__version__,
+                   "cases": cases}, f, ensure_ascii=False, indent=1)
+    print("tokenizer_variant.json:", os.path.getsize(path), "bytes")
+
+
 def tensors(seed):
     rng = np.random.default_rng(seed)
     return {
@@ -222,5 +275,6 @@ def gen_safetensors():
 if __name__ == "__main__":
     os.makedirs(OUT, exist_ok=True)
     gen_tokenizer()
+    gen_variant_tokenizer()
     gen_safetensors()
     sys.exit(0)

@@ -1,0 +1,337 @@
+// config.json of DeepSeek-V2 and V2-Lite (Hugging Face format, DeepSeek's remote code or transformers):
+// parsed into v2_config with every field the model needs checked for presence, type, range and consistency.
+// Accepts rope_scaling and transformers v5's rope_parameters, and topk_method "greedy" and its historical
+// spelling "gready". Host only; checked in tests/io/config.cpp against the published V2 and V2-Lite configs.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <filesystem>
+#include <iterator>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "dsk/core/config.hpp"
+#include "dsk/core/error.hpp"
+#include "dsk/io/mapped_file.hpp"
+
+namespace dsk::io {
+
+// How routed experts are picked from the softmax scores (DeepSeekMoE).
+enum class topk_method : std::uint8_t {
+  greedy,                // top-k of all scores
+  group_limited_greedy,  // keep the topk_group groups with the best max score, then top-k among them
+};
+
+// YaRN context extension (Peng et al. 2023, arXiv 2309.00071) as DeepSeek-V2 configures it. enabled = false:
+// plain RoPE with rope_theta.
+struct yarn_config {
+  bool enabled = false;
+  double factor = 1.0;
+  double beta_fast = 32.0;
+  double beta_slow = 1.0;
+  double mscale = 1.0;
+  double mscale_all_dim = 0.0;
+  index_t original_max_position_embeddings = 4096;
+};
+
+struct v2_config {
+  index_t vocab_size = 0;
+  index_t hidden_size = 0;
+  index_t intermediate_size = 0;      // dense MLP width
+  index_t moe_intermediate_size = 0;  // width of one routed or shared expert
+  index_t num_hidden_layers = 0;
+  index_t num_attention_heads = 0;
+  // MLA
+  index_t kv_lora_rank = 0;
+  index_t q_lora_rank = 0;  // 0: no query compression (V2-Lite's null): q_proj instead of q_a_proj/q_b_proj
+  index_t qk_nope_head_dim = 0;
+  index_t qk_rope_head_dim = 0;
+  index_t v_head_dim = 0;
+  // DeepSeekMoE (n_routed_experts == 0: every layer is dense)
+  index_t n_routed_experts = 0;
+  index_t n_shared_experts = 0;
+  index_t num_experts_per_tok = 0;
+  io::topk_method topk_method = io::topk_method::greedy;
+  index_t n_group = 1;
+  index_t topk_group = 1;
+  double routed_scaling_factor = 1.0;
+  bool norm_topk_prob = false;
+  index_t first_k_dense_replace = 0;
+  index_t moe_layer_freq = 1;
+  double aux_loss_alpha = 0.001;  // training only
+  bool seq_aux = true;            // training only
+  // Norms, positions, tokens
+  double rms_norm_eps = 1e-6;
+  double rope_theta = 10000.0;
+  index_t max_position_embeddings = 2048;
+  yarn_config rope_scaling;
+  index_t bos_token_id = -1;           // -1: none
+  std::vector<index_t> eos_token_ids;  // one or more
+  std::string torch_dtype;             // as written ("bfloat16"), empty when absent
+
+  index_t qk_head_dim() const { return qk_nope_head_dim + qk_rope_head_dim; }
+  // Layer i uses DeepSeekMoE (else the dense SwiGLU MLP of width intermediate_size).
+  bool is_moe_layer(index_t i) const {
+    return n_routed_experts > 0 && i >= first_k_dense_replace && i % moe_layer_freq == 0;
+  }
+  // YaRN's attention temperature mscale(factor, m) = 0.1 m ln(factor) + 1 (1 when factor <= 1).
+  static double yarn_mscale(double factor, double m) {
+    return factor <= 1.0 ? 1.0 : 0.1 * m * std::log(factor) + 1.0;
+  }
+  // Attention softmax scale: qk_head_dim^-1/2, times mscale(factor, mscale_all_dim)^2 under YaRN when
+  // mscale_all_dim != 0 (DeepSeek's modeling_deepseek.py; 0.11472139 for the released V2 and V2-Lite
+  // configs).
+  double softmax_scale() const {
+    double s = 1.0 / std::sqrt(static_cast<double>(qk_head_dim()));
+    if (rope_scaling.enabled && rope_scaling.mscale_all_dim != 0.0) {
+      const double m = yarn_mscale(rope_scaling.factor, rope_scaling.mscale_all_dim);
+      s *= m * m;
+    }
+    return s;
+  }
+
+  // Parses config.json text; `source` names it in errors. Throws dsk::error on bad JSON, a missing required
+  // field, a field of the wrong type or out of range, an unsupported value (another model_type, scoring_func,
+  // hidden_act, rope type), or inconsistent sizes.
+  static v2_config parse(std::string_view json_text, std::string_view source = "config.json");
+  // Reads a config.json file, or DIR/config.json when given a directory.
+  static v2_config load(const std::filesystem::path& path);
+};
+
+namespace detail {
+
+class config_reader {
+ public:
+  config_reader(const nlohmann::json& j, std::string_view source, std::string prefix = {})
+      : j_(j), source_(source), prefix_(std::move(prefix)) {}
+
+  template <class... Parts>
+  [[noreturn]] void error(std::string_view key, const Parts&... parts) const {
+    fail("dsk::io::config: '", source_, "': field '", prefix_, key, "': ", parts...);
+  }
+  template <class... Parts>
+  [[noreturn]] void error_general(const Parts&... parts) const {
+    fail("dsk::io::config: '", source_, "': ", parts...);
+  }
+
+  // nullptr when absent or null.
+  const nlohmann::json* get(std::string_view key) const {
+    const auto it = j_.find(std::string(key));
+    return it == j_.end() || it->is_null() ? nullptr : &*it;
+  }
+  bool present(std::string_view key) const { return j_.contains(std::string(key)); }
+  const nlohmann::json& require(std::string_view key) const {
+    const auto it = j_.find(std::string(key));
+    if (it == j_.end()) fail("dsk::io::config: '", source_, "': missing required field '", prefix_, key, "'");
+    return *it;
+  }
+
+  index_t to_int(std::string_view key, const nlohmann::json& v, index_t lo) const {
+    if (!v.is_number_integer()) error(key, "expected an integer, got ", v.dump());
+    const index_t x = v.get<index_t>();
+    if (x < lo) error(key, "expected an integer >= ", lo, ", got ", x);
+    return x;
+  }
+  double to_double(std::string_view key, const nlohmann::json& v) const {
+    if (!v.is_number()) error(key, "expected a number, got ", v.dump());
+    const double x = v.get<double>();
+    if (!std::isfinite(x)) error(key, "expected a finite number, got ", v.dump());
+    return x;
+  }
+  bool to_bool(std::string_view key, const nlohmann::json& v) const {
+    if (!v.is_boolean()) error(key, "expected true or false, got ", v.dump());
+    return v.get<bool>();
+  }
+  std::string to_string(std::string_view key, const nlohmann::json& v) const {
+    if (!v.is_string()) error(key, "expected a string, got ", v.dump());
+    return v.get<std::string>();
+  }
+
+  index_t required_int(std::string_view key, index_t lo = 1) const {
+    const auto& v = require(key);
+    if (v.is_null()) error(key, "must not be null");
+    return to_int(key, v, lo);
+  }
+  index_t int_or(std::string_view key, index_t fallback, index_t lo = 0) const {
+    const auto* v = get(key);
+    return v ? to_int(key, *v, lo) : fallback;
+  }
+  double double_or(std::string_view key, double fallback) const {
+    const auto* v = get(key);
+    return v ? to_double(key, *v) : fallback;
+  }
+  bool bool_or(std::string_view key, bool fallback) const {
+    const auto* v = get(key);
+    return v ? to_bool(key, *v) : fallback;
+  }
+  std::string string_or(std::string_view key, std::string fallback) const {
+    const auto* v = get(key);
+    return v ? to_string(key, *v) : fallback;
+  }
+
+ private:
+  const nlohmann::json& j_;
+  std::string_view source_;
+  std::string prefix_;
+};
+
+inline yarn_config parse_rope(const nlohmann::json& r, std::string_view source, std::string_view field,
+                              double& theta) {
+  const config_reader c(r, source, std::string(field) + ".");
+  if (!r.is_object()) c.error_general("field '", field, "' must be an object or null, got ", r.dump());
+  for (const auto& [key, v] : r.items()) {
+    (void)v;
+    static constexpr std::string_view known[] = {
+        "type",    "rope_type",      "rope_theta",
+        "factor",  "beta_fast",      "beta_slow",
+        "mscale",  "mscale_all_dim", "original_max_position_embeddings",
+        "truncate"};
+    if (std::find(std::begin(known), std::end(known), key) == std::end(known))
+      c.error(key,
+              "unknown rope parameter (dsk supports yarn's factor, beta_fast, beta_slow, mscale, "
+              "mscale_all_dim, original_max_position_embeddings)");
+  }
+  if (c.get("rope_theta")) {
+    theta = c.to_double("rope_theta", r["rope_theta"]);
+    if (!(theta > 0)) c.error("rope_theta", "expected > 0, got ", theta);
+  }
+  std::string type = c.string_or("rope_type", "");
+  if (type.empty()) type = c.string_or("type", "default");
+  yarn_config y;
+  if (type == "default") return y;
+  if (type != "yarn")
+    c.error("rope_type", "unsupported rope type '", type, "' (dsk supports 'yarn' and 'default')");
+  y.enabled = true;
+  y.factor = c.double_or("factor", 1.0);
+  if (!(y.factor >= 1.0)) c.error("factor", "expected >= 1, got ", y.factor);
+  y.beta_fast = c.double_or("beta_fast", 32.0);
+  y.beta_slow = c.double_or("beta_slow", 1.0);
+  if (!(y.beta_fast > 0 && y.beta_slow > 0))
+    c.error("beta_fast", "beta_fast and beta_slow must be > 0, got ", y.beta_fast, " and ", y.beta_slow);
+  y.mscale = c.double_or("mscale", 1.0);
+  y.mscale_all_dim = c.double_or("mscale_all_dim", 0.0);
+  y.original_max_position_embeddings = c.int_or("original_max_position_embeddings", 4096, 1);
+  if (!c.bool_or("truncate", true))
+    c.error("truncate", "only DeepSeek's truncated (floor/ceil) YaRN correction range is supported");
+  return y;
+}
+
+}  // namespace detail
+
+inline v2_config v2_config::parse(std::string_view json_text, std::string_view source) {
+  const nlohmann::json j = parse_json(json_text, source);
+  const detail::config_reader c(j, source);
+  if (!j.is_object()) c.error_general("expected a JSON object, got ", j.type_name());
+
+  if (const auto* mt = c.get("model_type"); mt && c.to_string("model_type", *mt) != "deepseek_v2")
+    c.error("model_type", "expected \"deepseek_v2\", got ", mt->dump(),
+            " (dsk::io::v2_config reads DeepSeek-V2 configs)");
+  if (const auto act = c.string_or("hidden_act", "silu"); act != "silu")
+    c.error("hidden_act", "unsupported activation '", act, "' (DeepSeek-V2 uses 'silu')");
+  if (c.bool_or("attention_bias", false))
+    c.error("attention_bias", "unsupported: DeepSeek-V2 projections have no bias");
+  if (c.bool_or("tie_word_embeddings", false))
+    c.error("tie_word_embeddings", "unsupported: DeepSeek-V2 has a separate lm_head");
+
+  v2_config k;
+  k.vocab_size = c.required_int("vocab_size");
+  k.hidden_size = c.required_int("hidden_size");
+  k.intermediate_size = c.required_int("intermediate_size");
+  k.num_hidden_layers = c.required_int("num_hidden_layers");
+  k.num_attention_heads = c.required_int("num_attention_heads");
+  if (const index_t kvh = c.int_or("num_key_value_heads", k.num_attention_heads, 1);
+      kvh != k.num_attention_heads)
+    c.error("num_key_value_heads", "MLA needs num_key_value_heads == num_attention_heads (",
+            k.num_attention_heads, "), got ", kvh);
+  k.kv_lora_rank = c.required_int("kv_lora_rank");
+  {
+    const auto& q = c.require("q_lora_rank");
+    k.q_lora_rank = q.is_null() ? 0 : c.to_int("q_lora_rank", q, 1);
+  }
+  k.qk_nope_head_dim = c.required_int("qk_nope_head_dim");
+  k.qk_rope_head_dim = c.required_int("qk_rope_head_dim");
+  if (k.qk_rope_head_dim % 2 != 0)
+    c.error("qk_rope_head_dim", "RoPE needs an even dimension, got ", k.qk_rope_head_dim);
+  k.v_head_dim = c.required_int("v_head_dim");
+
+  k.n_routed_experts = c.int_or("n_routed_experts", 0, 1);
+  if (k.n_routed_experts > 0) {
+    k.moe_intermediate_size = c.required_int("moe_intermediate_size");
+    k.num_experts_per_tok = c.required_int("num_experts_per_tok");
+    if (k.num_experts_per_tok > k.n_routed_experts)
+      c.error("num_experts_per_tok", "expected <= n_routed_experts (", k.n_routed_experts, "), got ",
+              k.num_experts_per_tok);
+    k.n_shared_experts = c.int_or("n_shared_experts", 0, 0);
+    const auto& tm = c.require("topk_method");
+    const std::string method = c.to_string("topk_method", tm);
+    if (method == "greedy" || method == "gready")
+      k.topk_method = topk_method::greedy;
+    else if (method == "group_limited_greedy")
+      k.topk_method = topk_method::group_limited_greedy;
+    else
+      c.error("topk_method", "unsupported value '", method,
+              "' (supported: 'greedy' (also spelled 'gready'), 'group_limited_greedy')");
+    if (k.topk_method == topk_method::group_limited_greedy) {
+      k.n_group = c.required_int("n_group");
+      k.topk_group = c.required_int("topk_group");
+    } else {
+      k.n_group = c.int_or("n_group", 1, 1);
+      k.topk_group = c.int_or("topk_group", 1, 1);
+    }
+    if (k.n_routed_experts % k.n_group != 0)
+      c.error("n_group", "must divide n_routed_experts (", k.n_routed_experts, "), got ", k.n_group);
+    if (k.topk_group > k.n_group)
+      c.error("topk_group", "expected <= n_group (", k.n_group, "), got ", k.topk_group);
+    if (k.topk_method == topk_method::group_limited_greedy &&
+        k.num_experts_per_tok > k.topk_group * (k.n_routed_experts / k.n_group))
+      c.error("num_experts_per_tok", "group-limited routing keeps topk_group * n_routed_experts / n_group = ",
+              k.topk_group * (k.n_routed_experts / k.n_group), " experts, fewer than ",
+              k.num_experts_per_tok);
+    if (const auto sf = c.string_or("scoring_func", "softmax"); sf != "softmax")
+      c.error("scoring_func", "unsupported value '", sf, "' (DeepSeek-V2 uses 'softmax')");
+    k.routed_scaling_factor = c.double_or("routed_scaling_factor", 1.0);
+    if (!(k.routed_scaling_factor > 0))
+      c.error("routed_scaling_factor", "expected > 0, got ", k.routed_scaling_factor);
+    k.norm_topk_prob = c.bool_or("norm_topk_prob", false);
+    k.first_k_dense_replace = c.int_or("first_k_dense_replace", 0, 0);
+    k.moe_layer_freq = c.int_or("moe_layer_freq", 1, 1);
+    k.aux_loss_alpha = c.double_or("aux_loss_alpha", 0.001);
+    k.seq_aux = c.bool_or("seq_aux", true);
+  }
+
+  k.rms_norm_eps = c.double_or("rms_norm_eps", 1e-6);
+  if (!(k.rms_norm_eps > 0)) c.error("rms_norm_eps", "expected > 0, got ", k.rms_norm_eps);
+  k.max_position_embeddings = c.int_or("max_position_embeddings", 2048, 1);
+  k.rope_theta = c.double_or("rope_theta", 10000.0);
+  if (!(k.rope_theta > 0)) c.error("rope_theta", "expected > 0, got ", k.rope_theta);
+  // transformers v5 writes rope_parameters (rope_theta inside); older configs rope_scaling. Prefer the
+  // former.
+  if (const auto* rp = c.get("rope_parameters"))
+    k.rope_scaling = detail::parse_rope(*rp, source, "rope_parameters", k.rope_theta);
+  else if (const auto* rs = c.get("rope_scaling"))
+    k.rope_scaling = detail::parse_rope(*rs, source, "rope_scaling", k.rope_theta);
+
+  k.bos_token_id = c.int_or("bos_token_id", -1, 0);
+  if (const auto* e = c.get("eos_token_id")) {
+    if (e->is_array()) {
+      for (const auto& x : *e) k.eos_token_ids.push_back(c.to_int("eos_token_id", x, 0));
+    } else {
+      k.eos_token_ids.push_back(c.to_int("eos_token_id", *e, 0));
+    }
+  }
+  k.torch_dtype = c.string_or("torch_dtype", c.string_or("dtype", ""));
+  return k;
+}
+
+inline v2_config v2_config::load(const std::filesystem::path& path) {
+  const auto file = std::filesystem::is_directory(path) ? path / "config.json" : path;
+  const std::string label = file.string();
+  return parse(read_text_file(file, "config"), label);
+}
+
+}  // namespace dsk::io

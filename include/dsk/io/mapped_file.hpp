@@ -1,0 +1,136 @@
+// Read-only memory map of a whole file (POSIX mmap; elsewhere the file is read into memory), plus whole-file
+// text reading and JSON parsing that name the file in every error. The base of dsk's safetensors, config and
+// tokenizer readers. Host only; checked in tests/io/mapped_file.cpp.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "dsk/core/error.hpp"
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#define DSK_IO_HAVE_MMAP 1
+#else
+#define DSK_IO_HAVE_MMAP 0
+#endif
+
+namespace dsk::io {
+
+// The bytes of one file, mapped read-only for the lifetime of the object (movable, not copyable). Pages are
+// loaded on first touch, so opening a 40 GB checkpoint shard costs address space, not memory.
+class mapped_file {
+ public:
+  mapped_file() = default;
+  explicit mapped_file(const std::filesystem::path& path) : path_(path) { open(); }
+  mapped_file(mapped_file&& o) noexcept { swap(o); }
+  mapped_file& operator=(mapped_file&& o) noexcept {
+    if (this != &o) {
+      mapped_file tmp(std::move(o));
+      swap(tmp);
+    }
+    return *this;
+  }
+  mapped_file(const mapped_file&) = delete;
+  mapped_file& operator=(const mapped_file&) = delete;
+  ~mapped_file() { close(); }
+
+  const std::filesystem::path& path() const { return path_; }
+  std::size_t size() const { return size_; }
+  const std::byte* data() const { return data_; }
+  std::span<const std::byte> bytes() const { return {data_, size_}; }
+
+ private:
+  void swap(mapped_file& o) noexcept {
+    std::swap(path_, o.path_);
+    std::swap(data_, o.data_);
+    std::swap(size_, o.size_);
+    std::swap(owned_, o.owned_);
+  }
+
+#if DSK_IO_HAVE_MMAP
+  void open() {
+    const int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) fail("dsk::io: cannot open '", path_.string(), "': ", std::strerror(errno));
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) {
+      const int e = errno;
+      ::close(fd);
+      fail("dsk::io: cannot stat '", path_.string(), "': ", std::strerror(e));
+    }
+    if (!S_ISREG(st.st_mode)) {
+      ::close(fd);
+      fail("dsk::io: '", path_.string(), "' is not a regular file");
+    }
+    size_ = static_cast<std::size_t>(st.st_size);
+    if (size_ > 0) {
+      void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
+      if (p == MAP_FAILED) {
+        const int e = errno;
+        ::close(fd);
+        fail("dsk::io: cannot map '", path_.string(), "' (", size_, " bytes): ", std::strerror(e));
+      }
+      data_ = static_cast<const std::byte*>(p);
+    }
+    ::close(fd);  // the mapping keeps the file referenced
+  }
+  void close() noexcept {
+    if (data_ && !owned_.data()) ::munmap(const_cast<std::byte*>(data_), size_);
+    data_ = nullptr;
+    size_ = 0;
+  }
+#else
+  void open() {
+    std::ifstream in(path_, std::ios::binary);
+    if (!in) fail("dsk::io: cannot open '", path_.string(), "'");
+    owned_.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    data_ = reinterpret_cast<const std::byte*>(owned_.data());
+    size_ = owned_.size();
+  }
+  void close() noexcept {
+    data_ = nullptr;
+    size_ = 0;
+  }
+#endif
+
+  std::filesystem::path path_;
+  const std::byte* data_ = nullptr;
+  std::size_t size_ = 0;
+  std::vector<char> owned_;  // only without mmap
+};
+
+// The whole file as a string; `what` says what the file is for in the error ("config", "tokenizer").
+inline std::string read_text_file(const std::filesystem::path& path, std::string_view what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("dsk::io: cannot open ", what, " file '", path.string(), "'");
+  std::string s{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  if (in.bad()) fail("dsk::io: cannot read ", what, " file '", path.string(), "'");
+  return s;
+}
+
+// Parses JSON text; a syntax error becomes a dsk::error naming `source` (a file name) and the position.
+inline nlohmann::json parse_json(std::string_view text, std::string_view source) {
+  try {
+    return nlohmann::json::parse(text.begin(), text.end());
+  } catch (const nlohmann::json::exception& e) {
+    fail("dsk::io: '", source, "' is not valid JSON: ", e.what());
+  }
+}
+
+}  // namespace dsk::io

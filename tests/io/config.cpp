@@ -1,0 +1,208 @@
+#include "dsk/io/config.hpp"
+
+#include <cmath>
+#include <functional>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include "io_test_util.hpp"
+
+using dsk::io::topk_method;
+using dsk::io::v2_config;
+using dsk::test::io_data;
+
+namespace {
+// The released configs give the scale as 192^-0.5 * (0.1 * 0.707 * ln 40 + 1)^2 = 0.11472139 (reference
+// sheet, 8 significant digits): compare to half a unit of the last digit.
+constexpr double kScaleTol = 5e-9;
+
+nlohmann::json lite_json() {
+  return dsk::io::parse_json(dsk::io::read_text_file(io_data("config_v2_lite.json"), "config"), "lite");
+}
+// The message of parsing `j` ("" when it parses).
+std::string error_of(const nlohmann::json& j) {
+  try {
+    (void)v2_config::parse(j.dump(), "cfg.json");
+  } catch (const dsk::error& e) {
+    return e.what();
+  }
+  return "";
+}
+}  // namespace
+
+TEST_CASE("config: DeepSeek-V2-Lite's config.json", "[io][config]") {
+  const v2_config c = v2_config::load(io_data("config_v2_lite.json"));
+  CHECK(c.vocab_size == 102400);
+  CHECK(c.hidden_size == 2048);
+  CHECK(c.intermediate_size == 10944);
+  CHECK(c.moe_intermediate_size == 1408);
+  CHECK(c.num_hidden_layers == 27);
+  CHECK(c.num_attention_heads == 16);
+  CHECK(c.n_routed_experts == 64);
+  CHECK(c.n_shared_experts == 2);
+  CHECK(c.num_experts_per_tok == 6);
+  CHECK(c.kv_lora_rank == 512);
+  CHECK(c.q_lora_rank == 0);  // null: q_proj
+  CHECK(c.qk_nope_head_dim == 128);
+  CHECK(c.qk_rope_head_dim == 64);
+  CHECK(c.v_head_dim == 128);
+  CHECK(c.qk_head_dim() == 192);
+  CHECK(c.topk_method == topk_method::greedy);
+  CHECK(c.n_group == 1);
+  CHECK(c.topk_group == 1);
+  CHECK(c.routed_scaling_factor == 1.0);
+  CHECK(!c.norm_topk_prob);
+  CHECK(c.first_k_dense_replace == 1);
+  CHECK(c.moe_layer_freq == 1);
+  CHECK(c.rms_norm_eps == 1e-6);
+  CHECK(c.rope_theta == 10000.0);
+  CHECK(c.max_position_embeddings == 163840);
+  CHECK(c.rope_scaling.enabled);
+  CHECK(c.rope_scaling.factor == 40.0);
+  CHECK(c.rope_scaling.beta_fast == 32.0);
+  CHECK(c.rope_scaling.beta_slow == 1.0);
+  CHECK(c.rope_scaling.mscale == 0.707);
+  CHECK(c.rope_scaling.mscale_all_dim == 0.707);
+  CHECK(c.rope_scaling.original_max_position_embeddings == 4096);
+  CHECK(c.bos_token_id == 100000);
+  CHECK(c.eos_token_ids == std::vector<dsk::index_t>{100001});
+  CHECK(c.torch_dtype == "bfloat16");
+  CHECK(!c.is_moe_layer(0));
+  CHECK(c.is_moe_layer(1));
+  CHECK(c.is_moe_layer(26));
+  CHECK(std::abs(c.softmax_scale() - 0.11472139) < kScaleTol);
+  // Loading the directory reads DIR/config.json.
+  dsk::test::temp_dir dir;
+  std::filesystem::copy_file(io_data("config_v2_lite.json"), dir / "config.json");
+  CHECK(v2_config::load(dir.path()).hidden_size == 2048);
+}
+
+TEST_CASE("config: DeepSeek-V2's config.json (q_lora_rank, group-limited routing)", "[io][config]") {
+  const v2_config c = v2_config::load(io_data("config_v2.json"));
+  CHECK(c.hidden_size == 5120);
+  CHECK(c.intermediate_size == 12288);
+  CHECK(c.moe_intermediate_size == 1536);
+  CHECK(c.num_hidden_layers == 60);
+  CHECK(c.num_attention_heads == 128);
+  CHECK(c.n_routed_experts == 160);
+  CHECK(c.n_shared_experts == 2);
+  CHECK(c.num_experts_per_tok == 6);
+  CHECK(c.q_lora_rank == 1536);
+  CHECK(c.kv_lora_rank == 512);
+  CHECK(c.topk_method == topk_method::group_limited_greedy);
+  CHECK(c.n_group == 8);
+  CHECK(c.topk_group == 3);
+  CHECK(c.routed_scaling_factor == 16.0);
+  CHECK(std::abs(c.softmax_scale() - 0.11472139) < kScaleTol);
+}
+
+TEST_CASE("config: transformers v5 rope_parameters, the 'gready' spelling, eos lists", "[io][config]") {
+  const v2_config c = v2_config::load(io_data("config_v2_lite_rope_parameters.json"));
+  CHECK(c.topk_method == topk_method::greedy);
+  CHECK(c.rope_scaling.enabled);
+  CHECK(c.rope_scaling.factor == 40.0);
+  CHECK(c.rope_scaling.mscale_all_dim == 0.707);
+  CHECK(c.rope_theta == 10000.0);
+  CHECK(c.torch_dtype == "bfloat16");
+  CHECK(c.eos_token_ids == std::vector<dsk::index_t>{100001, 100002});
+  CHECK(std::abs(c.softmax_scale() - 0.11472139) < kScaleTol);
+
+  auto j = lite_json();
+  j["rope_scaling"] = nullptr;  // plain RoPE: no mscale
+  const v2_config plain = v2_config::parse(j.dump());
+  CHECK(!plain.rope_scaling.enabled);
+  CHECK(plain.softmax_scale() == 1.0 / std::sqrt(192.0));
+  j["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", 50000.0}};
+  CHECK(v2_config::parse(j.dump()).rope_theta == 50000.0);
+}
+
+TEST_CASE("config: missing, mistyped, unknown or inconsistent fields are clear errors", "[io][config]") {
+  struct bad_case {
+    const char* what;
+    std::function<void(nlohmann::json&)> edit;
+    const char* message;
+  };
+  const std::vector<bad_case> cases = {
+      {"missing hidden_size", [](auto& j) { j.erase("hidden_size"); },
+       "missing required field 'hidden_size'"},
+      {"missing q_lora_rank", [](auto& j) { j.erase("q_lora_rank"); },
+       "missing required field 'q_lora_rank'"},
+      {"missing kv_lora_rank", [](auto& j) { j.erase("kv_lora_rank"); },
+       "missing required field 'kv_lora_rank'"},
+      {"missing topk_method", [](auto& j) { j.erase("topk_method"); },
+       "missing required field 'topk_method'"},
+      {"string size", [](auto& j) { j["hidden_size"] = "2048"; },
+       "field 'hidden_size': expected an integer, got \"2048\""},
+      {"fractional size", [](auto& j) { j["vocab_size"] = 102400.5; },
+       "field 'vocab_size': expected an integer"},
+      {"zero heads", [](auto& j) { j["num_attention_heads"] = 0; },
+       "field 'num_attention_heads': expected an integer >= 1, got 0"},
+      {"null hidden_size", [](auto& j) { j["hidden_size"] = nullptr; },
+       "field 'hidden_size': must not be null"},
+      {"unknown topk_method", [](auto& j) { j["topk_method"] = "noaux_tc"; },
+       "field 'topk_method': unsupported value 'noaux_tc'"},
+      {"group-limited without n_group",
+       [](auto& j) {
+         j["topk_method"] = "group_limited_greedy";
+         j.erase("n_group");
+       },
+       "missing required field 'n_group'"},
+      {"n_group not dividing", [](auto& j) { j["n_group"] = 5; },
+       "field 'n_group': must divide n_routed_experts (64)"},
+      {"topk_group > n_group", [](auto& j) { j["topk_group"] = 2; },
+       "field 'topk_group': expected <= n_group (1)"},
+      {"too few experts kept",
+       [](auto& j) {
+         j["topk_method"] = "group_limited_greedy";
+         j["n_group"] = 16;
+         j["topk_group"] = 1;
+       },
+       "group-limited routing keeps topk_group * n_routed_experts / n_group = 4 experts, fewer than 6"},
+      {"top-k > experts", [](auto& j) { j["num_experts_per_tok"] = 65; },
+       "field 'num_experts_per_tok': expected <= n_routed_experts (64)"},
+      {"sigmoid scoring", [](auto& j) { j["scoring_func"] = "sigmoid"; },
+       "field 'scoring_func': unsupported value"},
+      {"other model", [](auto& j) { j["model_type"] = "deepseek_v3"; },
+       "field 'model_type': expected \"deepseek_v2\", got \"deepseek_v3\""},
+      {"gelu", [](auto& j) { j["hidden_act"] = "gelu"; },
+       "field 'hidden_act': unsupported activation 'gelu'"},
+      {"tied embeddings", [](auto& j) { j["tie_word_embeddings"] = true; }, "field 'tie_word_embeddings'"},
+      {"bias", [](auto& j) { j["attention_bias"] = true; }, "field 'attention_bias'"},
+      {"GQA", [](auto& j) { j["num_key_value_heads"] = 4; },
+       "MLA needs num_key_value_heads == num_attention_heads (16), got 4"},
+      {"odd rope dim", [](auto& j) { j["qk_rope_head_dim"] = 63; }, "RoPE needs an even dimension"},
+      {"dynamic rope", [](auto& j) { j["rope_scaling"]["type"] = "dynamic"; },
+       "field 'rope_scaling.rope_type': unsupported rope type 'dynamic'"},
+      {"unknown rope key", [](auto& j) { j["rope_scaling"]["attention_factor"] = 1.0; },
+       "field 'rope_scaling.attention_factor': unknown rope parameter"},
+      {"rope factor < 1", [](auto& j) { j["rope_scaling"]["factor"] = 0.5; },
+       "field 'rope_scaling.factor': expected >= 1"},
+      {"rope not an object", [](auto& j) { j["rope_scaling"] = 3; },
+       "field 'rope_scaling' must be an object or null"},
+      {"eps string", [](auto& j) { j["rms_norm_eps"] = "1e-6"; }, "field 'rms_norm_eps': expected a number"},
+      {"negative eps", [](auto& j) { j["rms_norm_eps"] = -1.0; }, "field 'rms_norm_eps': expected > 0"},
+      {"bool as int", [](auto& j) { j["norm_topk_prob"] = 0; },
+       "field 'norm_topk_prob': expected true or false"},
+      {"eos list of strings", [](auto& j) { j["eos_token_id"] = {"x"}; },
+       "field 'eos_token_id': expected an integer"},
+  };
+  for (const auto& c : cases) {
+    INFO(c.what);
+    auto j = lite_json();
+    c.edit(j);
+    REQUIRE_THAT(error_of(j), Catch::Contains(c.message) && Catch::Contains("cfg.json"));
+  }
+  REQUIRE_THAT(error_of(nlohmann::json::array()), Catch::Contains("expected a JSON object, got array"));
+  REQUIRE_THROWS_WITH(v2_config::parse("{\"hidden_size\": ", "cfg.json"),
+                      Catch::Contains("'cfg.json' is not valid JSON"));
+  REQUIRE_THROWS_WITH(v2_config::load(io_data("no_such_config.json")),
+                      Catch::Contains("cannot open config file") && Catch::Contains("no_such_config.json"));
+  // A dense model (no routed experts) needs none of the MoE fields.
+  auto j = lite_json();
+  for (const char* k : {"n_routed_experts", "moe_intermediate_size", "num_experts_per_tok", "topk_method"})
+    j.erase(k);
+  const v2_config dense = v2_config::parse(j.dump());
+  CHECK(dense.n_routed_experts == 0);
+  CHECK(!dense.is_moe_layer(5));
+}

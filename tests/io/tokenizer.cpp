@@ -1,0 +1,200 @@
+#include "dsk/io/tokenizer.hpp"
+
+#include <functional>
+#include <random>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include "io_test_util.hpp"
+
+using dsk::io::token_id;
+using dsk::io::tokenizer;
+using dsk::test::io_data;
+
+namespace {
+nlohmann::json load_json(const char* name) {
+  return dsk::io::parse_json(dsk::io::read_text_file(io_data(name), "golden"), name);
+}
+const tokenizer& deepseek_like() {
+  static const tokenizer t = tokenizer::load(io_data("tokenizer.json"));
+  return t;
+}
+}  // namespace
+
+TEST_CASE("tokenizer: ids and decodes equal those of Hugging Face tokenizers (DeepSeek-V2 pre-tokenizer)",
+          "[io][tokenizer]") {
+  const auto g = load_json("tokenizer_cases.json");
+  const tokenizer& t = deepseek_like();
+  CHECK(t.vocab_size() == g["vocab_size"].get<dsk::index_t>());
+  CHECK(t.token_to_id("<｜begin▁of▁sentence｜>") == g["bos"].get<token_id>());
+  CHECK(t.token_to_id("<｜end▁of▁sentence｜>") == g["eos"].get<token_id>());
+  CHECK(t.is_special(g["bos"].get<token_id>()));
+  CHECK(!t.token_to_id("no such token").has_value());
+  for (const auto& c : g["cases"]) {
+    const std::string text = c["text"].get<std::string>();
+    INFO("text: " << text);
+    const auto ids = t.encode(text);
+    REQUIRE(ids == c["ids"].get<std::vector<token_id>>());
+    REQUIRE(t.decode(ids) == c["decoded"].get<std::string>());
+    REQUIRE(t.decode(ids, true) == c["decoded_skip_special"].get<std::string>());
+  }
+  // Decoding a prefix of the ids of multi-byte text yields U+FFFD for the cut character, as Rust's lossy
+  // UTF-8.
+  for (const auto& c : g["partial_decodes"]) {
+    const auto ids = c["ids"].get<std::vector<token_id>>();
+    INFO("ids: " << c["ids"].dump());
+    REQUIRE(t.decode(ids) == c["decoded"].get<std::string>());
+  }
+}
+
+TEST_CASE("tokenizer: every pre-tokenizer option against Hugging Face tokenizers", "[io][tokenizer]") {
+  const auto g = load_json("tokenizer_variant_cases.json");
+  const tokenizer t = tokenizer::load(io_data("tokenizer_variant.json"));
+  for (const auto& c : g["cases"]) {
+    const std::string text = c["text"].get<std::string>();
+    INFO("text: " << text);
+    const auto ids = t.encode(text);
+    REQUIRE(ids == c["ids"].get<std::vector<token_id>>());
+    REQUIRE(t.decode(ids) == c["decoded"].get<std::string>());
+  }
+}
+
+TEST_CASE("tokenizer: encode/decode round trip on random UTF-8 text", "[io][tokenizer]") {
+  const tokenizer& t = deepseek_like();
+  // Code point ranges: ASCII (no '<', so no added token forms by chance), Latin-1, Greek, CJK, Hangul, emoji,
+  // Unicode spaces.
+  const std::vector<std::pair<std::uint32_t, std::uint32_t>> ranges = {
+      {0x20, 0x3b},       {0x3d, 0x7e},     {0x0a, 0x0a},     {0x09, 0x09},
+      {0xa0, 0xff},       {0x391, 0x3c9},   {0x4e00, 0x9fa5}, {0xac00, 0xd7a3},
+      {0x1f600, 0x1f64f}, {0x3000, 0x3002}, {0x2000, 0x200a}, {0x660, 0x669}};
+  std::mt19937 rng(7);
+  for (int trial = 0; trial < 200; ++trial) {
+    std::string s;
+    const int len = static_cast<int>(rng() % 40);
+    for (int k = 0; k < len; ++k) {
+      const auto& [lo, hi] = ranges[rng() % ranges.size()];
+      dsk::io::detail::append_utf8(s, lo + static_cast<std::uint32_t>(rng() % (hi - lo + 1)));
+    }
+    INFO("text: " << s);
+    REQUIRE(t.decode(t.encode(s)) == s);
+  }
+}
+
+TEST_CASE("tokenizer: invalid input and unsupported files are clear errors", "[io][tokenizer]") {
+  const tokenizer& t = deepseek_like();
+  REQUIRE_THROWS_WITH(t.encode("ok \xff bad"), Catch::Contains("not valid UTF-8 at byte 3"));
+  REQUIRE_THROWS_WITH(t.encode("\xe6\xb7"), Catch::Contains("not valid UTF-8 at byte 0"));
+  const std::vector<token_id> bad_ids{1, 100000};
+  REQUIRE_THROWS_WITH(t.decode(bad_ids), Catch::Contains("token id 100000 is not in the vocabulary"));
+  const std::vector<token_id> neg{-1};
+  REQUIRE_THROWS_WITH(t.decode(neg), Catch::Contains("token id -1"));
+
+  // A minimal valid file, then one edit per case.
+  const auto base = nlohmann::json::parse(R"({
+    "added_tokens": [],
+    "normalizer": null,
+    "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "use_regex": false},
+    "decoder": {"type": "ByteLevel"},
+    "model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2}, "merges": ["a b"]}
+  })");
+  const tokenizer small = tokenizer::parse(base.dump(), "small.json");
+  CHECK(small.encode("abab") == std::vector<token_id>{2, 2});
+  REQUIRE_THROWS_WITH(small.encode("c"), Catch::Contains("byte 99 has no token and there is no unk_token"));
+
+  struct bad_case {
+    const char* what;
+    std::function<void(nlohmann::json&)> edit;
+    const char* message;
+    bool unsupported;
+  };
+  const std::vector<bad_case> cases = {
+      {"NFC normalizer",
+       [](auto& j) {
+         j["normalizer"] = {{"type", "NFC"}};
+       },
+       "normalizer", true},
+      {"WordPiece", [](auto& j) { j["model"]["type"] = "WordPiece"; }, "model.type \"WordPiece\"", true},
+      {"dropout", [](auto& j) { j["model"]["dropout"] = 0.1; }, "model.dropout", true},
+      {"byte fallback", [](auto& j) { j["model"]["byte_fallback"] = true; }, "model.byte_fallback", true},
+      {"Whitespace",
+       [](auto& j) {
+         j["pre_tokenizer"] = {{"type", "Whitespace"}};
+       },
+       "pre-tokenizer type 'Whitespace'", true},
+      {"no ByteLevel",
+       [](auto& j) {
+         j["pre_tokenizer"] = {{"type", "Digits"}, {"individual_digits", true}};
+       },
+       "needs ByteLevel as the last step", true},
+      {"null pre-tokenizer", [](auto& j) { j["pre_tokenizer"] = nullptr; }, "pre_tokenizer null", true},
+      {"WordPiece decoder",
+       [](auto& j) {
+         j["decoder"] = {{"type", "WordPiece"}};
+       },
+       "decoder", true},
+      {"single_word",
+       [](auto& j) {
+         j["added_tokens"] = {{{"id", 3}, {"content", "<x>"}, {"single_word", true}}};
+       },
+       "added_tokens[0].single_word true", true},
+      {"merge out of vocab", [](auto& j) { j["model"]["merges"] = {"a c"}; },
+       "model.merges[0]: 'a' + 'c' uses a token that is not in the vocabulary", false},
+      {"merge malformed", [](auto& j) { j["model"]["merges"] = {"abc"}; },
+       "model.merges[0]: expected \"left right\"", false},
+      {"negative id", [](auto& j) { j["model"]["vocab"]["a"] = -1; }, "model.vocab[\"a\"]: expected an id",
+       false},
+      {"missing vocab", [](auto& j) { j["model"].erase("vocab"); }, "missing 'model.vocab' object", false},
+      {"bad regex",
+       [](auto& j) {
+         j["pre_tokenizer"] = {
+             {"type", "Sequence"},
+             {"pretokenizers",
+              {{{"type", "Split"}, {"pattern", {{"Regex", "[a-"}}}, {"behavior", "Isolated"}},
+               {{"type", "ByteLevel"}}}}};
+       },
+       "cannot compile regex '[a-'", false},
+      {"bad behavior",
+       [](auto& j) {
+         j["pre_tokenizer"] = {
+             {"type", "Sequence"},
+             {"pretokenizers",
+              {{{"type", "Split"}, {"pattern", {{"String", " "}}}, {"behavior", "Sideways"}},
+               {{"type", "ByteLevel"}}}}};
+       },
+       "behavior 'Sideways'", true},
+      {"unknown unk", [](auto& j) { j["model"]["unk_token"] = "<unk>"; }, "model.unk_token '<unk>'", false},
+  };
+  for (const auto& c : cases) {
+    INFO(c.what);
+    auto j = base;
+    c.edit(j);
+    try {
+      (void)tokenizer::parse(j.dump(), "small.json");
+      FAIL("no error");
+    } catch (const dsk::unsupported& e) {
+      CHECK(c.unsupported);
+      REQUIRE_THAT(std::string(e.what()), Catch::Contains(c.message) && Catch::Contains("small.json"));
+    } catch (const dsk::error& e) {
+      CHECK(!c.unsupported);
+      REQUIRE_THAT(std::string(e.what()), Catch::Contains(c.message) && Catch::Contains("small.json"));
+    }
+  }
+  REQUIRE_THROWS_WITH(tokenizer::parse("{\"model\": ", "small.json"), Catch::Contains("is not valid JSON"));
+  REQUIRE_THROWS_WITH(tokenizer::load(io_data("missing_tokenizer.json")),
+                      Catch::Contains("cannot open tokenizer file"));
+}
+
+TEST_CASE("tokenizer: lossy UTF-8 follows the maximal-subpart rule", "[io][tokenizer]") {
+  using dsk::io::detail::utf8_lossy;
+  const std::string r = "\xef\xbf\xbd";
+  CHECK(utf8_lossy("abc") == "abc");
+  CHECK(utf8_lossy("\xff") == r);
+  CHECK(utf8_lossy("a\xe6\xb7") == "a" + r);  // a cut 3-byte character: one replacement
+  CHECK(utf8_lossy("\xe6\xb7"
+                   "b") == r + "b");
+  CHECK(utf8_lossy("\xf0\x9f\x98") == r);                  // a cut 4-byte character
+  CHECK(utf8_lossy("\xed\xa0\x80") == r + r + r);          // a surrogate: each byte replaced
+  CHECK(utf8_lossy("\xc0\xaf") == r + r);                  // overlong
+  CHECK(utf8_lossy("\xf4\x90\x80\x80") == r + r + r + r);  // above U+10FFFF
+}
