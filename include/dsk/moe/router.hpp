@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "dsk/core.hpp"
-#include "dsk/moe/host/expert_ffn_avx2.hpp"
+#include "dsk/gemm/matmul.hpp"
 #include "dsk/moe/host/router_avx2.hpp"
 #include "dsk/simd/simd.hpp"
 
@@ -60,7 +60,8 @@ inline void require_finite_rows(const contract& c, std::string_view arg, view<co
 
 DSK_ISA_BEGIN
 
-// logits[T, E] = x[T, H] * w[E, H]^T in fp32 (the gate is a bias-free linear layer kept in fp32).
+// logits[T, E] = x[T, H] * w[E, H]^T in fp32 (the gate is a bias-free linear layer kept in fp32), by
+// dsk::gemm.
 inline void gate_logits(view<const float, 2> x, view<const float, 2> w, view<float, 2> logits) {
   contract c{"moe::gate_logits"};
   c.extent("w", w, 1, x.extent(1), "x.extent(1) (hidden)")
@@ -69,11 +70,7 @@ inline void gate_logits(view<const float, 2> x, view<const float, 2> w, view<flo
       .unit_inner_stride("x", x)
       .unit_inner_stride("w", w)
       .unit_inner_stride("logits", logits);
-  const index_t T = x.extent(0), E = w.extent(0), H = x.extent(1);
-  parallel_for_chunks(0, T, 4, [&](index_t lo, index_t hi) {
-    detail::xwt<simd::native, float>(row_ptr(x, lo), x.stride(0), hi - lo, w.data(), w.stride(0), E, H,
-                                     row_ptr(logits, lo), logits.stride(0), nullptr);
-  });
+  gemm::matmul(x, w, logits);
 }
 
 // Routes T tokens to K of E experts (DeepSeek-V2 MoEGate, arXiv 2405.04434 and modeling_deepseek.py):

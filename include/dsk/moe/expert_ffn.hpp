@@ -1,0 +1,251 @@
+// Grouped expert FFN of the MoE host path: SwiGLU down(silu(gate x) * up x) for every expert over its
+// contiguous segment of dispatched rows, with f32/bf16/f16 weights (dsk::gemm) or int8/int4 per-channel
+// weights (dsk::quant, weight-only), parallel over (expert, row block, column block) items balanced by cost.
+// Host backend; checked against ref::swiglu (every expert on every row, double) in tests/moe/expert_ffn.cpp.
+#pragma once
+
+#include <algorithm>
+#include <span>
+#include <vector>
+
+#include "dsk/core.hpp"
+#include "dsk/gemm/matmul.hpp"
+#include "dsk/moe/dispatch.hpp"
+#include "dsk/moe/host/expert_ffn_avx2.hpp"
+#include "dsk/quant/matmul.hpp"
+#include "dsk/quant/quantize.hpp"
+
+namespace dsk::moe {
+
+// Experts with float-storage weights: gate, up [E, I, H], down [E, H, I] (unit inner stride, any strides
+// between rows and experts). Non-owning.
+template <float_storage W>
+class dense_experts {
+ public:
+  using weight_type = W;
+  dense_experts(view<const W, 3> gate, view<const W, 3> up, view<const W, 3> down)
+      : gate_(gate), up_(up), down_(down) {
+    contract c{"moe::dense_experts"};
+    const index_t E = gate.extent(0), I = gate.extent(1), H = gate.extent(2);
+    c.extent("up", up, 0, E, "gate.extent(0) (experts)")
+        .extent("up", up, 1, I, "gate.extent(1) (intermediate)")
+        .extent("up", up, 2, H, "gate.extent(2) (hidden)")
+        .extent("down", down, 0, E, "gate.extent(0) (experts)")
+        .extent("down", down, 1, H, "gate.extent(2) (hidden)")
+        .extent("down", down, 2, I, "gate.extent(1) (intermediate)")
+        .unit_inner_stride("gate", gate)
+        .unit_inner_stride("up", up)
+        .unit_inner_stride("down", down);
+  }
+  index_t experts() const { return gate_.extent(0); }
+  index_t hidden() const { return gate_.extent(2); }
+  index_t inter() const { return gate_.extent(1); }
+  // Weight bytes of one expert (what a decode step streams per activated expert).
+  index_t expert_bytes() const { return 3 * inter() * hidden() * index_t(sizeof(W)); }
+
+  // h[m, 0 : n1 - n0] = silu(x g[n0:n1]^T) * (x u[n0:n1]^T) for expert e.
+  void gate_up(index_t e, view<const float, 2> x, index_t n0, index_t n1, view<float, 2> h) const {
+    gemm::swiglu(x, gate_[e].slice(0, n0, n1), up_[e].slice(0, n0, n1), h);
+  }
+  // y = h down[n0:n1]^T for expert e.
+  void down(index_t e, view<const float, 2> h, index_t n0, index_t n1, view<float, 2> y) const {
+    gemm::matmul(h, down_[e].slice(0, n0, n1), y);
+  }
+
+ private:
+  view<const W, 3> gate_, up_, down_;
+};
+
+// Experts with quantized weights (dsk::quant format F, e.g. quant::int8_per_channel,
+// quant::int4_per_channel): per expert gate, up [I, H] and down [H, I]. Non-owning views;
+// quantized_expert_store owns the storage.
+template <quant::format F>
+class quantized_experts {
+ public:
+  using view_type = quant::qweight_view<F>;
+  quantized_experts(std::vector<view_type> gate, std::vector<view_type> up, std::vector<view_type> down)
+      : gate_(std::move(gate)), up_(std::move(up)), down_(std::move(down)) {
+    contract c{"moe::quantized_experts"};
+    const index_t E = static_cast<index_t>(gate_.size());
+    c.require(E >= 1, "gate", "at least one expert", E)
+        .require(static_cast<index_t>(up_.size()) == E, "up", "one weight per expert", up_.size())
+        .require(static_cast<index_t>(down_.size()) == E, "down", "one weight per expert", down_.size());
+    const index_t I = gate_[0].rows, H = gate_[0].cols;
+    for (index_t e = 0; e < E; ++e) {
+      c.require(gate_[e].rows == I && gate_[e].cols == H && up_[e].rows == I && up_[e].cols == H, "gate/up",
+                dsk::detail::concat("[", I, ", ", H, "] for every expert"),
+                dsk::detail::concat("expert ", e));
+      c.require(down_[e].rows == H && down_[e].cols == I, "down",
+                dsk::detail::concat("[", H, ", ", I, "] for every expert"),
+                dsk::detail::concat("expert ", e));
+    }
+  }
+  index_t experts() const { return static_cast<index_t>(gate_.size()); }
+  index_t hidden() const { return gate_[0].cols; }
+  index_t inter() const { return gate_[0].rows; }
+  index_t expert_bytes() const {
+    return 2 * inter() *
+               (quant::code_row_bytes(F, hidden()) + index_t(sizeof(quant::scale_t<F>)) * gate_[0].groups()) +
+           hidden() *
+               (quant::code_row_bytes(F, inter()) + index_t(sizeof(quant::scale_t<F>)) * down_[0].groups());
+  }
+
+  void gate_up(index_t e, view<const float, 2> x, index_t n0, index_t n1, view<float, 2> h) const {
+    const index_t M = x.extent(0), N = n1 - n0;
+    thread_local std::vector<float> tmp;
+    tmp.resize(static_cast<std::size_t>(2 * M * N));
+    dense_view<float, 2> g(tmp.data(), M, N), u(tmp.data() + M * N, M, N);
+    quant::matmul(x, rows(gate_[e], n0, n1), g);
+    quant::matmul(x, rows(up_[e], n0, n1), u);
+    detail::swiglu_rows<simd::native>(g.data(), N, u.data(), N, M, N, h.data(), h.stride(0));
+  }
+  void down(index_t e, view<const float, 2> h, index_t n0, index_t n1, view<float, 2> y) const {
+    quant::matmul(h, rows(down_[e], n0, n1), y);
+  }
+
+ private:
+  static view_type rows(const view_type& w, index_t n0, index_t n1) {
+    view_type r = w;
+    r.codes = reinterpret_cast<const quant::code_t<F>*>(w.code_row(n0));
+    r.scales = w.scales + n0 * w.scale_stride;
+    r.rows = n1 - n0;
+    return r;
+  }
+  std::vector<view_type> gate_, up_, down_;
+};
+
+// Owning quantized copies of float expert weights gate, up [E, I, H], down [E, H, I] (quantized with C).
+template <quant::quantize_config C>
+class quantized_expert_store {
+ public:
+  template <float_storage W>
+  quantized_expert_store(view<const W, 3> gate, view<const W, 3> up, view<const W, 3> down) {
+    for (index_t e = 0; e < gate.extent(0); ++e) {
+      gate_.push_back(quant::quantize<C>(view<const W, 2>(gate[e])));
+      up_.push_back(quant::quantize<C>(view<const W, 2>(up[e])));
+      down_.push_back(quant::quantize<C>(view<const W, 2>(down[e])));
+    }
+  }
+  quantized_experts<C.fmt> bank() const {
+    std::vector<quant::qweight_view<C.fmt>> g, u, d;
+    for (std::size_t e = 0; e < gate_.size(); ++e) {
+      g.push_back(gate_[e].view());
+      u.push_back(up_[e].view());
+      d.push_back(down_[e].view());
+    }
+    return {std::move(g), std::move(u), std::move(d)};
+  }
+  const std::vector<quant::quantized_weight<C.fmt>>& gate() const { return gate_; }
+  const std::vector<quant::quantized_weight<C.fmt>>& up() const { return up_; }
+  const std::vector<quant::quantized_weight<C.fmt>>& down() const { return down_; }
+
+ private:
+  std::vector<quant::quantized_weight<C.fmt>> gate_, up_, down_;
+};
+
+// What grouped_swiglu needs of a set of experts.
+template <class B>
+concept expert_bank = requires(const B& b, index_t i, view<const float, 2> x, view<float, 2> y) {
+  { b.experts() } -> std::convertible_to<index_t>;
+  { b.hidden() } -> std::convertible_to<index_t>;
+  { b.inter() } -> std::convertible_to<index_t>;
+  b.gate_up(i, x, i, i, y);
+  b.down(i, x, i, i, y);
+};
+
+namespace detail {
+struct ffn_item {
+  index_t e, m0, m1, n0, n1;
+};
+// Rows of one item: enough to amortise the weight block, small enough to keep x and h in L2.
+inline constexpr index_t ffn_rows = 64;
+inline constexpr index_t ffn_cols_gate_up = 128, ffn_cols_down = 256;
+
+// Splits the items into one contiguous run per thread of about equal cost (rows + a constant for streaming
+// the weight block, times columns), so one hot expert spreads over all threads instead of stalling one.
+DSK_ISA_BEGIN
+template <class F>
+void run_balanced(const std::vector<ffn_item>& items, F&& f) {
+  if (items.empty()) return;
+  std::vector<double> end(items.size());
+  double total = 0;
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    const auto& it = items[i];
+    total += double(it.m1 - it.m0 + 8) * double(it.n1 - it.n0);
+    end[i] = total;
+  }
+  const index_t nt = std::min<index_t>(num_threads(), static_cast<index_t>(items.size()));
+  parallel_for_chunks(0, nt, 1, [&](index_t lo, index_t hi) {
+    // Thread t takes the items whose cost midpoint falls in [t, t + 1) * total / nt.
+    for (std::size_t i = 0; i < items.size(); ++i) {
+      const double mid = end[i] - 0.5 * (end[i] - (i ? end[i - 1] : 0.0));
+      const index_t owner = std::min<index_t>(nt - 1, static_cast<index_t>(mid / total * double(nt)));
+      if (owner >= lo && owner < hi) f(items[i]);
+    }
+  });
+}
+DSK_ISA_END
+}  // namespace detail
+
+DSK_ISA_BEGIN
+
+// ys[r] = down_e(silu(gate_e xs[r]) * up_e xs[r]) for the rows r in [offset[e], offset[e] + count[e]) of
+// every expert e; the other rows of ys (padding) are set to zero. xs, ys: [rows, H]; h: scratch [rows, I].
+// offset: E + 1 entries, non-decreasing, offset[E] = rows; count[e] <= offset[e + 1] - offset[e].
+// Each output is computed by one work item in a fixed order: the result does not depend on the thread count.
+template <expert_bank B>
+void grouped_swiglu(view<const float, 2> xs, std::span<const index_t> offset, std::span<const index_t> count,
+                    const B& w, view<float, 2> h, view<float, 2> ys) {
+  contract c{"moe::grouped_swiglu"};
+  const index_t E = w.experts(), H = w.hidden(), I = w.inter(), rows = xs.extent(0);
+  c.require(static_cast<index_t>(offset.size()) == E + 1, "offset",
+            dsk::detail::concat(E + 1, " entries (experts + 1)"), offset.size())
+      .require(static_cast<index_t>(count.size()) == E, "count", dsk::detail::concat(E, " entries (experts)"),
+               count.size())
+      .extent("xs", xs, 1, H, "the experts' hidden size")
+      .extent("ys", ys, 0, rows, "xs.extent(0) (rows)")
+      .extent("ys", ys, 1, H, "the experts' hidden size")
+      .extent("h", h, 0, rows, "xs.extent(0) (rows)")
+      .extent("h", h, 1, I, "the experts' intermediate size")
+      .unit_inner_stride("xs", xs)
+      .unit_inner_stride("ys", ys)
+      .unit_inner_stride("h", h);
+  c.require(offset[0] == 0 && offset[E] == rows, "offset",
+            dsk::detail::concat("offset[0] = 0 and offset[E] = ", rows),
+            dsk::detail::concat(offset[0], " and ", offset[E]));
+  for (index_t e = 0; e < E; ++e)
+    c.require(count[e] >= 0 && offset[e + 1] >= offset[e] && count[e] <= offset[e + 1] - offset[e], "count",
+              "0 <= count[e] <= offset[e + 1] - offset[e]",
+              dsk::detail::concat("count[", e, "] = ", count[e]));
+  std::vector<detail::ffn_item> up_items, down_items;
+  for (index_t e = 0; e < E; ++e)
+    for (index_t m0 = offset[e]; m0 < offset[e] + count[e]; m0 += detail::ffn_rows) {
+      const index_t m1 = std::min(m0 + detail::ffn_rows, offset[e] + count[e]);
+      for (index_t n0 = 0; n0 < I; n0 += detail::ffn_cols_gate_up)
+        up_items.push_back({e, m0, m1, n0, std::min(I, n0 + detail::ffn_cols_gate_up)});
+      for (index_t n0 = 0; n0 < H; n0 += detail::ffn_cols_down)
+        down_items.push_back({e, m0, m1, n0, std::min(H, n0 + detail::ffn_cols_down)});
+    }
+  detail::run_balanced(up_items, [&](const detail::ffn_item& it) {
+    w.gate_up(it.e, xs.slice(0, it.m0, it.m1), it.n0, it.n1, h.slice(0, it.m0, it.m1).slice(1, it.n0, it.n1));
+  });
+  detail::run_balanced(down_items, [&](const detail::ffn_item& it) {
+    w.down(it.e, h.slice(0, it.m0, it.m1), it.n0, it.n1, ys.slice(0, it.m0, it.m1).slice(1, it.n0, it.n1));
+  });
+  for (index_t e = 0; e < E; ++e)
+    for (index_t r = offset[e] + count[e]; r < offset[e + 1]; ++r) std::fill_n(row_ptr(ys, r), H, 0.0f);
+}
+
+// The same over the segments of a dispatch: ys rows follow xs = dispatch(x, handle).
+template <expert_bank B>
+void grouped_swiglu(view<const float, 2> xs, const dispatch_handle& hd, const B& w, view<float, 2> h,
+                    view<float, 2> ys) {
+  contract c{"moe::grouped_swiglu"};
+  c.require(hd.experts == w.experts(), "handle",
+            dsk::detail::concat("a dispatch over ", w.experts(), " experts"), hd.experts);
+  grouped_swiglu(xs, std::span<const index_t>(hd.offset), std::span<const index_t>(hd.count), w, h, ys);
+}
+
+DSK_ISA_END
+
+}  // namespace dsk::moe
