@@ -178,6 +178,7 @@ VARIANT_TEXTS = [
     "深度求索, 你好!",
     "emoji 😀😀 end.",
     "it's they're we've I'm you'll he'd",
+    "line end  \nnext line \n\n last  ",
 ]
 
 
@@ -185,6 +186,7 @@ def build_variant_tokenizer():
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.Sequence(
         [
+            pre_tokenizers.Split(Regex("\\s+$"), "isolated"),  # $ is an end-of-line anchor in Oniguruma
             pre_tokenizers.Split(" ", "merged_with_previous"),
             pre_tokenizers.Split(Regex("[,;!?]"), "merged_with_next"),
             pre_tokenizers.Split(Regex("-"), "contiguous"),

@@ -1,5 +1,6 @@
 #include "dsk/io/tokenizer.hpp"
 
+#include <algorithm>
 #include <functional>
 #include <random>
 
@@ -79,6 +80,28 @@ TEST_CASE("tokenizer: encode/decode round trip on random UTF-8 text", "[io][toke
     INFO("text: " << s);
     REQUIRE(t.decode(t.encode(s)) == s);
   }
+}
+
+TEST_CASE("tokenizer: long inputs and long pieces round-trip", "[io][tokenizer]") {
+  const tokenizer& t = deepseek_like();
+  // Long single pieces (one letter run, one whitespace run, one CJK run) exercise the BPE heap and the
+  // regexes' backtracking; a long mixed text the whole pipeline.
+  for (const std::string& s :
+       {std::string(20000, 'a'), std::string(5000, ' ') + "x", std::string(3000, '\n'), [] {
+          std::string r;
+          for (int i = 0; i < 2000; ++i) r += "深度";
+          return r;
+        }()}) {
+    const auto ids = t.encode(s);
+    REQUIRE(!ids.empty());
+    REQUIRE(t.decode(ids) == s);
+  }
+  std::string mixed;
+  for (int i = 0; i < 300; ++i)
+    mixed += "Line " + std::to_string(i) + ": DeepSeek-V2 深度求索 😀  \t<|EOT|>\n";
+  const auto ids = t.encode(mixed);
+  REQUIRE(t.decode(ids) == mixed);
+  REQUIRE(std::count(ids.begin(), ids.end(), *t.token_to_id("<|EOT|>")) == 300);
 }
 
 TEST_CASE("tokenizer: invalid input and unsupported files are clear errors", "[io][tokenizer]") {

@@ -190,8 +190,11 @@ class pcre2_regex {
     if (!md) fail("dsk::io::tokenizer: out of memory for regex match data");
     std::size_t pos = 0;
     while (pos <= s.size()) {
-      const int rc = pcre2_match_8(code_.get(), reinterpret_cast<PCRE2_SPTR8>(s.data()), s.size(), pos,
-                                   PCRE2_NO_UTF_CHECK, md.get(), nullptr);
+      int rc = pcre2_match_8(code_.get(), reinterpret_cast<PCRE2_SPTR8>(s.data()), s.size(), pos,
+                             PCRE2_NO_UTF_CHECK, md.get(), nullptr);
+      if (rc == PCRE2_ERROR_JIT_STACKLIMIT)  // the interpreter keeps its backtracking state on the heap
+        rc = pcre2_match_8(code_.get(), reinterpret_cast<PCRE2_SPTR8>(s.data()), s.size(), pos,
+                           PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT, md.get(), nullptr);
       if (rc == PCRE2_ERROR_NOMATCH) break;
       if (rc < 0) {
         std::array<PCRE2_UCHAR8, 256> msg{};
@@ -553,6 +556,8 @@ class tokenizer {
     std::stable_sort(added_.begin(), added_.end(), [](const added_token& x, const added_token& y) {
       return x.content.size() > y.content.size();
     });
+    for (std::size_t k = 0; k < added_.size(); ++k)
+      added_by_first_byte_[static_cast<unsigned char>(added_[k].content[0])].push_back(k);
   }
 
   void load_normalizer(const nlohmann::json& j) {
@@ -657,11 +662,13 @@ class tokenizer {
       std::size_t text_begin = 0, i = 0;
       while (i < s.size()) {
         const added_token* hit = nullptr;
-        for (const auto& a : added_)
+        for (const std::size_t k : added_by_first_byte_[static_cast<unsigned char>(s[i])]) {
+          const added_token& a = added_[k];
           if (a.normalized == normalized && s.compare(i, a.content.size(), a.content) == 0) {
             hit = &a;
             break;
           }
+        }
         if (!hit) {
           ++i;
           continue;
@@ -701,6 +708,9 @@ class tokenizer {
   // with lazy invalidation keeps long pieces O(n log n).
   void bpe(const std::string& piece, std::vector<token_id>& ids) const {
     if (piece.empty()) return;
+    if (piece.size() > 0x7fffffffu)
+      fail("dsk::io::tokenizer::encode: a pre-tokenized piece of ", piece.size(),
+           " bytes is too long for BPE");
     const auto& table = detail::byte_level_table::get();
     if (ignore_merges_) {
       std::string mapped;
@@ -768,6 +778,7 @@ class tokenizer {
   token_id unk_ = -1;
   bool ignore_merges_ = false;
   std::vector<added_token> added_;
+  std::array<std::vector<std::size_t>, 256> added_by_first_byte_;  // indices into added_, longest first
   std::vector<std::string> id_to_token_;
   std::vector<bool> has_token_, is_special_;
   std::vector<detail::pre_step> steps_;
