@@ -90,19 +90,25 @@ class quantized_weight {
 namespace detail {
 DSK_ISA_BEGIN
 template <class S, quantize_config C, class T>
-quantized_weight<C.fmt> quantize_with(view<const T, 2> w) {
+void quantize_into(view<const T, 2> w, quantized_weight<C.fmt>& q) {
   static_assert(check_format<C.fmt>::value);
   constexpr const char* where = "quant::quantize";
   contract c{where};
   c.unit_inner_stride("w", w);
   const index_t N = w.extent(0), K = w.extent(1);
-  quantized_weight<C.fmt> q(N, K);
+  if (q.rows() != N || q.cols() != K) q = quantized_weight<C.fmt>(N, K);
   const qweight_view<C.fmt> v = q.view();
   auto* codes = reinterpret_cast<std::uint8_t*>(q.codes());
   parallel_for_chunks(0, N, 16, [&](index_t lo, index_t hi) {
     quantize_rows<S, C>(w.data(), w.stride(0), lo, hi, K, codes, v.code_stride, q.scales(), v.scale_stride,
                         where);
   });
+}
+
+template <class S, quantize_config C, class T>
+quantized_weight<C.fmt> quantize_with(view<const T, 2> w) {
+  quantized_weight<C.fmt> q;
+  quantize_into<S, C>(w, q);
   return q;
 }
 
@@ -154,6 +160,16 @@ quantized_weight<C.fmt> quantize(view<const bf16, 2> w) {
 template <quantize_config C>
 quantized_weight<C.fmt> quantize(view<const f16, 2> w) {
   return detail::quantize_with<simd::native, C>(w);
+}
+
+// The same into existing storage (reallocated only when the shape differs): for re-quantizing in a loop.
+template <quantize_config C>
+void quantize(view<const float, 2> w, quantized_weight<C.fmt>& out) {
+  detail::quantize_into<simd::native, C>(w, out);
+}
+template <quantize_config C>
+void quantize(view<const bf16, 2> w, quantized_weight<C.fmt>& out) {
+  detail::quantize_into<simd::native, C>(w, out);
 }
 
 // out[N, K] = code * scale.

@@ -23,21 +23,37 @@
 namespace dsk::quant::detail {
 DSK_ISA_BEGIN
 
+// Scales [g0, g0 + count) of row i widened to float through the packet layer: f16/bf16 scales widened one at
+// a time through the portable conversion cost more than the dot products of a 128-element group.
+inline constexpr index_t scale_chunk = 32;
+template <class S, format F>
+void load_scales(const qweight_view<F>& q, index_t i, index_t g0, index_t count, float* out) {
+  const scale_t<F>* p = q.scales + i * q.scale_stride + g0;
+  for (index_t j = 0; j < count; j += S::width) {
+    const int n = static_cast<int>(std::min<index_t>(S::width, count - j));
+    S::store_partial(out + j, S::load_partial(p + j, n), n);
+  }
+}
+
 // Rows of W per parallel work item: 64 int8 rows of K = 2048 are 128 KiB, so a block stays in L2 while every
 // group of 4 tokens streams over it.
 inline constexpr index_t rows_per_block = 64;
 
 // ---- weight-only ---------------------------------------------------------------------------------------
-// MR tokens x NR weight rows over all of K. With MR == 1 each (m, n) keeps two accumulators (8 independent
-// FMA chains for NR = 4, enough to cover the FMA latency); with MR == 4 one accumulator per (m, n) suffices.
+// MR tokens x NR weight rows over all of K. For the int8 GEMV (MR == 1) each (m, n) keeps two accumulators: 8
+// independent FMA chains for NR = 4 cover the FMA latency, as the decode is cheap. The int4 decode costs more
+// ops than the chains' latency, and its 4 constants plus 8 accumulators plus the per-group totals would not
+// fit the 16 ymm registers (the compiler spilled accumulators), so int4 and MR == 4 use one accumulator per
+// (m, n).
 template <class S, format F, int MR, int NR>
 void wo_tile(const float* xp, index_t ldx, const qweight_view<F>& q, index_t n0, float* y, index_t ldy) {
   using P = typename S::f32;
   using X = qx<S>;
-  constexpr bool split = MR == 1;
+  constexpr bool split = MR == 1 && F.type == qtype::int8;
   const index_t K = q.cols, span = group_span(F, K), G = q.groups(), Kb = K / 16 * 16;
   P tot[MR][NR];
   float tail[MR][NR] = {};
+  float sc[NR][scale_chunk];
   for (auto& r : tot)
     for (auto& e : r) e = S::zero();
   const std::uint8_t* c[NR];
@@ -69,8 +85,10 @@ void wo_tile(const float* xp, index_t ldx, const qweight_view<F>& q, index_t n0,
         }
       }
     }
+    if (g % scale_chunk == 0)
+      for (int n = 0; n < NR; ++n) load_scales<S>(q, n0 + n, g, std::min(scale_chunk, G - g), sc[n]);
     for (int n = 0; n < NR; ++n) {
-      const float s = q.scale(n0 + n, g);
+      const float s = sc[n][g % scale_chunk];
       const P sv = S::broadcast(s);
       for (int m = 0; m < MR; ++m) {
         tot[m][n] = S::fma(split ? S::add(a0[m][n], a1[m][n]) : a0[m][n], sv, tot[m][n]);
@@ -159,6 +177,7 @@ void a8_tile(const std::int16_t* xq, index_t ldx, const float* sx, const qweight
   const index_t K = q.cols, span = group_span(F, K), G = q.groups(), Kb = K / 32 * 32;
   P tot[MR][NR];
   float tail[MR][NR] = {};
+  float sc[NR][scale_chunk];
   for (auto& r : tot)
     for (auto& e : r) e = S::zero();
   const std::uint8_t* c[NR];
@@ -183,8 +202,10 @@ void a8_tile(const std::int16_t* xq, index_t ldx, const float* sx, const qweight
         for (int n = 0; n < NR; ++n) acc[m][n] = X::madd(X::madd(acc[m][n], x0, w0[n]), x1, w1[n]);
       }
     }
+    if (g % scale_chunk == 0)
+      for (int n = 0; n < NR; ++n) load_scales<S>(q, n0 + n, g, std::min(scale_chunk, G - g), sc[n]);
     for (int n = 0; n < NR; ++n) {
-      const float s = q.scale(n0 + n, g);
+      const float s = sc[n][g % scale_chunk];
       const P sv = S::broadcast(s);
       for (int m = 0; m < MR; ++m) {
         tot[m][n] = S::fma(S::to_f32(acc[m][n]), sv, tot[m][n]);
