@@ -27,6 +27,69 @@ struct plan {
 };
 
 template <class S, int D, int Dv, class KV, class Visible, class Ranges>
+void drive_kv_major(const plan& pl, view<const float, 3> q, const KV& kv, view<float, 3> o,
+                    view<float, 2> lse, float scale, Visible& visible, Ranges& ranges_of, index_t threads) {
+  const index_t G = pl.group, Hkv = pl.kv_heads, H = Hkv * G, T = pl.q_len, RH = T * G, rows = Hkv * RH;
+  std::vector<key_range> ranges;
+  ranges_of(index_t{0}, T, ranges);
+  const index_t tiles = (pl.kv_len + tile_keys - 1) / tile_keys;
+  const index_t nsplit = std::clamp<index_t>(threads, 1, std::max<index_t>(1, tiles));
+  // Partial states per split: [split][row], row = kvh * RH + t * G + g.
+  std::vector<float> acc(static_cast<std::size_t>(nsplit * rows * Dv)),
+      m(static_cast<std::size_t>(nsplit * rows)), l(static_cast<std::size_t>(nsplit * rows));
+  parallel_for(0, nsplit, [&](index_t sp) {
+    const index_t k0 = std::min(pl.kv_len, tiles * sp / nsplit * tile_keys);
+    const index_t k1 = std::min(pl.kv_len, tiles * (sp + 1) / nsplit * tile_keys);
+    std::vector<const float*> qp(static_cast<std::size_t>(rows));
+    std::vector<index_t> lo(static_cast<std::size_t>(rows)), hi(static_cast<std::size_t>(rows));
+    for (index_t kvh = 0; kvh < Hkv; ++kvh)
+      for (index_t t = 0; t < T; ++t) {
+        const key_range vis = visible(t);
+        for (index_t g = 0; g < G; ++g) {
+          const index_t r = kvh * RH + t * G + g;
+          qp[r] = &q(t, kvh * G + g, index_t{0});
+          lo[r] = vis.begin;
+          hi[r] = vis.end;
+        }
+      }
+    float* a = acc.data() + sp * rows * Dv;
+    float* mm = m.data() + sp * rows;
+    float* ll = l.data() + sp * rows;
+    reset_state(rows, Dv, a, mm, ll);
+    for (const key_range& kr : ranges) {
+      const index_t b = std::max(kr.begin, k0), e = std::min(kr.end, k1);
+      // Short tiles (16 keys x all heads = a few hundred KiB) with the next one prefetched, so the walk stays
+      // in L2 and streams from DRAM at the read roof.
+      constexpr index_t step = 16;
+      for (index_t j0 = b; j0 < e; j0 += step) {
+        const key_range tile{j0, std::min(e, j0 + step)};
+        for (index_t j = tile.end; j < std::min(e, tile.end + step); ++j)
+          for (index_t kvh = 0; kvh < Hkv; ++kvh) {
+            const float* pk = kv.key(j, kvh);
+            const float* pv = kv.value(j, kvh);
+            for (int x = 0; x < D; x += 16) __builtin_prefetch(pk + x);
+            for (int x = 0; x < Dv; x += 16) __builtin_prefetch(pv + x);
+          }
+        for (index_t kvh = 0; kvh < Hkv; ++kvh) {
+          const index_t r0 = kvh * RH;
+          const row_set st{RH, qp.data() + r0, lo.data() + r0, hi.data() + r0, a + r0 * Dv, mm + r0, ll + r0};
+          attend<S, D, Dv>(kv, kvh, std::span<const key_range>(&tile, 1), st, scale);
+        }
+      }
+    }
+  });
+  parallel_for(0, rows, [&](index_t r) {
+    float* a = acc.data() + r * Dv;
+    float mm = m[r], ll = l[r];
+    for (index_t sp = 1; sp < nsplit; ++sp)
+      combine_state<S, Dv>(a, mm, ll, acc.data() + (sp * rows + r) * Dv, m[sp * rows + r], l[sp * rows + r]);
+    const index_t kvh = r / RH, t = (r % RH) / G, g = r % G, h = kvh * G + g;
+    (void)H;
+    finalize_row<S, Dv>(a, mm, ll, &o(t, h, index_t{0}), lse.data() ? &lse(t, h) : nullptr);
+  });
+}
+
+template <class S, int D, int Dv, class KV, class Visible, class Ranges>
 void drive(const plan& pl, view<const float, 3> q, const KV& kv, view<float, 3> o, view<float, 2> lse,
            float scale, Visible&& visible, Ranges&& ranges_of) {
   const index_t G = pl.group, H = pl.kv_heads * G, T = pl.q_len;
@@ -46,6 +109,14 @@ void drive(const plan& pl, view<const float, 3> q, const KV& kv, view<float, 3> 
     part_acc.assign(static_cast<std::size_t>(nsplit * T * H * Dv), 0.0f);
     part_m.assign(static_cast<std::size_t>(nsplit * T * H), neg_inf);
     part_l.assign(static_cast<std::size_t>(nsplit * T * H), 0.0f);
+  }
+
+  // Decode-like calls (one chunk, few rows per KV head, several KV heads): walk the keys in memory order with
+  // all heads at each tile instead of one head at a time. A head's rows are kv_heads * dim floats apart, so
+  // per-head walks touch a new page per key (TLB misses, no hardware prefetch); token-major walks stream.
+  if (nchunks == 1 && T * G <= 16 && pl.kv_heads > 1) {
+    drive_kv_major<S, D, Dv>(pl, q, kv, o, lse, scale, visible, ranges_of, threads);
+    return;
   }
 
   parallel_for(0, base_tasks * nsplit, [&](index_t task) {
