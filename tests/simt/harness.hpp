@@ -9,6 +9,7 @@
 #include "dsk/core/backend.hpp"
 #include "dsk/core/tensor.hpp"
 #include "dsk/cuda.cuh"
+#include "support/compare.hpp"
 
 // A statement that only the host build compiles (the host backends' headers are not built by nvcc).
 #if defined(__CUDACC__)
@@ -52,6 +53,13 @@ dsk::tensor<T, R> get(const dsk::tensor<T, R>& t) {
 template <class T, std::size_t R>
 dsk::tensor<T, R> get(const dsk::device::tensor<T, R>& t) {
   return dsk::device::download(t);
+}
+
+// NMSE of a whole tensor against the reference (see support/compare.hpp).
+template <class A, class B, std::size_t R>
+double nmse_of(const dsk::tensor<A, R>& want, const dsk::tensor<B, R>& got) {
+  return nmse(std::span<const A>(want.data(), static_cast<std::size_t>(want.size())),
+              std::span<const B>(got.data(), static_cast<std::size_t>(got.size())));
 }
 
 }  // namespace dsk::test

@@ -37,6 +37,13 @@
 #define DSK_DEVICE_INLINE __device__ __forceinline__
 #endif
 
+// Loop unrolling hint for kernels (nvcc's #pragma unroll; nothing under the emulation).
+#if DSK_SIMT_EMULATION
+#define DSK_UNROLL
+#else
+#define DSK_UNROLL _Pragma("unroll")
+#endif
+
 // A statically sized shared array: DSK_SHARED(float[32][33], tile). Natively a __shared__ array; under the
 // emulation's checked mode a bounds-checked array poisoned at every block start (uninitialised reads give NaN
 // / -1).

@@ -1,7 +1,8 @@
 // CUDA fake quantization for quantization-aware training: forward y = clamp(round(x / s)) * s and the
-// straight-through backward dx = dy masked to the clipping range (PyTorch's fake_quantize_per_channel_affine with
-// zero point 0), elementwise with the scale of each (channel, group). Backend dsk::cuda; the same contract as
-// quant/fake_quant.hpp. Checked against quant/ref.hpp in tests/simt/quant.cpp (also built natively as tests/cuda).
+// straight-through backward dx = dy masked to the clipping range (PyTorch's fake_quantize_per_channel_affine
+// with zero point 0), elementwise with the scale of each (channel, group). Backend dsk::cuda; the same
+// contract as quant/fake_quant.hpp. Checked against quant/ref.hpp in tests/simt/quant.cpp (also built
+// natively as tests/cuda).
 #pragma once
 
 #include <concepts>
@@ -10,6 +11,7 @@
 #include "dsk/core/error.hpp"
 #include "dsk/core/view.hpp"
 #include "dsk/cuda.cuh"
+#include "dsk/quant/cuda/quantize.cuh"
 #include "dsk/quant/format.hpp"
 
 namespace dsk::quant {
@@ -18,11 +20,12 @@ DSK_CUDA_MODE_BEGIN
 namespace kernels {
 // Backward when dy != nullptr (writes dx), forward otherwise (writes y). bad: flat index of a scale that is
 // negative, NaN or infinite.
-template <quantize_config C>
-__global__ void fake_quant(const float* x, index_t ldx, const float* scales, index_t lds, index_t rows, index_t cols,
-                           float* y, index_t ldy, const float* dy, index_t lddy, float* dx, index_t lddx,
-                           long long* bad) {
-  constexpr format F = C.fmt;
+template <DSK_QUANT_FMT_PARAMS, rounding Rd>
+__global__ void fake_quant(const float* x, index_t ldx, const float* scales, index_t lds, index_t rows,
+                           index_t cols, float* y, index_t ldy, const float* dy, index_t lddy, float* dx,
+                           index_t lddx, long long* bad) {
+  constexpr format F{Q, G, S, R};
+  constexpr quantize_config C{F, Rd, range_method::absmax};
   const index_t span = group_span(F, cols);
   for (index_t i = blockIdx.x; i < rows; i += gridDim.x)
     for (index_t k = static_cast<index_t>(blockIdx.y) * blockDim.x + threadIdx.x; k < cols;
@@ -75,17 +78,18 @@ void fake_quant_cuda(const char* where, view<const float, 2> x, view<const float
   if (x.size() == 0) return;
   const device::index_report bad(s);
   const auto gy = static_cast<unsigned>(std::min<index_t>(64, device::blocks_for(x.extent(1), 256)));
-  device::launch(kernels::fake_quant<C>, {dim3(static_cast<unsigned>(std::min<index_t>(x.extent(0), 65535)), gy), dim3(256)},
-                 s)(x.data(), x.stride(0), scales.data(), scales.stride(0), x.extent(0), x.extent(1), y.data(),
-                    y.stride(0), backward ? dy.data() : nullptr, dy.stride(0), dx.data(), dx.stride(0), bad.slot());
+  device::launch(kernels::fake_quant<DSK_QUANT_FMT_ARGS(C.fmt), C.round>,
+                 {dim3(static_cast<unsigned>(std::min<index_t>(x.extent(0), 65535)), gy), dim3(256)}, s)(
+      x.data(), x.stride(0), scales.data(), scales.stride(0), x.extent(0), x.extent(1), y.data(), y.stride(0),
+      backward ? dy.data() : nullptr, dy.stride(0), dx.data(), dx.stride(0), bad.slot());
   if (const auto e = bad.first(s))
     fail(where, ": argument 'scales': channel ", *e / scales.stride(0), ": expected a finite scale >= 0");
 }
 }  // namespace detail
 
-// Forward: y[i, k] = clamp(round(x[i, k] / s), qmin, qmax) * s, s = scales[i, k / group] (a zero scale gives 0).
-// x, y [N, K], scales [N, groups_per_row(C.fmt, K)] f32, all in device memory. A negative or non-finite scale
-// throws dsk::error after synchronising s (the scales are checked on the device).
+// Forward: y[i, k] = clamp(round(x[i, k] / s), qmin, qmax) * s, s = scales[i, k / group] (a zero scale gives
+// 0). x, y [N, K], scales [N, groups_per_row(C.fmt, K)] f32, all in device memory. A negative or non-finite
+// scale throws dsk::error after synchronising s (the scales are checked on the device).
 template <quantize_config C, std::same_as<dsk::cuda> B>
 void fake_quantize(view<const float, 2> x, view<const float, 2> scales, view<float, 2> y,
                    const device::stream& s = device::stream::default_stream()) {

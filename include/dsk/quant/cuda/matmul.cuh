@@ -1,8 +1,8 @@
 // CUDA weight-only quantized GEMV/GEMM y[M, N] = x[M, K] * dequant(W)^T with int8 / int4 codes dequantized in
-// registers: one warp per output channel streams its codes once for up to 8 rows of x (16-byte loads when rows are
-// aligned), integer-valued codes times x summed per 16/32-code chunk in fp32, then scaled once per chunk. Backend
-// dsk::cuda; the same contract as quant::matmul (quant/matmul.hpp). Checked against quant/ref.hpp in
-// tests/simt/quant.cpp (also built natively as tests/cuda).
+// registers: one warp per output channel streams its codes once for up to 8 rows of x (16-byte loads when
+// rows are aligned), integer-valued codes times x summed per 16/32-code chunk in fp32, then scaled once per
+// chunk. Backend dsk::cuda; the same contract as quant::matmul (quant/matmul.hpp). Checked against
+// quant/ref.hpp in tests/simt/quant.cpp (also built natively as tests/cuda).
 #pragma once
 
 #include <concepts>
@@ -12,6 +12,7 @@
 #include "dsk/core/error.hpp"
 #include "dsk/core/view.hpp"
 #include "dsk/cuda.cuh"
+#include "dsk/quant/cuda/quantize.cuh"
 #include "dsk/quant/cuda/weight.cuh"
 #include "dsk/quant/format.hpp"
 
@@ -28,18 +29,23 @@ DSK_DEVICE_INLINE void unpack_codes(uint4 v, float* f) {
   const unsigned u[4] = {v.x, v.y, v.z, v.w};
   if constexpr (Q == qtype::int8) {
     for (int i = 0; i < 4; ++i)
-      for (int b = 0; b < 4; ++b) f[4 * i + b] = static_cast<float>(static_cast<int>(u[i] << (24 - 8 * b)) >> 24);
+      for (int b = 0; b < 4; ++b)
+        f[4 * i + b] = static_cast<float>(static_cast<int>(u[i] << (24 - 8 * b)) >> 24);
   } else {
     for (int i = 0; i < 4; ++i)
-      for (int n = 0; n < 8; ++n) f[8 * i + n] = static_cast<float>(static_cast<int>(u[i] << (28 - 4 * n)) >> 28);
+      for (int n = 0; n < 8; ++n)
+        f[8 * i + n] = static_cast<float>(static_cast<int>(u[i] << (28 - 4 * n)) >> 28);
   }
 }
 
 // grid (ceil(N / warps), ceil(M / rows)). Vec: code rows 16-byte aligned (pointer and row stride).
-template <format F, bool Vec>
+template <DSK_QUANT_FMT_PARAMS, bool Vec>
 __global__ void __launch_bounds__(32 * qgemv_warps)
-    matmul(const float* x, index_t ldx, qweight_view<F> w, float* y, index_t ldy, index_t M) {
-  const index_t N = w.rows, K = w.cols;
+    matmul(const float* x, index_t ldx, const std::uint8_t* codes, index_t code_stride,
+           const typename scale_storage<S>::type* scales, index_t scale_stride, index_t N, index_t K,
+           float* y, index_t ldy, index_t M) {
+  constexpr format F{Q, G, S, R};
+  const qweight_view<F> w{reinterpret_cast<const code_t<F>*>(codes), scales, N, K, code_stride, scale_stride};
   const index_t n = static_cast<index_t>(blockIdx.x) * qgemv_warps + (threadIdx.x >> 5);
   const index_t m0 = static_cast<index_t>(blockIdx.y) * qgemv_rows;
   const unsigned lane = threadIdx.x & 31u;
@@ -89,8 +95,8 @@ __global__ void __launch_bounds__(32 * qgemv_warps)
 }  // namespace kernels
 
 // Weight-only product y[m, n] = sum_g scale[n, g] * sum_{k in g} x[m, k] * code[n, k]: x [M, K] f32, w [N, K]
-// quantized (device memory, e.g. device_quantized_weight<F>::view()), y [M, N] f32; unit inner strides, any row
-// strides. M = 1 is the decode GEMV; larger M re-streams the codes once per 8 rows. Asynchronous on s.
+// quantized (device memory, e.g. device_quantized_weight<F>::view()), y [M, N] f32; unit inner strides, any
+// row strides. M = 1 is the decode GEMV; larger M re-streams the codes once per 8 rows. Asynchronous on s.
 template <std::same_as<dsk::cuda> B, format F>
 void matmul(view<const float, 2> x, qweight_view<F> w, view<float, 2> y,
             const device::stream& s = device::stream::default_stream()) {
@@ -106,12 +112,18 @@ void matmul(view<const float, 2> x, qweight_view<F> w, view<float, 2> y,
   if (M == 0 || N == 0) return;
   c.in_range("x.extent(0) (M)", M, index_t{0}, index_t{65535} * kernels::qgemv_rows);
   const bool vec = reinterpret_cast<std::uintptr_t>(w.codes) % 16 == 0 && w.code_stride % 16 == 0;
-  const device::launch_shape shape{dim3(device::blocks_for(N, kernels::qgemv_warps), device::blocks_for(M, kernels::qgemv_rows)),
-                                   dim3(32 * kernels::qgemv_warps)};
+  const device::launch_shape shape{
+      dim3(device::blocks_for(N, kernels::qgemv_warps), device::blocks_for(M, kernels::qgemv_rows)),
+      dim3(32 * kernels::qgemv_warps)};
+  const auto* codes = reinterpret_cast<const std::uint8_t*>(w.codes);
   if (vec)
-    device::launch(kernels::matmul<F, true>, shape, s)(x.data(), x.stride(0), w, y.data(), y.stride(0), M);
+    device::launch(kernels::matmul<DSK_QUANT_FMT_ARGS(F), true>, shape, s)(
+        x.data(), x.stride(0), codes, w.code_stride, w.scales, w.scale_stride, N, w.cols, y.data(),
+        y.stride(0), M);
   else
-    device::launch(kernels::matmul<F, false>, shape, s)(x.data(), x.stride(0), w, y.data(), y.stride(0), M);
+    device::launch(kernels::matmul<DSK_QUANT_FMT_ARGS(F), false>, shape, s)(
+        x.data(), x.stride(0), codes, w.code_stride, w.scales, w.scale_stride, N, w.cols, y.data(),
+        y.stride(0), M);
 }
 template <std::same_as<dsk::cuda> B, format F>
 void matmul(view<const float, 2> x, const device_quantized_weight<F>& w, view<float, 2> y,

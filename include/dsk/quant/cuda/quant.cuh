@@ -1,5 +1,5 @@
-// All CUDA kernels of quant (dsk::cuda backend): device weights, quantize / dequantize, weight-only GEMV/GEMM,
-// fake quantization forward and backward.
+// All CUDA kernels of quant (dsk::cuda backend): device weights, quantize / dequantize, weight-only
+// GEMV/GEMM, fake quantization forward and backward.
 #pragma once
 
 #include "dsk/quant/cuda/fake_quant.cuh"

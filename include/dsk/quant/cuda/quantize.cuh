@@ -1,7 +1,7 @@
-// CUDA quantization of weights (abs-max or clipping search, both roundings, int8 / int4, per channel or group)
-// and dequantization: one warp per (channel, group). Codes and scales are bit-identical to the host's and to
-// quant/ref.hpp (the search accumulates its squared errors in double, as the reference does). Backend dsk::cuda;
-// checked against quant/ref.hpp in tests/simt/quant.cpp (also built natively as tests/cuda).
+// CUDA quantization of weights (abs-max or clipping search, both roundings, int8 / int4, per channel or
+// group) and dequantization: one warp per (channel, group). Codes and scales are bit-identical to the host's
+// and to quant/ref.hpp (the search accumulates its squared errors in double, as the reference does). Backend
+// dsk::cuda; checked against quant/ref.hpp in tests/simt/quant.cpp (also built natively as tests/cuda).
 #pragma once
 
 #include <concepts>
@@ -42,12 +42,19 @@ DSK_DEVICE_INLINE double warp_sum_d(double v) {
   return v;
 }
 
-// One warp per (row i, group g). bad_value: flat index i * K + k of a non-finite weight; bad_scale: i * groups + g
-// of a scale that overflows its storage type.
-template <quantize_config C, class T>
-__global__ void quantize(const T* w, index_t ldw, index_t N, index_t K, std::uint8_t* codes, scale_t<C.fmt>* scales,
-                         long long* bad_value, long long* bad_scale) {
-  constexpr format F = C.fmt;
+// nvcc cannot name class-type template arguments in kernel stubs: kernels take the fields of format and
+// quantize_config as separate enum / int template arguments.
+#define DSK_QUANT_FMT_PARAMS qtype Q, int G, scale_type S, int4_range R
+#define DSK_QUANT_FMT_ARGS(f) (f).type, (f).group, (f).scale, (f).range
+
+// One warp per (row i, group g). bad_value: flat index i * K + k of a non-finite weight; bad_scale: i *
+// groups + g of a scale that overflows its storage type.
+template <DSK_QUANT_FMT_PARAMS, rounding Rd, range_method Method, class T>
+__global__ void quantize(const T* w, index_t ldw, index_t N, index_t K, std::uint8_t* codes,
+                         typename scale_storage<S>::type* scales, long long* bad_value,
+                         long long* bad_scale) {
+  constexpr format F{Q, G, S, R};
+  constexpr quantize_config C{F, Rd, Method};
   const index_t groups = groups_per_row(F, K), span = group_span(F, K);
   const index_t item = static_cast<index_t>(blockIdx.x) * quant_warps + (threadIdx.x >> 5);
   const unsigned lane = threadIdx.x & 31u;
@@ -77,7 +84,8 @@ __global__ void quantize(const T* w, index_t ldw, index_t N, index_t K, std::uin
       double err = 0;
       for (index_t k = k0 + lane; k < k1; k += 32) {
         const float v = device::to_f32(wr[k]);
-        const double d = static_cast<double>(v) - static_cast<double>(code_of<C.round>(v, s, F)) * static_cast<double>(s);
+        const double d =
+            static_cast<double>(v) - static_cast<double>(code_of<C.round>(v, s, F)) * static_cast<double>(s);
         err += d * d;
       }
       err = warp_sum_d(err);  // the same value in every lane: every lane makes the same choice
@@ -95,7 +103,8 @@ __global__ void quantize(const T* w, index_t ldw, index_t N, index_t K, std::uin
   std::uint8_t* cr = codes + i * code_row_bytes(F, K);
   if constexpr (F.type == qtype::int8) {
     for (index_t k = k0 + lane; k < k1; k += 32)
-      cr[k] = static_cast<std::uint8_t>(static_cast<std::int8_t>(code_of<C.round>(device::to_f32(wr[k]), best, F)));
+      cr[k] = static_cast<std::uint8_t>(
+          static_cast<std::int8_t>(code_of<C.round>(device::to_f32(wr[k]), best, F)));
   } else {
     // Groups hold an even number of columns, so a byte never straddles two groups.
     for (index_t b = k0 / 2 + lane; b < (k1 + 1) / 2; b += 32) {
@@ -106,13 +115,19 @@ __global__ void quantize(const T* w, index_t ldw, index_t N, index_t K, std::uin
   }
 }
 
-template <format F>
-__global__ void dequantize(qweight_view<F> q, float* out, index_t ldo) {
+template <DSK_QUANT_FMT_PARAMS>
+__global__ void dequantize(const std::uint8_t* codes, index_t code_stride,
+                           const typename scale_storage<S>::type* scales, index_t scale_stride, index_t rows,
+                           index_t cols, float* out, index_t ldo) {
+  constexpr format F{Q, G, S, R};
+  const qweight_view<F> q{
+      reinterpret_cast<const code_t<F>*>(codes), scales, rows, cols, code_stride, scale_stride};
   const index_t span = group_span(F, q.cols);
   for (index_t i = blockIdx.x; i < q.rows; i += gridDim.x)
     for (index_t k = static_cast<index_t>(blockIdx.y) * blockDim.x + threadIdx.x; k < q.cols;
          k += static_cast<index_t>(blockDim.x) * gridDim.y)
-      out[i * ldo + k] = static_cast<float>(q.code(i, k)) * device::to_f32(q.scales[i * q.scale_stride + k / span]);
+      out[i * ldo + k] =
+          static_cast<float>(q.code(i, k)) * device::to_f32(q.scales[i * q.scale_stride + k / span]);
 }
 }  // namespace kernels
 
@@ -128,9 +143,10 @@ device_quantized_weight<C.fmt> quantize_cuda(view<const T, 2> w, const device::s
   if (items == 0) return q;
   c.in_range("channels x groups", items, index_t{1}, index_t{device::max_grid_x()} * kernels::quant_warps);
   const device::index_report bad_value(s), bad_scale(s);
-  device::launch(kernels::quantize<C, T>, {dim3(device::blocks_for(items, kernels::quant_warps)), dim3(32 * kernels::quant_warps)},
-                 s)(w.data(), w.stride(0), N, K, reinterpret_cast<std::uint8_t*>(q.codes()), q.scales(), bad_value.slot(),
-                    bad_scale.slot());
+  device::launch(kernels::quantize<DSK_QUANT_FMT_ARGS(C.fmt), C.round, C.method, T>,
+                 {dim3(device::blocks_for(items, kernels::quant_warps)), dim3(32 * kernels::quant_warps)},
+                 s)(w.data(), w.stride(0), N, K, reinterpret_cast<std::uint8_t*>(q.codes()), q.scales(),
+                    bad_value.slot(), bad_scale.slot());
   if (const auto e = bad_value.first(s))
     fail("quant::quantize<cuda>: channel ", *e / K, " holds a non-finite weight at column ", *e % K);
   if (const auto e = bad_scale.first(s))
@@ -139,25 +155,29 @@ device_quantized_weight<C.fmt> quantize_cuda(view<const T, 2> w, const device::s
 }
 }  // namespace detail
 
-// Quantizes W [N, K] (f32, bf16 or f16 in device memory, unit inner stride) as quant::quantize<C> does on the host
-// (quant/quantize.hpp: abs-max or clipping search, C.round, scales rounded to their storage type first). A NaN or
-// Inf weight throws dsk::error naming channel and column. Synchronises s (to report errors).
+// Quantizes W [N, K] (f32, bf16 or f16 in device memory, unit inner stride) as quant::quantize<C> does on the
+// host (quant/quantize.hpp: abs-max or clipping search, C.round, scales rounded to their storage type first).
+// A NaN or Inf weight throws dsk::error naming channel and column. Synchronises s (to report errors).
 template <quantize_config C, std::same_as<dsk::cuda> B>
-device_quantized_weight<C.fmt> quantize(view<const float, 2> w, const device::stream& s = device::stream::default_stream()) {
+device_quantized_weight<C.fmt> quantize(view<const float, 2> w,
+                                        const device::stream& s = device::stream::default_stream()) {
   return detail::quantize_cuda<C>(w, s);
 }
 template <quantize_config C, std::same_as<dsk::cuda> B>
-device_quantized_weight<C.fmt> quantize(view<const bf16, 2> w, const device::stream& s = device::stream::default_stream()) {
+device_quantized_weight<C.fmt> quantize(view<const bf16, 2> w,
+                                        const device::stream& s = device::stream::default_stream()) {
   return detail::quantize_cuda<C>(w, s);
 }
 template <quantize_config C, std::same_as<dsk::cuda> B>
-device_quantized_weight<C.fmt> quantize(view<const f16, 2> w, const device::stream& s = device::stream::default_stream()) {
+device_quantized_weight<C.fmt> quantize(view<const f16, 2> w,
+                                        const device::stream& s = device::stream::default_stream()) {
   return detail::quantize_cuda<C>(w, s);
 }
 
 // out[N, K] = code * scale; q and out in device memory (out: unit inner stride). Asynchronous on s.
 template <std::same_as<dsk::cuda> B, format F>
-void dequantize(qweight_view<F> q, view<float, 2> out, const device::stream& s = device::stream::default_stream()) {
+void dequantize(qweight_view<F> q, view<float, 2> out,
+                const device::stream& s = device::stream::default_stream()) {
   static_assert(check_format<F>::value);
   const contract c{"quant::dequantize<cuda>"};
   c.extent("out", out, 0, q.rows, "rows of the quantized weight")
@@ -165,8 +185,10 @@ void dequantize(qweight_view<F> q, view<float, 2> out, const device::stream& s =
       .unit_inner_stride("out", out);
   if (q.rows == 0 || q.cols == 0) return;
   const auto gy = static_cast<unsigned>(std::min<index_t>(64, device::blocks_for(q.cols, 256)));
-  device::launch(kernels::dequantize<F>, {dim3(static_cast<unsigned>(std::min<index_t>(q.rows, 65535)), gy), dim3(256)},
-                 s)(q, out.data(), out.stride(0));
+  device::launch(kernels::dequantize<DSK_QUANT_FMT_ARGS(F)>,
+                 {dim3(static_cast<unsigned>(std::min<index_t>(q.rows, 65535)), gy), dim3(256)},
+                 s)(reinterpret_cast<const std::uint8_t*>(q.codes), q.code_stride, q.scales, q.scale_stride,
+                    q.rows, q.cols, out.data(), out.stride(0));
 }
 template <std::same_as<dsk::cuda> B, format F>
 void dequantize(const device_quantized_weight<F>& q, view<float, 2> out,

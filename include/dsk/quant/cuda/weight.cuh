@@ -1,5 +1,5 @@
-// Quantized weights in device memory: the owning device_quantized_weight<F> (codes and scales in the format of
-// quant/format.hpp, byte for byte the host layout) and its upload from / download to host storage. Backend
+// Quantized weights in device memory: the owning device_quantized_weight<F> (codes and scales in the format
+// of quant/format.hpp, byte for byte the host layout) and its upload from / download to host storage. Backend
 // dsk::cuda. Checked in tests/simt/quant.cpp.
 #pragma once
 
@@ -13,8 +13,9 @@
 namespace dsk::quant {
 DSK_CUDA_MODE_BEGIN
 
-// W [rows = N, cols = K] quantized in format F, in device memory: densely packed code rows of code_row_bytes(F, K)
-// bytes and scales [N, groups_per_row(F, K)]. view() gives the qweight_view<F> that the CUDA kernels take.
+// W [rows = N, cols = K] quantized in format F, in device memory: densely packed code rows of
+// code_row_bytes(F, K) bytes and scales [N, groups_per_row(F, K)]. view() gives the qweight_view<F> that the
+// CUDA kernels take.
 template <format F>
 class device_quantized_weight {
   static_assert(check_format<F>::value);
@@ -34,7 +35,9 @@ class device_quantized_weight {
   index_t groups() const { return groups_per_row(F, cols_); }
   code_t<F>* codes() const { return reinterpret_cast<code_t<F>*>(codes_.data()); }
   scale_t<F>* scales() const { return scales_.data(); }
-  qweight_view<F> view() const { return {codes(), scales(), rows_, cols_, code_row_bytes(F, cols_), groups()}; }
+  qweight_view<F> view() const {
+    return {codes(), scales(), rows_, cols_, code_row_bytes(F, cols_), groups()};
+  }
   operator qweight_view<F>() const { return view(); }
   index_t bytes() const { return codes_.size() + scales_.size() * static_cast<index_t>(sizeof(scale_t<F>)); }
 
@@ -51,7 +54,8 @@ class device_quantized_weight {
 
 // Host weights (any row strides) -> device; synchronises s (the host side may be pageable).
 template <format F>
-device_quantized_weight<F> upload(qweight_view<F> h, const device::stream& s = device::stream::default_stream()) {
+device_quantized_weight<F> upload(qweight_view<F> h,
+                                  const device::stream& s = device::stream::default_stream()) {
   device_quantized_weight<F> d(h.rows, h.cols);
   const index_t rb = code_row_bytes(F, h.cols), g = groups_per_row(F, h.cols);
   auto* dc = reinterpret_cast<std::uint8_t*>(d.codes());
@@ -65,12 +69,12 @@ device_quantized_weight<F> upload(qweight_view<F> h, const device::stream& s = d
 
 // Device -> host: codes (densely packed rows, as bytes) and scales [N, groups].
 template <format F>
-void download(const device_quantized_weight<F>& d, std::vector<std::uint8_t>& codes, std::vector<scale_t<F>>& scales,
-              const device::stream& s = device::stream::default_stream()) {
+void download(const device_quantized_weight<F>& d, std::vector<std::uint8_t>& codes,
+              std::vector<scale_t<F>>& scales, const device::stream& s = device::stream::default_stream()) {
   codes.resize(static_cast<std::size_t>(d.rows() * code_row_bytes(F, d.cols())));
   scales.resize(static_cast<std::size_t>(d.rows() * d.groups()));
-  device::copy(codes.data(), reinterpret_cast<const std::uint8_t*>(d.codes()), static_cast<index_t>(codes.size()),
-               device::copy_kind::device_to_host, s);
+  device::copy(codes.data(), reinterpret_cast<const std::uint8_t*>(d.codes()),
+               static_cast<index_t>(codes.size()), device::copy_kind::device_to_host, s);
   device::copy(scales.data(), static_cast<const scale_t<F>*>(d.scales()), static_cast<index_t>(scales.size()),
                device::copy_kind::device_to_host, s);
   s.synchronize();
