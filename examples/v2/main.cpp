@@ -1,0 +1,209 @@
+// dsk_v2: runs a DeepSeek-V2-family model (V2-Lite, V2) from its checkpoint directory with dsk kernels on the
+// host: tokenize, prefill, decode with the latent KV cache, sample, stream tokens, then report speed, time
+// per kernel family, expert load and peak memory. Without --model: the tiny preset on built-in random
+// weights.
+#include <sys/resource.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <numeric>
+#include <random>
+#include <sstream>
+
+#include "model.hpp"
+#include "sampling.hpp"
+
+namespace {
+
+double peak_rss_mib() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_maxrss) / 1024.0;  // Linux: KiB
+}
+
+std::vector<std::int32_t> parse_ids(const std::string& s, dsk::index_t vocab) {
+  std::vector<std::int32_t> ids;
+  std::string tok;
+  std::stringstream in(s);
+  while (std::getline(in, tok, ',')) {
+    std::stringstream t(tok);
+    long long v = 0;
+    if (!(t >> v) || !(t >> std::ws).eof())
+      throw dsk::error("dsk_v2: --tokens: '" + tok + "' is not an integer (expected comma-separated ids)");
+    if (v < 0 || v >= vocab)
+      throw dsk::error("dsk_v2: --tokens: id " + std::to_string(v) + " is outside [0, " +
+                       std::to_string(vocab) + ")");
+    ids.push_back(static_cast<std::int32_t>(v));
+  }
+  return ids;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"dsk_v2: DeepSeek-V2 / V2-Lite inference with dsk kernels (host)"};
+  std::string model_dir, prompt, tokens_arg, weights = "checkpoint", form = "expanded";
+  int max_new = 64, threads = 0, top_k = 30;
+  double temperature = 0.7, top_p = 1.0;
+  std::uint64_t seed = 0;
+  bool greedy = false, quiet = false;
+  app.add_option("--model", model_dir, "checkpoint directory: config.json, *.safetensors, tokenizer.json");
+  app.add_option("--prompt", prompt, "prompt text (needs tokenizer.json)");
+  app.add_option("--tokens", tokens_arg, "prompt as comma-separated token ids (instead of --prompt)");
+  app.add_option("--max-new-tokens", max_new, "tokens to generate")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1 << 20));
+  app.add_option("--temperature", temperature, "sampling temperature")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 100.0));
+  app.add_option("--top-k", top_k, "sample among the k most likely tokens (0: all)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--top-p", top_p, "nucleus sampling: smallest set with probability >= p")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
+  app.add_option("--seed", seed, "sampling seed")->capture_default_str();
+  app.add_flag("--greedy", greedy, "argmax decoding (ignores temperature, top-k, top-p)");
+  app.add_option("--threads", threads, "worker threads (0: all cores)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--weights", weights, "weights in memory: checkpoint (file dtype), f32, bf16, int8, int4")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"checkpoint", "auto", "f32", "bf16", "int8", "int4"}));
+  app.add_option("--prefill-attention", form,
+                 "MLA form of prefill: expanded or absorbed (decode is absorbed)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"expanded", "absorbed"}));
+  app.add_flag("--quiet", quiet, "print only the generated text / ids and the summary line");
+  CLI11_PARSE(app, argc, argv);
+
+  try {
+    std::optional<dsk::thread_count_scope> th;
+    if (threads > 0) th.emplace(threads);
+    const auto fmt = dsk_v2::parse_weight_format(weights);
+    const auto t_load0 = std::chrono::steady_clock::now();
+    std::optional<dsk::io::tokenizer> tok;
+    std::optional<dsk_v2::model> m;
+    if (model_dir.empty()) {
+      std::printf(
+          "NOTE: no --model given: running the tiny preset (%s) on built-in deterministic RANDOM weights.\n"
+          "      The output tokens are meaningless; this shows the pipeline and its speed only.\n"
+          "      Use --model DIR with a DeepSeek-V2-Lite checkpoint for real text (docs/models.md).\n",
+          dsk_v2::tiny.name);
+      m.emplace(dsk_v2::model::random(dsk_v2::tiny, fmt));
+    } else {
+      m.emplace(dsk_v2::model::load(model_dir, fmt));
+      if (std::filesystem::exists(std::filesystem::path(model_dir) / "tokenizer.json"))
+        tok.emplace(dsk::io::tokenizer::load(model_dir));
+    }
+    m->set_prefill_form(form == "absorbed" ? dsk_v2::attention_form::absorbed
+                                           : dsk_v2::attention_form::expanded);
+    const auto& cfg = m->config();
+    const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load0).count();
+
+    std::vector<std::int32_t> ids;
+    if (!tokens_arg.empty() && !prompt.empty())
+      throw dsk::error("dsk_v2: give --prompt or --tokens, not both");
+    if (!tokens_arg.empty()) {
+      ids = parse_ids(tokens_arg, cfg.vocab_size);
+    } else if (!prompt.empty()) {
+      if (!tok)
+        throw dsk::error("dsk_v2: --prompt needs tokenizer.json in the --model directory (or use --tokens)");
+      if (cfg.bos_token_id >= 0) ids.push_back(static_cast<std::int32_t>(cfg.bos_token_id));
+      for (auto t : tok->encode(prompt)) ids.push_back(t);
+    } else if (tok) {
+      if (cfg.bos_token_id >= 0) ids.push_back(static_cast<std::int32_t>(cfg.bos_token_id));
+      for (auto t : tok->encode("The capital of France is")) ids.push_back(t);
+    } else {
+      ids = {0, 17, 42, 7, 99, 3};  // the demo's fixed prompt ids
+    }
+    if (ids.empty()) throw dsk::error("dsk_v2: the prompt has no tokens");
+
+    if (!quiet) {
+      std::printf(
+          "model: %lld layers, hidden %lld, %lld heads, %lld routed experts (top-%lld), vocab %lld; "
+          "weights %s: %.1f MiB in memory; loaded in %.2f s; %d threads\n",
+          (long long)cfg.num_hidden_layers, (long long)cfg.hidden_size, (long long)cfg.num_attention_heads,
+          (long long)cfg.n_routed_experts, (long long)cfg.num_experts_per_tok, (long long)cfg.vocab_size,
+          weights.c_str(), static_cast<double>(m->weight_bytes()) / (1 << 20), load_s, dsk::num_threads());
+      std::printf("prompt (%zu tokens):", ids.size());
+      for (auto t : ids) std::printf(" %d", t);
+      std::printf("\n");
+    }
+
+    const dsk::index_t capacity = static_cast<dsk::index_t>(ids.size()) + max_new;
+    dsk_v2::kv_cache cache = m->new_cache(capacity);
+    dsk::tensor<float, 2> logits(std::array<dsk::index_t, 2>{1, cfg.vocab_size});
+    dsk_v2::sampler smp(
+        {.temperature = greedy ? 0.0 : temperature, .top_k = top_k, .top_p = top_p, .seed = seed});
+    m->prof().reset();
+
+    const auto t0 = std::chrono::steady_clock::now();
+    m->forward(ids, cache, logits.view());
+    const auto t1 = std::chrono::steady_clock::now();
+    std::vector<std::int32_t> out;
+    std::string printed;
+    auto is_eos = [&](std::int32_t t) {
+      return std::find(cfg.eos_token_ids.begin(), cfg.eos_token_ids.end(), t) != cfg.eos_token_ids.end();
+    };
+    std::printf("output: ");
+    for (int i = 0; i < max_new; ++i) {
+      const std::int32_t next = smp.sample(logits.cview());
+      out.push_back(next);
+      if (tok) {  // print the new part of the decoded text (a token may end inside a UTF-8 character)
+        const std::string text = tok->decode(out, true);
+        if (text.size() > printed.size() && text.compare(0, printed.size(), printed) == 0) {
+          std::fputs(text.c_str() + printed.size(), stdout);
+          printed = text;
+        }
+      } else {
+        std::printf("%d ", next);
+      }
+      std::fflush(stdout);
+      if (is_eos(next) || i + 1 == max_new) break;
+      const std::int32_t one[1] = {next};
+      m->forward(one, cache, logits.view());
+    }
+    const auto t2 = std::chrono::steady_clock::now();
+    std::printf("\n");
+
+    const double pre_s = std::chrono::duration<double>(t1 - t0).count();
+    const double dec_s = std::chrono::duration<double>(t2 - t1).count();
+    const double dec_n = out.size() > 1 ? static_cast<double>(out.size() - 1) : 0.0;
+    std::printf(
+        "prefill: %zu tokens in %.3f s (%.1f tokens/s); decode: %.0f tokens in %.3f s (%.2f tokens/s)\n",
+        ids.size(), pre_s, ids.size() / pre_s, dec_n, dec_s, dec_n > 0 ? dec_n / dec_s : 0.0);
+    if (!quiet) {
+      const auto& p = m->prof();
+      double total = 0;
+      for (double s : p.seconds) total += s;
+      std::printf("time per kernel family (prefill + decode):\n");
+      for (int f = 0; f < dsk_v2::profile::count; ++f)
+        std::printf("  %-22s %8.3f s  %5.1f%%\n", dsk_v2::profile::names[f], p.seconds[f],
+                    total > 0 ? 100.0 * p.seconds[f] / total : 0.0);
+      if (cfg.n_routed_experts > 0) {
+        std::printf("expert load (tokens routed per expert, all MoE layers summed; min / mean / max):\n  ");
+        std::vector<std::int64_t> sum(static_cast<std::size_t>(cfg.n_routed_experts), 0);
+        for (const auto& l : p.expert_tokens)
+          for (std::size_t e = 0; e < l.size(); ++e) sum[e] += l[e];
+        for (std::size_t e = 0; e < sum.size(); ++e)
+          std::printf("%lld%s", (long long)sum[e], e + 1 < sum.size() ? " " : "\n");
+        const auto [mn, mx] = std::minmax_element(sum.begin(), sum.end());
+        std::printf("  min %lld, mean %.1f, max %lld\n", (long long)*mn,
+                    std::accumulate(sum.begin(), sum.end(), 0.0) / static_cast<double>(sum.size()),
+                    (long long)*mx);
+      }
+      std::printf("kv cache: %.2f MiB (%lld positions x %lld layers x %lld floats)\n",
+                  static_cast<double>(cache.bytes()) / (1 << 20), (long long)cache.capacity(),
+                  (long long)cfg.num_hidden_layers, (long long)(cfg.kv_lora_rank + cfg.qk_rope_head_dim));
+    }
+    std::printf("peak resident memory: %.1f MiB\n", peak_rss_mib());
+    if (model_dir.empty()) std::printf("(random weights: the tokens above carry no meaning)\n");
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,94 @@
+// Helpers of the model tests: golden data (tools/gen_v2_golden.py), logits of a whole sequence, temp dirs.
+#pragma once
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <unistd.h>
+#include <nlohmann/json.hpp>
+
+#include "model.hpp"
+
+namespace dsk::test {
+
+inline std::filesystem::path models_data(const std::string& name) {
+  return std::filesystem::path(DSK_MODELS_TEST_DATA) / name;
+}
+
+struct golden {
+  std::vector<std::int32_t> tokens;
+  tensor<float, 2> logits;  // [T, vocab]
+  std::string transformers_version;
+  double softmax_scale = 0;
+};
+
+inline golden load_golden(const std::string& name) {
+  std::ifstream in(models_data(name) / "golden.json");
+  const auto j = nlohmann::json::parse(in);
+  golden g;
+  g.tokens = j.at("tokens").get<std::vector<std::int32_t>>();
+  const auto& l = j.at("logits");
+  g.logits = tensor<float, 2>(std::array<index_t, 2>{index_t(l.size()), index_t(l.at(0).size())});
+  for (std::size_t t = 0; t < l.size(); ++t)
+    for (std::size_t v = 0; v < l[t].size(); ++v) g.logits(index_t(t), index_t(v)) = l[t][v].get<float>();
+  g.transformers_version = j.at("versions").at("transformers").get<std::string>();
+  g.softmax_scale = j.at("softmax_scale").get<double>();
+  return g;
+}
+
+// Logits of every token of `tokens` from one prefill into a fresh cache.
+inline tensor<float, 2> prefill_logits(const dsk_v2::model& m, std::span<const std::int32_t> tokens) {
+  auto cache = m.new_cache(static_cast<index_t>(tokens.size()));
+  tensor<float, 2> out(std::array<index_t, 2>{index_t(tokens.size()), m.config().vocab_size});
+  m.forward(tokens, cache, out.view());
+  return out;
+}
+
+// Logits of every token when the sequence is fed one token at a time (absorbed decode over the cache).
+inline tensor<float, 2> decode_logits(const dsk_v2::model& m, std::span<const std::int32_t> tokens) {
+  auto cache = m.new_cache(static_cast<index_t>(tokens.size()));
+  const index_t V = m.config().vocab_size;
+  tensor<float, 2> out(std::array<index_t, 2>{index_t(tokens.size()), V});
+  for (std::size_t t = 0; t < tokens.size(); ++t)
+    m.forward(tokens.subspan(t, 1), cache, view<float, 2>(&out(index_t(t), 0), dims<2>(1, V), {V, 1}));
+  return out;
+}
+
+inline double max_abs(const tensor<float, 2>& a, const tensor<float, 2>& b) {
+  double m = 0;
+  for (index_t i = 0; i < a.size(); ++i) m = std::max(m, double(std::abs(a.data()[i] - b.data()[i])));
+  return m;
+}
+
+inline double rms(const tensor<float, 2>& a) {
+  double s = 0;
+  for (index_t i = 0; i < a.size(); ++i) s += double(a.data()[i]) * a.data()[i];
+  return std::sqrt(s / double(std::max<index_t>(a.size(), 1)));
+}
+
+// A fresh directory under the system temp dir, removed with its contents at scope exit.
+class model_temp_dir {
+ public:
+  model_temp_dir() {
+    static std::atomic<int> counter{0};
+    path_ = std::filesystem::temp_directory_path() /
+            ("dsk_models_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
+    std::filesystem::remove_all(path_);
+    std::filesystem::create_directories(path_);
+  }
+  ~model_temp_dir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  model_temp_dir(const model_temp_dir&) = delete;
+  model_temp_dir& operator=(const model_temp_dir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+}  // namespace dsk::test
