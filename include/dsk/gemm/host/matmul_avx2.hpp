@@ -181,9 +181,15 @@ void gemm_serial(index_t m0, index_t m1, index_t p0, index_t p1, index_t K, cons
           const float* bq = bb + q * bstride;
           const float* bias_q = (last && bias) ? bias + col0 : nullptr;
           for (index_t ir = 0; ir < mc; ir += MR) {
+            float* ct = y + (ic + ir) * ldy + col0;
+            const int mr = static_cast<int>(std::min<index_t>(MR, mc - ir));
+            // The C tile is read back after the microkernel for every K block but the first: fetch its rows
+            // (up to 2 cache lines each, ldy apart) while the FMAs run.
+            if (!first)
+              for (int i = 0; i < mr; ++i)
+                __builtin_prefetch(ct + i * ldy), __builtin_prefetch(ct + i * ldy + nr - 1);
             micro_kernel<S>(kc, ap + ir * kc, bq, tile);
-            update_tile<S>(tile, y + (ic + ir) * ldy + col0, ldy,
-                           static_cast<int>(std::min<index_t>(MR, mc - ir)), nr, first, bias_q);
+            update_tile<S>(tile, ct, ldy, mr, nr, first, bias_q);
           }
         }
       }
