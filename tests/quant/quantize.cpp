@@ -289,3 +289,15 @@ TEST_CASE("quantize and dequantize argument contracts", "[quant][quantize]") {
   const auto z = quantize<quantize_config{int4_g128_f16}>(tensor<float, 2>(3, 0).cview());
   REQUIRE(z.groups() == 0);
 }
+
+TEST_CASE("quantize into existing storage reuses or reshapes it", "[quant][quantize]") {
+  constexpr quantize_config C{int4_g128_f16};
+  const auto a = awkward_weights(5, 300, 8), b = awkward_weights(3, 20, 9);
+  quantized_weight<C.fmt> out(5, 300);
+  const auto* codes = out.codes();
+  quantize<C>(a.cview(), out);
+  REQUIRE(out.codes() == codes);  // same shape: no reallocation
+  require_equal_to_ref(out, ref::quantize(a.cview(), C));
+  quantize<C>(b.cview(), out);
+  require_equal_to_ref(out, ref::quantize(b.cview(), C));
+}

@@ -166,7 +166,10 @@ void matmul_wo(view<const float, 2> x, const qweight_view<F>& q, view<float, 2> 
 }
 
 // ---- W8A8 / W4A8 ---------------------------------------------------------------------------------------
-// xq: int16 codes of MR tokens (int4 weights: 32-blocks permuted), sx their scales.
+// xq: int16 codes of MR tokens (int4 weights: 32-blocks permuted), sx their scales. With MR * NR == 8 the
+// per-group int32 accumulators are folded into one vector (lane m * NR + n) by a transpose-and-add, so a
+// single f32 total stays live across the K loop; 8 f32 totals next to 8 accumulators and the decoded weights
+// made the compiler spill accumulators inside the loop.
 template <class S, format F, int MR, int NR>
 void a8_tile(const std::int16_t* xq, index_t ldx, const float* sx, const qweight_view<F>& q, index_t n0,
              float* y, index_t ldy) {
@@ -174,8 +177,9 @@ void a8_tile(const std::int16_t* xq, index_t ldx, const float* sx, const qweight
   using X = qx<S>;
   using I = typename S::i32;
   using H = typename X::i16;
+  constexpr bool folded = MR * NR == 8;
   const index_t K = q.cols, span = group_span(F, K), G = q.groups(), Kb = K / 32 * 32;
-  P tot[MR][NR];
+  P tot[folded ? 1 : MR][folded ? 1 : NR];
   float tail[MR][NR] = {};
   float sc[NR][scale_chunk];
   for (auto& r : tot)
@@ -184,9 +188,8 @@ void a8_tile(const std::int16_t* xq, index_t ldx, const float* sx, const qweight
   for (int n = 0; n < NR; ++n) c[n] = q.code_row(n0 + n);
   for (index_t g = 0; g < G; ++g) {
     const index_t k0 = g * span, k1 = std::min(K, k0 + span), kb1 = std::min(k1, Kb);
-    I acc[MR][NR];
-    for (auto& r : acc)
-      for (auto& e : r) e = S::zero_i32();
+    I acc[MR * NR];
+    for (auto& e : acc) e = S::zero_i32();
     for (index_t k = k0; k < kb1; k += 32) {
       H w0[NR], w1[NR];
       for (int n = 0; n < NR; ++n) {
@@ -199,26 +202,40 @@ void a8_tile(const std::int16_t* xq, index_t ldx, const float* sx, const qweight
       }
       for (int m = 0; m < MR; ++m) {
         const H x0 = X::load_i16(xq + m * ldx + k), x1 = X::load_i16(xq + m * ldx + k + 16);
-        for (int n = 0; n < NR; ++n) acc[m][n] = X::madd(X::madd(acc[m][n], x0, w0[n]), x1, w1[n]);
+        for (int n = 0; n < NR; ++n)
+          acc[m * NR + n] = X::madd(X::madd(acc[m * NR + n], x0, w0[n]), x1, w1[n]);
       }
     }
     if (g % scale_chunk == 0)
       for (int n = 0; n < NR; ++n) load_scales<S>(q, n0 + n, g, std::min(scale_chunk, G - g), sc[n]);
-    for (int n = 0; n < NR; ++n) {
-      const float s = sc[n][g % scale_chunk];
-      const P sv = S::broadcast(s);
-      for (int m = 0; m < MR; ++m) {
-        tot[m][n] = S::fma(S::to_f32(acc[m][n]), sv, tot[m][n]);
-        if (kb1 < k1) {
-          std::int32_t t = 0;
-          for (index_t k = kb1; k < k1; ++k) t += std::int32_t{xq[m * ldx + k]} * q.code(n0 + n, k);
-          tail[m][n] += static_cast<float>(t) * s;
-        }
+    if constexpr (folded) {
+      alignas(32) float sv[8];
+      for (int m = 0; m < MR; ++m)
+        for (int n = 0; n < NR; ++n) sv[m * NR + n] = sc[n][g % scale_chunk];
+      tot[0][0] = S::fma(S::to_f32(X::sum8(acc)), S::load(sv), tot[0][0]);
+    } else {
+      for (int n = 0; n < NR; ++n) {
+        const P s = S::broadcast(sc[n][g % scale_chunk]);
+        for (int m = 0; m < MR; ++m) tot[m][n] = S::fma(S::to_f32(acc[m * NR + n]), s, tot[m][n]);
       }
     }
+    if (kb1 < k1)
+      for (int m = 0; m < MR; ++m)
+        for (int n = 0; n < NR; ++n) {
+          std::int32_t t = 0;
+          for (index_t k = kb1; k < k1; ++k) t += std::int32_t{xq[m * ldx + k]} * q.code(n0 + n, k);
+          tail[m][n] += static_cast<float>(t) * sc[n][g % scale_chunk];
+        }
   }
-  for (int m = 0; m < MR; ++m)
-    for (int n = 0; n < NR; ++n) y[m * ldy + n] = sx[m] * (S::reduce_add(tot[m][n]) + tail[m][n]);
+  if constexpr (folded) {
+    alignas(32) float t[8];
+    S::store(t, tot[0][0]);
+    for (int m = 0; m < MR; ++m)
+      for (int n = 0; n < NR; ++n) y[m * ldy + n] = sx[m] * (t[m * NR + n] + tail[m][n]);
+  } else {
+    for (int m = 0; m < MR; ++m)
+      for (int n = 0; n < NR; ++n) y[m * ldy + n] = sx[m] * (S::reduce_add(tot[m][n]) + tail[m][n]);
+  }
 }
 
 template <class S, format F>

@@ -95,6 +95,13 @@ struct qx<simd::scalar> {
       odd.v[i] = static_cast<std::int16_t>(b >> 4);
     }
   }
+  // Lane j = the sum of the 8 lanes of a[j] (integer, so any order gives the same result).
+  static i32 sum8(const i32 (&a)[8]) {
+    i32 r{};
+    for (int j = 0; j < 8; ++j)
+      for (int l = 0; l < 8; ++l) r.v[j] += a[j].v[l];
+    return r;
+  }
   // acc[j] += a[2j] * b[2j] + a[2j+1] * b[2j+1] (the pairs cannot overflow int32 for |a|, |b| <= 127).
   static i32 madd(i32 acc, i16 a, i16 b) {
     for (int j = 0; j < 8; ++j)
@@ -194,6 +201,14 @@ struct qx<simd::avx2> {
     odd.v = _mm256_srai_epi16(b, 4);
   }
   static i32 madd(i32 acc, i16 a, i16 b) { return {_mm256_add_epi32(acc.v, _mm256_madd_epi16(a.v, b.v))}; }
+  // Transpose-and-add: 6 hadds and 2 cross-lane permutes instead of 8 separate horizontal reductions.
+  static i32 sum8(const i32 (&a)[8]) {
+    const __m256i h01 = _mm256_hadd_epi32(a[0].v, a[1].v), h23 = _mm256_hadd_epi32(a[2].v, a[3].v);
+    const __m256i h45 = _mm256_hadd_epi32(a[4].v, a[5].v), h67 = _mm256_hadd_epi32(a[6].v, a[7].v);
+    const __m256i lo = _mm256_hadd_epi32(h01, h23), hi = _mm256_hadd_epi32(h45, h67);
+    return {
+        _mm256_add_epi32(_mm256_permute2x128_si256(lo, hi, 0x20), _mm256_permute2x128_si256(lo, hi, 0x31))};
+  }
 };
 #endif
 
