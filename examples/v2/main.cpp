@@ -45,7 +45,8 @@ std::vector<std::int32_t> parse_ids(const std::string& s, dsk::index_t vocab) {
 int main(int argc, char** argv) {
   CLI::App app{"dsk_v2: DeepSeek-V2 / V2-Lite inference with dsk kernels (host)"};
   std::string model_dir, prompt, tokens_arg, weights = "checkpoint", form = "expanded";
-  int max_new = 64, threads = 0, top_k = 30;
+  int max_new = 64, threads = 0, top_k = 30, layers = 0;
+  std::string preset_name = "tiny";
   double temperature = 0.7, top_p = 1.0;
   std::uint64_t seed = 0;
   bool greedy = false, quiet = false;
@@ -76,6 +77,13 @@ int main(int argc, char** argv) {
                  "MLA form of prefill: expanded or absorbed (decode is absorbed)")
       ->capture_default_str()
       ->check(CLI::IsMember({"expanded", "absorbed"}));
+  app.add_option("--preset", preset_name,
+                 "without --model: the preset run on random weights (v2-lite: real V2-Lite widths, for speed "
+                 "measurements; use --layers to keep it small)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"tiny", "v2-lite"}));
+  app.add_option("--layers", layers, "without --model: override the preset's layer count (0: keep)")
+      ->check(CLI::NonNegativeNumber);
   app.add_flag("--quiet", quiet, "print only the generated text / ids and the summary line");
   CLI11_PARSE(app, argc, argv);
 
@@ -87,12 +95,14 @@ int main(int argc, char** argv) {
     std::optional<dsk::io::tokenizer> tok;
     std::optional<dsk_v2::model> m;
     if (model_dir.empty()) {
+      dsk_v2::preset p = preset_name == "v2-lite" ? dsk_v2::v2_lite : dsk_v2::tiny;
+      if (layers > 0) p.num_hidden_layers = layers;
       std::printf(
-          "NOTE: no --model given: running the tiny preset (%s) on built-in deterministic RANDOM weights.\n"
+          "NOTE: no --model given: running the %s preset on built-in deterministic RANDOM weights.\n"
           "      The output tokens are meaningless; this shows the pipeline and its speed only.\n"
           "      Use --model DIR with a DeepSeek-V2-Lite checkpoint for real text (docs/models.md).\n",
-          dsk_v2::tiny.name);
-      m.emplace(dsk_v2::model::random(dsk_v2::tiny, fmt));
+          p.name);
+      m.emplace(dsk_v2::model::random(p, fmt));
     } else {
       m.emplace(dsk_v2::model::load(model_dir, fmt));
       if (std::filesystem::exists(std::filesystem::path(model_dir) / "tokenizer.json"))

@@ -428,6 +428,13 @@ class model {
   const io::v2_config& config() const { return cfg_; }
   profile& prof() const { return prof_; }
   void set_prefill_form(attention_form f) { prefill_form_ = f; }
+  // Storage order of the rotated pairs of q_pe / k_pe. interleaved (2i, 2i+1) is the checkpoint's order and
+  // the only correct one for DeepSeek checkpoints; half_split exists so that tests can show the golden
+  // comparison tells them apart.
+  void set_rope_layout(nn::rope_layout l) {
+    rope_layout_ = l;
+    rope_.reset();
+  }
 
   // Bytes of the weights as held in memory (packed / quantized), the embedding table included.
   std::int64_t weight_bytes() const {
@@ -529,7 +536,7 @@ class model {
     nn::rope_params p;
     p.dim = cfg_.qk_rope_head_dim;
     p.base = cfg_.rope_theta;
-    p.layout = nn::rope_layout::interleaved;  // checkpoint order of q_pe / k_pe (see docs/models.md)
+    p.layout = rope_layout_;  // interleaved: checkpoint order of q_pe / k_pe (see docs/models.md)
     if (cfg_.rope_scaling.enabled) {
       p.yarn.factor = cfg_.rope_scaling.factor;
       p.yarn.original_max_position = cfg_.rope_scaling.original_max_position_embeddings;
@@ -722,6 +729,7 @@ class model {
   any_linear lm_head_;
   std::vector<layer> layers_;
   attention_form prefill_form_ = attention_form::expanded;
+  nn::rope_layout rope_layout_ = nn::rope_layout::interleaved;
   mutable std::optional<nn::rope_cache> rope_;
   mutable profile prof_;
 };

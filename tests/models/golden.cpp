@@ -11,8 +11,8 @@ namespace {
 // Both sides compute in f32 from the same bf16 weights; what differs is summation order (blocked GEMM,
 // online softmax, grouped experts), dsk's SIMD exp (a few ulp) and RoPE angles formed in double here vs f32
 // in torch (~pos * 2^-24 rad). Measured max |diff| <= 3e-6 on logits of size ~3; 1e-4 leaves room for other
-// ISAs while any wrong formula (a missing mscale^2 changes logits by ~1e-1, a wrong rope layout by ~1e-1)
-// fails.
+// ISAs while a wrong formula (a missing mscale^2, the wrong RoPE pairing) moves logits by more than 100x
+// that (checked by the last test case).
 constexpr double golden_tol = 1e-4;
 
 const char* const cases[] = {"v2_qlora_group", "lite_greedy", "qlora_greedy_norope_scaling"};
@@ -42,5 +42,27 @@ TEST_CASE("models: logits match transformers' DeepseekV2ForCausalLM (prefill, bo
     // f32 in memory computes the same (the bf16 weights widen exactly).
     auto m32 = dsk_v2::model::load(dsk::test::models_data(name), dsk_v2::weight_format::f32);
     CHECK(dsk::test::max_abs(dsk::test::prefill_logits(m32, g.tokens), g.logits) < golden_tol);
+  }
+}
+
+TEST_CASE("models: the golden comparison detects a missing mscale^2 and a wrong RoPE pairing", "[models]") {
+  // Guards against a vacuous comparison: each plausible mistake must move the logits far beyond golden_tol.
+  constexpr double must_differ = 100 * golden_tol;
+  const std::string name = "v2_qlora_group";
+  const auto g = load_golden(name);
+  const auto dir = dsk::test::models_data(name);
+  {
+    auto cfg = io::v2_config::load(dir);
+    REQUIRE(cfg.rope_scaling.enabled);
+    cfg.rope_scaling.mscale = cfg.rope_scaling.mscale_all_dim =
+        0.0;  // cos/sin unchanged (ratio 1), no mscale^2
+    const io::checkpoint ck(dir);
+    const dsk_v2::model m(cfg, ck, dsk_v2::weight_format::checkpoint);
+    CHECK(dsk::test::max_abs(dsk::test::prefill_logits(m, g.tokens), g.logits) > must_differ);
+  }
+  {
+    auto m = dsk_v2::model::load(dir, dsk_v2::weight_format::checkpoint);
+    m.set_rope_layout(nn::rope_layout::half_split);
+    CHECK(dsk::test::max_abs(dsk::test::prefill_logits(m, g.tokens), g.logits) > must_differ);
   }
 }
