@@ -132,18 +132,14 @@ requires(std::is_same_v<Y, float> ||
   const bool gemv =
       C.algo == cuda_algorithm::gemv || (C.algo == cuda_algorithm::automatic && M <= C.gemv_max_rows);
 #if !DSK_SIMT_EMULATION
-  if (!gemv) {
+  if (!gemv && x.extent(1) > 0) {  // K = 0 (y = 0) is left to the GEMV kernel
     if constexpr (std::is_same_v<X, W>) {
-      if (x.extent(1) == 0)
-        fail_unsupported("gemm::matmul<cuda>: K = 0 on the cuBLASLt path; use the GEMV path");
       return detail::lt_matmul<W, Y>(x, w, y, s);
     } else {
       fail_unsupported("gemm::matmul<cuda>: M = ", M,
-                       " > gemv_max_rows takes cuBLASLt, which needs x and w of the same "
-                       "type (x ",
+                       " > gemv_max_rows takes cuBLASLt, which needs x and w of the ", "same type (x ",
                        dsk::name(dtype_of<X>), ", w ", dsk::name(dtype_of<W>),
-                       "); convert x or use the GEMV "
-                       "path (cuda_config{.algo = cuda_algorithm::gemv})");
+                       "); convert x or use the GEMV path (cuda_config{.algo = cuda_algorithm::gemv})");
     }
   }
 #else
