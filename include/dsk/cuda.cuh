@@ -3,9 +3,11 @@
 // CPU. Family kernels: dsk/<family>/cuda/*.cuh.
 #pragma once
 
+#include "dsk/cuda/convert.cuh"
 #include "dsk/cuda/error.cuh"
 #include "dsk/cuda/launch.cuh"
 #include "dsk/cuda/memory.cuh"
 #include "dsk/cuda/platform.cuh"
 #include "dsk/cuda/reduce.cuh"
+#include "dsk/cuda/report.cuh"
 #include "dsk/cuda/stream.cuh"
