@@ -64,7 +64,7 @@ __global__ void __launch_bounds__(32 * qgemv_warps)
       float f[E];
       unpack_codes<F.type>(cv[ch], f);
       const index_t kk = ch * E;
-      const float s = w.scale(n, kk / span);
+      const float s = device::to_f32(scales[n * scale_stride + kk / span]);  // hardware f16/bf16 widening
       DSK_UNROLL
       for (int m = 0; m < qgemv_rows; ++m) {
         if (m < rows) {
@@ -79,7 +79,7 @@ __global__ void __launch_bounds__(32 * qgemv_warps)
     k = chunks * E;
   }
   for (index_t kk = k + lane; kk < K; kk += 32) {
-    const float wf = static_cast<float>(w.code(n, kk)) * w.scale(n, kk / span);
+    const float wf = static_cast<float>(w.code(n, kk)) * device::to_f32(scales[n * scale_stride + kk / span]);
     DSK_UNROLL
     for (int m = 0; m < qgemv_rows; ++m)
       if (m < rows) acc[m] = fmaf(xb[m * ldx + kk], wf, acc[m]);

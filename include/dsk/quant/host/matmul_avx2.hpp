@@ -170,9 +170,13 @@ void matmul_wo(view<const float, 2> x, const qweight_view<F>& q, view<float, 2> 
 // per-group int32 accumulators are folded into one vector (lane m * NR + n) by a transpose-and-add, so a
 // single f32 total stays live across the K loop; 8 f32 totals next to 8 accumulators and the decoded weights
 // made the compiler spill accumulators inside the loop.
-template <class S, format F, int MR, int NR>
+// With Panel, the weights of rows n0.. come pre-widened to int16 (row n0 + n at pw + n * ldp, the full
+// 32-blocks in the order the decoder produces) instead of being decoded from the codes.
+template <class S, format F, int MR, int NR, bool Panel = false>
 void a8_tile(const std::int16_t* xq, index_t ldx, const float* sx, const qweight_view<F>& q, index_t n0,
-             float* y, index_t ldy) {
+             float* y, index_t ldy, const std::int16_t* pw = nullptr, index_t ldp = 0) {
+  (void)pw;
+  (void)ldp;
   using P = typename S::f32;
   using X = qx<S>;
   using I = typename S::i32;
@@ -193,7 +197,10 @@ void a8_tile(const std::int16_t* xq, index_t ldx, const float* sx, const qweight
     for (index_t k = k0; k < kb1; k += 32) {
       H w0[NR], w1[NR];
       for (int n = 0; n < NR; ++n) {
-        if constexpr (F.type == qtype::int8) {
+        if constexpr (Panel) {
+          w0[n] = X::load_i16(pw + n * ldp + k);
+          w1[n] = X::load_i16(pw + n * ldp + k + 16);
+        } else if constexpr (F.type == qtype::int8) {
           w0[n] = X::load_i8_i16(reinterpret_cast<const std::int8_t*>(c[n] + k));
           w1[n] = X::load_i8_i16(reinterpret_cast<const std::int8_t*>(c[n] + k + 16));
         } else {
@@ -238,6 +245,24 @@ void a8_tile(const std::int16_t* xq, index_t ldx, const float* sx, const qweight
   }
 }
 
+// Row n's full 32-blocks [0, Kb) as int16 in the a8 kernel's order.
+template <class S, format F>
+void decode_row_i16(const qweight_view<F>& q, index_t n, index_t Kb, std::int16_t* out) {
+  using X = qx<S>;
+  const std::uint8_t* c = q.code_row(n);
+  for (index_t k = 0; k < Kb; k += 32) {
+    typename X::i16 w0, w1;
+    if constexpr (F.type == qtype::int8) {
+      w0 = X::load_i8_i16(reinterpret_cast<const std::int8_t*>(c + k));
+      w1 = X::load_i8_i16(reinterpret_cast<const std::int8_t*>(c + k + 16));
+    } else {
+      X::load_i4_i16(c + k / 2, w0, w1);
+    }
+    X::store_i16v(out + k, w0);
+    X::store_i16v(out + k + 16, w1);
+  }
+}
+
 template <class S, format F>
 void matmul_a8(view<const float, 2> x, const qweight_view<F>& q, view<float, 2> y, const char* where) {
   const index_t M = x.extent(0), K = x.extent(1), N = q.rows;
@@ -249,27 +274,45 @@ void matmul_a8(view<const float, 2> x, const qweight_view<F>& q, view<float, 2> 
   });
   const std::int16_t* xp = xq.data();
   float* yp = y.data();
-  const index_t ldy = y.stride(0);
-  auto tile4 = [&](index_t m, index_t n_lo, index_t n_hi) {
-    float out[4][2];
-    index_t n = n_lo;
-    for (; n + 2 <= n_hi; n += 2) {
-      a8_tile<S, F, 4, 2>(xp + m * K, K, sx.data() + m, q, n, &out[0][0], 2);
-      for (int i = 0; i < 4; ++i)
-        for (int j = 0; j < 2; ++j) yp[(m + i) * ldy + n + j] = out[i][j];
+  const index_t ldy = y.stride(0), Kb = K / 32 * 32;
+  // From 16 tokens on, each block of weight rows is widened to int16 once (a 64 x K panel, 256 KiB for
+  // K = 2048, L2-resident) and reused by every group of 4 tokens, which takes the decode (byte->int16
+  // shuffles competing with the adds for two FP pipes) out of the inner loop.
+  const bool use_panel = M >= 16 && Kb > 0;
+  const index_t blocks = (N + rows_per_block - 1) / rows_per_block;
+  parallel_for_chunks(0, blocks, 1, [&](index_t b_lo, index_t b_hi) {
+    std::vector<std::int16_t> panel(use_panel ? static_cast<std::size_t>(rows_per_block * Kb) : 0);
+    for (index_t b = b_lo; b < b_hi; ++b) {
+      const index_t n_lo = b * rows_per_block, n_hi = std::min(N, n_lo + rows_per_block);
+      if (use_panel)
+        for (index_t n = n_lo; n < n_hi; ++n) decode_row_i16<S>(q, n, Kb, panel.data() + (n - n_lo) * Kb);
+      const std::int16_t* pw = panel.data();
+      index_t m = 0;
+      for (; m + 4 <= M; m += 4) {
+        float out[4][2];
+        index_t n = n_lo;
+        for (; n + 2 <= n_hi; n += 2) {
+          if (use_panel)
+            a8_tile<S, F, 4, 2, true>(xp + m * K, K, sx.data() + m, q, n, &out[0][0], 2, pw + (n - n_lo) * Kb,
+                                      Kb);
+          else
+            a8_tile<S, F, 4, 2>(xp + m * K, K, sx.data() + m, q, n, &out[0][0], 2);
+          for (int i = 0; i < 4; ++i)
+            for (int j = 0; j < 2; ++j) yp[(m + i) * ldy + n + j] = out[i][j];
+        }
+        for (; n < n_hi; ++n) {
+          a8_tile<S, F, 4, 1>(xp + m * K, K, sx.data() + m, q, n, &out[0][0], 2);
+          for (int i = 0; i < 4; ++i) yp[(m + i) * ldy + n] = out[i][0];
+        }
+      }
+      for (; m < M; ++m) {
+        index_t n = n_lo;
+        for (; n + 4 <= n_hi; n += 4)
+          a8_tile<S, F, 1, 4>(xp + m * K, K, sx.data() + m, q, n, yp + m * ldy + n, 0);
+        for (; n < n_hi; ++n) a8_tile<S, F, 1, 1>(xp + m * K, K, sx.data() + m, q, n, yp + m * ldy + n, 0);
+      }
     }
-    for (; n < n_hi; ++n) {
-      a8_tile<S, F, 4, 1>(xp + m * K, K, sx.data() + m, q, n, &out[0][0], 2);
-      for (int i = 0; i < 4; ++i) yp[(m + i) * ldy + n] = out[i][0];
-    }
-  };
-  auto tile1 = [&](index_t m, index_t n_lo, index_t n_hi) {
-    index_t n = n_lo;
-    for (; n + 4 <= n_hi; n += 4)
-      a8_tile<S, F, 1, 4>(xp + m * K, K, sx.data() + m, q, n, yp + m * ldy + n, 0);
-    for (; n < n_hi; ++n) a8_tile<S, F, 1, 1>(xp + m * K, K, sx.data() + m, q, n, yp + m * ldy + n, 0);
-  };
-  for_tiles(M, N, 2, tile4, tile1);
+  });
 }
 
 DSK_ISA_END

@@ -81,6 +81,7 @@ struct qx<simd::scalar> {
     std::memcpy(r.v, p, sizeof r.v);
     return r;
   }
+  static void store_i16v(std::int16_t* p, i16 a) { std::memcpy(p, a.v, sizeof a.v); }
   // 16 int8 codes -> int16.
   static i16 load_i8_i16(const std::int8_t* p) {
     i16 r;
@@ -192,6 +193,7 @@ struct qx<simd::avx2> {
   static i16 load_i16(const std::int16_t* p) {
     return {_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))};
   }
+  static void store_i16v(std::int16_t* p, i16 a) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), a.v); }
   static i16 load_i8_i16(const std::int8_t* p) {
     return {_mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)))};
   }
