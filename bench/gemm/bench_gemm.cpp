@@ -4,6 +4,7 @@
 // call. Run: bench_gemm --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 #include <benchmark/benchmark.h>
 
+#include <atomic>
 #include <cstring>
 #include <memory>
 #include <sstream>
@@ -162,10 +163,22 @@ std::string cat(const P&... p) {
   return o.str();
 }
 
+// Cost of one empty dsk::parallel_for_chunks region over `threads` threads: the fixed price every 2-thread
+// row pays per call (microseconds on an idle machine, a scheduler time slice when the cores are
+// oversubscribed).
+void bench_fork_join(benchmark::State& st, shape, int threads) {
+  const dsk::thread_count_scope scope(threads);
+  std::atomic<int> sink{0};
+  for (auto _ : st)
+    dsk::parallel_for_chunks(0, threads, 1, [&](index_t lo, index_t hi) { sink += int(hi - lo); });
+  benchmark::DoNotOptimize(sink.load());
+}
+
 template <class F>
-void add(const std::string& impl, const std::string& cs, F f, const shape& s, int threads) {
+void add(const std::string& impl, const std::string& cs, F f, const shape& s, int threads,
+         benchmark::TimeUnit unit = benchmark::kMillisecond) {
   benchmark::RegisterBenchmark(cat(impl, "/", cs).c_str(), [=](benchmark::State& st) { f(st, s, threads); })
-      ->Unit(benchmark::kMillisecond)
+      ->Unit(unit)
       ->UseRealTime();
 }
 
@@ -187,6 +200,9 @@ void register_all() {
 #endif
       if (s.M <= 4 && t == 1) add("ref", cat(s.name, "/f32", tt), bench_ref, s, t);
     }
+  for (int t : {1, 2})
+    add("dsk", cat("fork_join/t", t), bench_fork_join, shape{"fork_join", 0, 0, 0}, t,
+        benchmark::kMicrosecond);
   // Decode with weights beyond the last-level cache: 4 copies of [10944, 2048] (359 MB f32, 179 MB bf16).
   const shape dram{"decode_dram_m1_k2048_n10944x4", 1, 10944, 2048, 4};
   for (int t : {1, 2}) {
