@@ -162,9 +162,14 @@ int main(int argc, char** argv) {
     for (int i = 0; i < max_new; ++i) {
       const std::int32_t next = smp.sample(logits.cview());
       out.push_back(next);
-      if (tok) {  // print the new part of the decoded text (a token may end inside a UTF-8 character)
+      if (tok) {
+        // Print the new part of the decoded text. A token may end inside a UTF-8 character, which decodes as
+        // U+FFFD until the next token completes it: hold such a tail back, except at the end.
+        const bool last = is_eos(next) || i + 1 == max_new;
         const std::string text = tok->decode(out, true);
-        if (text.size() > printed.size() && text.compare(0, printed.size(), printed) == 0) {
+        const bool partial = text.size() >= 3 && text.compare(text.size() - 3, 3, "\xEF\xBF\xBD") == 0;
+        if ((!partial || last) && text.size() > printed.size() &&
+            text.compare(0, printed.size(), printed) == 0) {
           std::fputs(text.c_str() + printed.size(), stdout);
           printed = text;
         }

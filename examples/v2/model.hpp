@@ -15,6 +15,7 @@
 #include <string>
 #include <variant>
 
+#include <sys/mman.h>
 #include <unistd.h>
 #include <vector>
 
@@ -172,6 +173,41 @@ class loader {
 
   // A 2-D weight of exactly this shape, converted one tensor at a time.
   any_linear linear(const std::string& name, index_t out, index_t in) const {
+    any_linear l = convert(name, out, in);
+    release(name);
+    return l;
+  }
+  tensor<float, 2> f32(const std::string& name, std::array<index_t, 2> shape) const {
+    auto t = ck_.read<float, 2>(name, shape);
+    release(name);
+    return t;
+  }
+  tensor<float, 1> vec(const std::string& name, index_t n) const {
+    const std::array<index_t, 1> shape{n};
+    auto t = ck_.read<float, 1>(name, shape);
+    release(name);
+    return t;
+  }
+  weight_format format() const { return fmt_; }
+
+  // Drops the mapped file pages of a tensor that has been converted (the converted copy is what the model
+  // keeps), so that resident memory while loading stays near the size of the result instead of growing by
+  // every byte of the checkpoint read so far. The pages come back from the file if touched again.
+  void release(const std::string& name) const {
+#if DSK_IO_HAVE_MMAP
+    const auto b = ck_.bytes(name);
+    if (b.empty()) return;
+    const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+    const auto lo = reinterpret_cast<std::uintptr_t>(b.data()) / page * page;
+    const auto hi = (reinterpret_cast<std::uintptr_t>(b.data()) + b.size() + page - 1) / page * page;
+    ::madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);  // advisory: failure only costs memory
+#else
+    (void)name;
+#endif
+  }
+
+ private:
+  any_linear convert(const std::string& name, index_t out, index_t in) const {
     const std::array<index_t, 2> shape{out, in};
     ck_.check_shape(name, shape);
     const io::st_dtype dt = ck_.info(name).dtype;
@@ -195,16 +231,7 @@ class loader {
     }
     return {};
   }
-  tensor<float, 2> f32(const std::string& name, std::array<index_t, 2> shape) const {
-    return ck_.read<float, 2>(name, shape);
-  }
-  tensor<float, 1> vec(const std::string& name, index_t n) const {
-    const std::array<index_t, 1> shape{n};
-    return ck_.read<float, 1>(name, shape);
-  }
-  weight_format format() const { return fmt_; }
 
- private:
   const io::checkpoint& ck_;
   weight_format fmt_;
 };
@@ -225,6 +252,8 @@ class any_mlp {
       gate_up_ =
           bf ? gemm::packed_weights<bf16>::swiglu(ck.view<bf16, 2>(g), ck.view<bf16, 2>(u))
              : gemm::packed_weights<bf16>::swiglu(ck.read<bf16, 2>(g).cview(), ck.read<bf16, 2>(u).cview());
+      ld.release(g);
+      ld.release(u);
     } else if (fmt == weight_format::f32 || fmt == weight_format::checkpoint) {
       gate_up_ = gemm::packed_weights<float>::swiglu(ld.f32(g, gu).cview(), ld.f32(u, gu).cview());
     } else {
@@ -316,6 +345,7 @@ class model {
       embed_ = ck.read<float, 2>("model.embed_tokens.weight", emb_shape);
     else
       embed_ = ck.read<bf16, 2>("model.embed_tokens.weight", emb_shape);
+    ld.release("model.embed_tokens.weight");
     final_norm_ = ld.vec("model.norm.weight", D);
     lm_head_ = ld.linear("lm_head.weight", V, D);
     layers_.resize(static_cast<std::size_t>(cfg_.num_hidden_layers));
@@ -464,7 +494,9 @@ class model {
   }
 
   // Runs tokens at positions cache.length .. cache.length + T - 1, appends them to the cache, and writes the
-  // logits of every token: logits [T, vocab_size] (or [1, vocab] to get only the last token's).
+  // logits of every token: logits [T, vocab_size] (or [1, vocab] to get only the last token's). The kernels
+  // inside run in parallel; forward itself updates the profile and the RoPE table, so one call at a time per
+  // model (several sequences: one kv_cache each, called in turn).
   void forward(std::span<const std::int32_t> tokens, kv_cache& cache, view<float, 2> logits) const {
     const contract c{"dsk_v2::model::forward"};
     const index_t T = static_cast<index_t>(tokens.size()), V = cfg_.vocab_size, D = cfg_.hidden_size;
