@@ -226,7 +226,7 @@ TEST_CASE("backward passes are the adjoints of dispatch and combine", "[moe][dis
 }
 
 TEST_CASE("dispatch / combine: identical results with 1 and 2 threads", "[moe][dispatch]") {
-  const index_t T = 300, E = 64, K = 6, H = 40;
+  const index_t T = 2000, E = 64, K = 6, H = 40;  // > 936 tokens: combine forks
   const auto idx = random_idx(T, E, K, 21, false);
   const auto x = moe_test::random_tensor(T, H, 22), w = moe_test::random_tensor(T, K, 23);
   const auto h = plan_dispatch(idx, E, {.block = 8});

@@ -183,7 +183,7 @@ TEST_CASE("route: random grid against the double reference", "[moe][router]") {
 }
 
 TEST_CASE("route: identical results with 1 and 2 threads", "[moe][router]") {
-  const auto logits = moe_test::separated_logits(300, 64, 3);
+  const auto logits = moe_test::separated_logits(2500, 64, 3);  // > 1024 tokens: routing forks
   routed<v2_grouped> a, b;
   {
     thread_count_scope one(1);

@@ -5,6 +5,7 @@
 // GShard and MegaBlocks.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -16,6 +17,12 @@
 namespace dsk::moe {
 
 namespace detail {
+// Rows (or tokens) per parallel chunk so that a chunk moves at least ~256K floats: below that a fork/join
+// costs more than the copy, and on a loaded machine far more.
+inline index_t grain_for(index_t floats_per_item) {
+  return std::max<index_t>(1, (index_t{1} << 18) / std::max<index_t>(1, floats_per_item));
+}
+
 inline void check_topk_idx(const contract& c, view<const expert_id, 2> topk_idx, index_t E) {
   for (index_t t = 0; t < topk_idx.extent(0); ++t)
     for (index_t k = 0; k < topk_idx.extent(1); ++k) {
@@ -159,7 +166,7 @@ inline void dispatch(view<const float, 2> x, const dispatch_handle& h, view<floa
       .unit_inner_stride("x", x)
       .unit_inner_stride("xs", xs);
   const index_t H = x.extent(1);
-  parallel_for_chunks(0, h.rows(), 16, [&](index_t lo, index_t hi) {
+  parallel_for_chunks(0, h.rows(), detail::grain_for(H), [&](index_t lo, index_t hi) {
     for (index_t r = lo; r < hi; ++r) {
       float* dst = row_ptr(xs, r);
       if (h.row_token[r] < 0)
@@ -223,7 +230,7 @@ inline void combine(view<const float, 2> ys, const dispatch_handle& h, view<cons
         .unit_inner_stride("shared", shared);
   }
   using S = simd::native;
-  parallel_for_chunks(0, h.tokens, 4, [&](index_t lo, index_t hi) {
+  parallel_for_chunks(0, h.tokens, detail::grain_for(H * (h.slots + 1)), [&](index_t lo, index_t hi) {
     for (index_t t = lo; t < hi; ++t) {
       float* dst = row_ptr(y, t);
       if (has_shared)
@@ -249,7 +256,7 @@ inline void dispatch_backward(view<const float, 2> dxs, const dispatch_handle& h
       .unit_inner_stride("dxs", dxs)
       .unit_inner_stride("dx", dx);
   using S = simd::native;
-  parallel_for_chunks(0, h.tokens, 4, [&](index_t lo, index_t hi) {
+  parallel_for_chunks(0, h.tokens, detail::grain_for(H * (h.slots + 1)), [&](index_t lo, index_t hi) {
     for (index_t t = lo; t < hi; ++t) {
       float* dst = row_ptr(dx, t);
       std::fill_n(dst, H, 0.0f);
@@ -281,7 +288,7 @@ inline void combine_backward(view<const float, 2> dy, view<const float, 2> ys, c
       .unit_inner_stride("ys", ys)
       .unit_inner_stride("dys", dys);
   using S = simd::native;
-  parallel_for_chunks(0, h.rows(), 16, [&](index_t lo, index_t hi) {
+  parallel_for_chunks(0, h.rows(), detail::grain_for(H), [&](index_t lo, index_t hi) {
     for (index_t r = lo; r < hi; ++r) {
       float* dst = row_ptr(dys, r);
       std::fill_n(dst, H, 0.0f);
@@ -289,7 +296,7 @@ inline void combine_backward(view<const float, 2> dy, view<const float, 2> ys, c
         detail::axpy<S>(topk_w(h.row_token[r], h.row_slot[r]), row_ptr(dy, h.row_token[r]), dst, H);
     }
   });
-  parallel_for_chunks(0, h.tokens, 4, [&](index_t lo, index_t hi) {
+  parallel_for_chunks(0, h.tokens, detail::grain_for(H * (h.slots + 1)), [&](index_t lo, index_t hi) {
     for (index_t t = lo; t < hi; ++t)
       for (index_t k = 0; k < h.slots; ++k) {
         const index_t r = h.pair_row[t * h.slots + k];
