@@ -59,7 +59,7 @@ TEST_CASE("dense attention equals fp64 softmax attention: head dims, GQA groups,
           "[attention][dense]") {
   // Lengths cover 1, non-multiples of the 4-key block, the 6-row block and the 64-key tile, and decode.
   const shape small_heads[] = {{1, 1, 2, 1},     {1, 600, 2, 2}, {7, 7, 2, 1}, {65, 65, 2, 2},
-                               {130, 200, 4, 2}, {5, 77, 2, 2},  {0, 5, 2, 1}, {3, 0, 2, 1}};
+                               {130, 200, 2, 1}, {5, 77, 2, 2},  {0, 5, 2, 1}, {3, 0, 2, 1}};
   std::uint64_t seed = 1;
   for (const shape& s : small_heads) {
     check_against_ref<att::dense_config{.head_dim = 64, .causal = true}, true>(s, seed++);
@@ -70,11 +70,11 @@ TEST_CASE("dense attention equals fp64 softmax attention: head dims, GQA groups,
   check_against_ref<att::dense_config{.head_dim = 128, .causal = true}>({600, 600, 1, 1}, seed++);
   // GQA groups 1, 2, 8, 16 and MQA; 192/128 (MLA expanded) and 576/512 (MLA absorbed) head dims.
   const shape groups[] = {
-      {1, 300, 16, 16}, {9, 140, 16, 8}, {9, 140, 16, 2}, {1, 333, 16, 1}, {70, 70, 16, 1}};
+      {1, 300, 16, 16}, {9, 140, 16, 8}, {9, 140, 16, 2}, {1, 333, 16, 1}, {40, 70, 16, 1}};
   for (const shape& s : groups) {
     check_against_ref<att::dense_config{.head_dim = 128, .causal = true}>(s, seed++);
     check_against_ref<att::dense_config{.head_dim = 128, .causal = false}>(s, seed++);
-    check_against_ref<att::dense_config{.head_dim = 192, .value_dim = 128, .causal = true}, true>(s, seed++);
+    check_against_ref<att::dense_config{.head_dim = 192, .value_dim = 128, .causal = true}>(s, seed++);
   }
   check_against_ref<att::dense_config{.head_dim = 576, .value_dim = 512, .causal = true}>({1, 257, 16, 1},
                                                                                           seed++);
