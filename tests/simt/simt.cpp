@@ -120,6 +120,20 @@ __global__ void partial_warp_kernel(unsigned* out) {
   out[threadIdx.x] = v * 100000u + (m == 0xffffffffu ? 1u : (m == 0xffffu ? 2u : 0u));
 }
 
+__global__ void barrier_votes_kernel(int* out) {
+  const int even = static_cast<int>(threadIdx.x % 2 == 0);
+  const int count = __syncthreads_count(even);
+  const int all = __syncthreads_and(threadIdx.x < 1000);
+  const int any = __syncthreads_or(threadIdx.x == 99);
+  const int none = __syncthreads_or(0);
+  if (threadIdx.x == 0) {
+    out[0] = count;
+    out[1] = all;
+    out[2] = any;
+    out[3] = none;
+  }
+}
+
 // ---- kernels with deliberate errors
 // ----------------------------------------------------------------------------
 __global__ void divergent_barrier_kernel(float* out) {
@@ -278,6 +292,22 @@ TEST_CASE("simt: a partial last warp", "[simt]") {
   std::vector<unsigned> out(48);
   run(partial_warp_kernel, dim3(1), dim3(48), 0, out.data());
   for (unsigned t = 0; t < 48; ++t) CHECK(out[t] == (t < 32 ? 32u * 100000u + 1u : 16u * 100000u + 2u));
+}
+
+TEST_CASE("simt: barriers with predicates", "[simt]") {
+  std::vector<int> out(4, -1);
+  run(barrier_votes_kernel, dim3(2), dim3(100), 0, out.data());
+  CHECK(out[0] == 50);
+  CHECK(out[1] == 1);
+  CHECK(out[2] == 1);
+  CHECK(out[3] == 0);
+}
+
+TEST_CASE("simt: misuse of the block reduction helper is reported", "[simt]") {
+  // block_sum needs whole warps: with 48 threads, lanes 0..15 of warp 1 read the missing lanes 16..31.
+  std::vector<float> x(48, 1.0f), out(1);
+  CHECK_THROWS_WITH(run(block_sum_kernel, dim3(1), dim3(48), 0, x.data(), index_t{48}, out.data()),
+                    Catch::Contains("warp 1") && Catch::Contains("does not take part"));
 }
 
 TEST_CASE("simt: barrier divergence is reported", "[simt]") {

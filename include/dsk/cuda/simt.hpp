@@ -445,7 +445,13 @@ class runner {
                                    idx_str(fibers_[i].tid), " waits at a different __syncthreads (", where(s),
                                    ")"));
       }
-      for (unsigned i = 0; i < n; ++i) fibers_[i].st = state::ready;
+      // Release: every thread gets the number of threads that passed a true predicate (__syncthreads_count).
+      std::uint64_t count = 0;
+      for (unsigned i = 0; i < n; ++i) count += fibers_[i].value;
+      for (unsigned i = 0; i < n; ++i) {
+        fibers_[i].result = count;
+        fibers_[i].st = state::ready;
+      }
     }
   }
 
@@ -842,10 +848,21 @@ auto dynamic_shared([[maybe_unused]] const char* name, std::size_t offset = 0) {
 
 // ---- barriers, warp intrinsics, atomics and math, as global functions like CUDA's
 // ------------------------------
-inline void __syncthreads(std::source_location loc = std::source_location::current()) {
+inline int __syncthreads_count(int pred, std::source_location loc = std::source_location::current()) {
   dsk::simt::detail::fiber& f = dsk::simt::detail::self("__syncthreads");
   f.site = loc;
+  f.value = pred != 0;
   dsk::simt::detail::runner::get().park(dsk::simt::detail::state::barrier);
+  return static_cast<int>(f.result);
+}
+inline void __syncthreads(std::source_location loc = std::source_location::current()) {
+  __syncthreads_count(0, loc);
+}
+inline int __syncthreads_and(int pred, std::source_location loc = std::source_location::current()) {
+  return __syncthreads_count(pred, loc) == static_cast<int>(blockDim.x * blockDim.y * blockDim.z);
+}
+inline int __syncthreads_or(int pred, std::source_location loc = std::source_location::current()) {
+  return __syncthreads_count(pred, loc) != 0;
 }
 inline void __syncwarp(unsigned mask = 0xffffffffu,
                        std::source_location loc = std::source_location::current()) {
