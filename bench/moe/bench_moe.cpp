@@ -65,18 +65,24 @@ lite_weights& weights() {
 using bf16_bank = dense_experts<bf16>;
 using int4_bank = quantized_experts<q4.fmt>;
 
-template <class Bank>
+template <class Bank, bool A8 = false>
 auto make_layer();
 template <>
-auto make_layer<bf16_bank>() {
+auto make_layer<bf16_bank, false>() {
   auto& w = weights();
   return deepseek_moe<lite_router, bf16_bank>(w.gate, bf16_bank(w.g.cview(), w.u.cview(), w.d.cview()),
                                               bf16_bank(w.sg.cview(), w.su.cview(), w.sd.cview()), K);
 }
 template <>
-auto make_layer<int4_bank>() {
+auto make_layer<int4_bank, false>() {
   auto& w = weights();
   return deepseek_moe<lite_router, int4_bank>(w.gate, w.q_routed().bank(), w.q_shared().bank(), K);
+}
+// int4 weights with int8 activations (W4A8 integer dot products).
+template <>
+auto make_layer<int4_bank, true>() {
+  auto& w = weights();
+  return deepseek_moe<lite_router, int4_bank>(w.gate, w.q_routed().bank(true), w.q_shared().bank(true), K);
 }
 
 template <class Bank>
@@ -92,9 +98,9 @@ void set_counters(benchmark::State& st, index_t T, double bytes) {
 
 enum class stage { layer, route, dispatch, experts, combine };
 
-template <class Bank>
+template <class Bank, bool A8>
 void bench_stage(benchmark::State& st, stage which, index_t T) {
-  const auto layer = make_layer<Bank>();
+  const auto layer = make_layer<Bank, A8>();
   std::vector<tensor<float, 2>> xs;
   std::vector<moe_workspace> ws(batches);
   for (int b = 0; b < batches; ++b) {
@@ -173,13 +179,13 @@ const char* stage_name(stage s) {
   return "?";
 }
 
-template <class Bank>
+template <class Bank, bool A8 = false>
 void register_dtype(const char* dtype) {
   for (index_t T : {1, 16, 128, 512})
     for (stage s : {stage::layer, stage::route, stage::dispatch, stage::experts, stage::combine}) {
       const std::string name = std::string("dsk/") + stage_name(s) + "/" + dtype + "/T" + std::to_string(T);
       benchmark::RegisterBenchmark(name.c_str(),
-                                   [s, T](benchmark::State& st) { bench_stage<Bank>(st, s, T); })
+                                   [s, T](benchmark::State& st) { bench_stage<Bank, A8>(st, s, T); })
           ->Unit(benchmark::kMicrosecond)
           ->UseRealTime();
     }
@@ -191,6 +197,7 @@ int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   register_dtype<bf16_bank>("bf16");
   register_dtype<int4_bank>("int4");
+  register_dtype<int4_bank, true>("int4a8");
   benchmark::RegisterBenchmark("roof/layer/bf16/T1",
                                [](benchmark::State& st) {
                                  auto l = make_layer<bf16_bank>();
@@ -201,6 +208,13 @@ int main(int argc, char** argv) {
   benchmark::RegisterBenchmark("roof/layer/int4/T1",
                                [](benchmark::State& st) {
                                  auto l = make_layer<int4_bank>();
+                                 bench_roof(st, activated_bytes(l.routed(), *l.shared()));
+                               })
+      ->Unit(benchmark::kMicrosecond)
+      ->UseRealTime();
+  benchmark::RegisterBenchmark("roof/layer/int4a8/T1",
+                               [](benchmark::State& st) {
+                                 auto l = make_layer<int4_bank, true>();
                                  bench_roof(st, activated_bytes(l.routed(), *l.shared()));
                                })
       ->Unit(benchmark::kMicrosecond)

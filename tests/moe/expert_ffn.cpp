@@ -15,6 +15,10 @@ namespace {
 // fp32 products of length <= 130 and an fp32 intermediate against double with the same (rounded or
 // dequantized) weights: NMSE ~1e-13; 1e-10 catches any indexing or scaling bug (those give NMSE ~1).
 constexpr double kNmse = 1e-10;
+// W8A8 / W4A8: activations rounded per row to int8 with step amax/127. x (uniform) loses ~1.5e-5 (NMSE), but the
+// down projection's input h = silu(g) * u is heavy-tailed (amax ~ 5-8x its rms): NMSE ~ (8/127)^2 / 12 ~ 3e-4.
+// A bound of 1e-3 still fails any indexing or scaling bug (NMSE ~ 1).
+constexpr double kNmseA8 = 1e-3;
 
 constexpr quant::quantize_config q8{quant::int8_per_channel};
 constexpr quant::quantize_config q4{quant::int4_per_channel};
@@ -47,7 +51,7 @@ ref::mat dequant(const quant::quantized_weight<F>& q) {
 // the reference expert of its segment; padding rows must come back zero.
 template <class Bank>
 void check_bank(const Bank& bank, const std::vector<ref::expert>& want, const std::vector<index_t>& counts,
-                index_t block, std::uint64_t seed) {
+                index_t block, std::uint64_t seed, double tol = kNmse) {
   const index_t E = bank.experts(), H = bank.hidden(), I = bank.inter();
   std::vector<index_t> offset(static_cast<std::size_t>(E + 1), 0);
   for (index_t e = 0; e < E; ++e) offset[e + 1] = offset[e] + (counts[e] + block - 1) / block * block;
@@ -69,7 +73,9 @@ void check_bank(const Bank& bank, const std::vector<ref::expert>& want, const st
       got.insert(got.end(), ys.data() + r * H, ys.data() + (r + 1) * H);
     }
     INFO("expert " << e << " rows " << counts[e]);
-    CHECK(dsk::test::nmse(std::span<const double>(exp), std::span<const double>(got)) < kNmse);
+    const double err = dsk::test::nmse(std::span<const double>(exp), std::span<const double>(got));
+    CHECK(err < tol);
+    if (tol > kNmse && !exp.empty()) CHECK(err > 0.0);  // the int8 path really rounds the activations
   }
 }
 
@@ -94,6 +100,7 @@ void check_quant(index_t E, index_t H, index_t I, const std::vector<index_t>& co
   for (index_t e = 0; e < E; ++e)
     want.push_back({dequant(store.gate()[e]), dequant(store.up()[e]), dequant(store.down()[e])});
   check_bank(store.bank(), want, counts, 1, seed + 3);
+  check_bank(store.bank(true), want, counts, 1, seed + 3, kNmseA8);
 }
 }  // namespace
 

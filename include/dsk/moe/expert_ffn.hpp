@@ -63,8 +63,9 @@ template <quant::format F>
 class quantized_experts {
  public:
   using view_type = quant::qweight_view<F>;
-  quantized_experts(std::vector<view_type> gate, std::vector<view_type> up, std::vector<view_type> down)
-      : gate_(std::move(gate)), up_(std::move(up)), down_(std::move(down)) {
+  quantized_experts(std::vector<view_type> gate, std::vector<view_type> up, std::vector<view_type> down,
+                    bool int8_activations = false)
+      : gate_(std::move(gate)), up_(std::move(up)), down_(std::move(down)), a8_(int8_activations) {
     contract c{"moe::quantized_experts"};
     const index_t E = static_cast<index_t>(gate_.size());
     c.require(E >= 1, "gate", "at least one expert", E)
@@ -95,15 +96,22 @@ class quantized_experts {
     thread_local std::vector<float> tmp;
     tmp.resize(static_cast<std::size_t>(2 * M * N));
     dense_view<float, 2> g(tmp.data(), M, N), u(tmp.data() + M * N, M, N);
-    quant::matmul(x, rows(gate_[e], n0, n1), g);
-    quant::matmul(x, rows(up_[e], n0, n1), u);
+    product(x, rows(gate_[e], n0, n1), g);
+    product(x, rows(up_[e], n0, n1), u);
     detail::swiglu_rows<simd::native>(g.data(), N, u.data(), N, M, N, h.data(), h.stride(0));
   }
   void down(index_t e, view<const float, 2> h, index_t n0, index_t n1, view<float, 2> y) const {
-    quant::matmul(h, rows(down_[e], n0, n1), y);
+    product(h, rows(down_[e], n0, n1), y);
   }
+  bool int8_activations() const { return a8_; }
 
  private:
+  void product(view<const float, 2> x, const view_type& w, view<float, 2> y) const {
+    if (a8_)
+      quant::matmul_a8(x, w, y);
+    else
+      quant::matmul(x, w, y);
+  }
   static view_type rows(const view_type& w, index_t n0, index_t n1) {
     view_type r = w;
     r.codes = reinterpret_cast<const quant::code_t<F>*>(w.code_row(n0));
@@ -112,6 +120,7 @@ class quantized_experts {
     return r;
   }
   std::vector<view_type> gate_, up_, down_;
+  bool a8_ = false;
 };
 
 // Owning quantized copies of float expert weights gate, up [E, I, H], down [E, H, I] (quantized with C).
@@ -126,14 +135,14 @@ class quantized_expert_store {
       down_.push_back(quant::quantize<C>(view<const W, 2>(down[e])));
     }
   }
-  quantized_experts<C.fmt> bank() const {
+  quantized_experts<C.fmt> bank(bool int8_activations = false) const {
     std::vector<quant::qweight_view<C.fmt>> g, u, d;
     for (std::size_t e = 0; e < gate_.size(); ++e) {
       g.push_back(gate_[e].view());
       u.push_back(up_[e].view());
       d.push_back(down_[e].view());
     }
-    return {std::move(g), std::move(u), std::move(d)};
+    return {std::move(g), std::move(u), std::move(d), int8_activations};
   }
   const std::vector<quant::quantized_weight<C.fmt>>& gate() const { return gate_; }
   const std::vector<quant::quantized_weight<C.fmt>>& up() const { return up_; }
