@@ -1,7 +1,7 @@
 // CUDA weight-only quantized GEMV/GEMM y[M, N] = x[M, K] * dequant(W)^T with int8 / int4 codes dequantized in
-// registers: one warp per output channel streams its codes once for up to 8 rows of x (16-byte loads when
-// rows are aligned), integer-valued codes times x summed per 16/32-code chunk in fp32, then scaled once per
-// chunk. Backend dsk::cuda; the same contract as quant::matmul (quant/matmul.hpp). Checked against
+// registers: one warp per 4 output channels streams their codes once for up to 8 rows of x (16-byte loads
+// when rows are aligned), integer-valued codes times x summed per 16/32-code chunk in fp32, then scaled once
+// per chunk. Backend dsk::cuda; the same contract as quant::matmul (quant/matmul.hpp). Checked against
 // quant/ref.hpp in tests/simt/quant.cpp (also built natively as tests/cuda).
 #pragma once
 
@@ -20,75 +20,105 @@ namespace dsk::quant {
 DSK_CUDA_MODE_BEGIN
 
 namespace kernels {
-inline constexpr int qgemv_rows = 8;
+inline constexpr int qgemv_rows = 8;      // rows of x per pass (M-blocking)
+inline constexpr int qgemv_channels = 4;  // output channels per warp: each x value loaded serves 4 code rows
 inline constexpr unsigned qgemv_warps = 8;
 
-// The codes of 16 bytes as floats: 16 int8 codes, or 32 int4 codes (low nibble first).
+// Code e of a 32-bit word of codes as a float: int8 (4 per word, byte e) or int4 (8 per word, nibble e:
+// element 2i in the low nibble of byte i). Shift left to the top, then arithmetic shift right sign-extends.
 template <qtype Q>
-DSK_DEVICE_INLINE void unpack_codes(uint4 v, float* f) {
-  const unsigned u[4] = {v.x, v.y, v.z, v.w};
-  if constexpr (Q == qtype::int8) {
-    for (int i = 0; i < 4; ++i)
-      for (int b = 0; b < 4; ++b)
-        f[4 * i + b] = static_cast<float>(static_cast<int>(u[i] << (24 - 8 * b)) >> 24);
-  } else {
-    for (int i = 0; i < 4; ++i)
-      for (int n = 0; n < 8; ++n)
-        f[8 * i + n] = static_cast<float>(static_cast<int>(u[i] << (28 - 4 * n)) >> 28);
-  }
+DSK_DEVICE_INLINE float code_in_word(unsigned u, int e) {
+  if constexpr (Q == qtype::int8)
+    return static_cast<float>(static_cast<int>(u << (24 - 8 * e)) >> 24);
+  else
+    return static_cast<float>(static_cast<int>(u << (28 - 4 * e)) >> 28);
 }
 
-// grid (ceil(N / warps), ceil(M / rows)). Vec: code rows 16-byte aligned (pointer and row stride).
+// grid (ceil(N / (warps * channels)), ceil(M / rows)). Vec: code rows 16-byte aligned (pointer and row
+// stride). Why 4 channels per warp: with f32 activations an int4 code (half a byte) needs 4 bytes of x;
+// reading x once per 4 code rows keeps the L1 traffic for x below the HBM traffic for the codes.
 template <DSK_QUANT_FMT_PARAMS, bool Vec>
 __global__ void __launch_bounds__(32 * qgemv_warps)
     matmul(const float* x, index_t ldx, const std::uint8_t* codes, index_t code_stride,
            const typename scale_storage<S>::type* scales, index_t scale_stride, index_t N, index_t K,
            float* y, index_t ldy, index_t M) {
   constexpr format F{Q, G, S, R};
+  constexpr int NC = qgemv_channels;
   const qweight_view<F> w{reinterpret_cast<const code_t<F>*>(codes), scales, N, K, code_stride, scale_stride};
-  const index_t n = static_cast<index_t>(blockIdx.x) * qgemv_warps + (threadIdx.x >> 5);
+  const index_t n0 = (static_cast<index_t>(blockIdx.x) * qgemv_warps + (threadIdx.x >> 5)) * NC;
   const index_t m0 = static_cast<index_t>(blockIdx.y) * qgemv_rows;
   const unsigned lane = threadIdx.x & 31u;
-  if (n >= N) return;  // whole warps leave together
+  if (n0 >= N) return;                                            // whole warps leave together
+  const int chans = static_cast<int>(N - n0 < NC ? N - n0 : NC);  // uniform over the warp, like rows
   const int rows = static_cast<int>(M - m0 < qgemv_rows ? M - m0 : qgemv_rows);
   const float* xb = x + m0 * ldx;
-  const std::uint8_t* cr = w.code_row(n);
   const index_t span = group_span(F, K);
-  float acc[qgemv_rows] = {};
+  float acc[NC][qgemv_rows] = {};
   index_t k = 0;
   if constexpr (Vec) {
-    constexpr int E = F.type == qtype::int8 ? 16 : 32;  // codes per 16 bytes; a chunk never straddles a group
+    constexpr int PW = F.type == qtype::int8 ? 4 : 8;  // codes per 32-bit word
+    constexpr int E = 4 * PW;                          // codes per 16 bytes; a chunk never straddles a group
     const index_t chunks = K / E;
-    const uint4* cv = reinterpret_cast<const uint4*>(cr);
     for (index_t ch = lane; ch < chunks; ch += 32) {
-      float f[E];
-      unpack_codes<F.type>(cv[ch], f);
       const index_t kk = ch * E;
-      const float s = device::to_f32(scales[n * scale_stride + kk / span]);  // hardware f16/bf16 widening
+      unsigned cw[NC][4];
+      float sc[NC];
+      DSK_UNROLL
+      for (int c = 0; c < NC; ++c) {
+        if (c < chans) {
+          const uint4 v = reinterpret_cast<const uint4*>(w.code_row(n0 + c))[ch];
+          cw[c][0] = v.x, cw[c][1] = v.y, cw[c][2] = v.z, cw[c][3] = v.w;
+          sc[c] = device::to_f32(scales[(n0 + c) * scale_stride + kk / span]);  // hardware f16/bf16 widening
+        } else {
+          cw[c][0] = cw[c][1] = cw[c][2] = cw[c][3] = 0u;
+          sc[c] = 0.0f;
+        }
+      }
       DSK_UNROLL
       for (int m = 0; m < qgemv_rows; ++m) {
         if (m < rows) {
           const float* xr = xb + m * ldx + kk;
-          float d = 0.0f;
+          float d[NC] = {};
           DSK_UNROLL
-          for (int e = 0; e < E; ++e) d = fmaf(xr[e], f[e], d);
-          acc[m] = fmaf(s, d, acc[m]);
+          for (int j = 0; j < 4; ++j) {
+            DSK_UNROLL
+            for (int e = 0; e < PW; ++e) {
+              const float xv = xr[j * PW + e];
+              DSK_UNROLL
+              for (int c = 0; c < NC; ++c) d[c] = fmaf(xv, code_in_word<F.type>(cw[c][j], e), d[c]);
+            }
+          }
+          DSK_UNROLL
+          for (int c = 0; c < NC; ++c) acc[c][m] = fmaf(sc[c], d[c], acc[c][m]);
         }
       }
     }
     k = chunks * E;
   }
   for (index_t kk = k + lane; kk < K; kk += 32) {
-    const float wf = static_cast<float>(w.code(n, kk)) * device::to_f32(scales[n * scale_stride + kk / span]);
+    float wf[NC];
     DSK_UNROLL
-    for (int m = 0; m < qgemv_rows; ++m)
-      if (m < rows) acc[m] = fmaf(xb[m * ldx + kk], wf, acc[m]);
+    for (int c = 0; c < NC; ++c)
+      wf[c] = c < chans ? static_cast<float>(w.code(n0 + c, kk)) *
+                              device::to_f32(scales[(n0 + c) * scale_stride + kk / span])
+                        : 0.0f;
+    DSK_UNROLL
+    for (int m = 0; m < qgemv_rows; ++m) {
+      if (m < rows) {
+        const float xv = xb[m * ldx + kk];
+        DSK_UNROLL
+        for (int c = 0; c < NC; ++c) acc[c][m] = fmaf(xv, wf[c], acc[c][m]);
+      }
+    }
   }
   DSK_UNROLL
-  for (int m = 0; m < qgemv_rows; ++m) {
-    if (m < rows) {
-      const float s = device::warp_sum(acc[m]);
-      if (lane == 0) y[(m0 + m) * ldy + n] = s;
+  for (int c = 0; c < NC; ++c) {
+    DSK_UNROLL
+    for (int m = 0; m < qgemv_rows; ++m) {
+      if (c < chans && m < rows) {  // uniform over the warp
+        const float s = device::warp_sum(acc[c][m]);
+        if (lane == 0) y[(m0 + m) * ldy + n0 + c] = s;
+      }
     }
   }
 }
@@ -112,9 +142,9 @@ void matmul(view<const float, 2> x, qweight_view<F> w, view<float, 2> y,
   if (M == 0 || N == 0) return;
   c.in_range("x.extent(0) (M)", M, index_t{0}, index_t{65535} * kernels::qgemv_rows);
   const bool vec = reinterpret_cast<std::uintptr_t>(w.codes) % 16 == 0 && w.code_stride % 16 == 0;
-  const device::launch_shape shape{
-      dim3(device::blocks_for(N, kernels::qgemv_warps), device::blocks_for(M, kernels::qgemv_rows)),
-      dim3(32 * kernels::qgemv_warps)};
+  const device::launch_shape shape{dim3(device::blocks_for(N, kernels::qgemv_warps * kernels::qgemv_channels),
+                                        device::blocks_for(M, kernels::qgemv_rows)),
+                                   dim3(32 * kernels::qgemv_warps)};
   const auto* codes = reinterpret_cast<const std::uint8_t*>(w.codes);
   if (vec)
     device::launch(kernels::matmul<DSK_QUANT_FMT_ARGS(F), true>, shape, s)(
