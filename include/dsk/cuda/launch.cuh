@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <source_location>
+#include <type_traits>
 #include <utility>
 
 #include "dsk/core/error.hpp"
@@ -43,6 +44,10 @@ class launcher {
   void operator()(Args&&... args) const {
     static_assert(sizeof...(Args) == sizeof...(KArgs),
                   "dsk::device::launch: wrong number of kernel arguments");
+    static_assert(
+        (std::is_trivially_copyable_v<KArgs> && ...),
+        "dsk::device::launch: kernel parameters are copied to the device byte for byte: they must be "
+        "trivially copyable (pass pointers / views, not owning containers)");
     if (shape_.grid.x == 0 || shape_.grid.y == 0 || shape_.grid.z == 0) return;
 #if !DSK_SIMT_EMULATION
     if (shape_.shared_bytes > 48 * 1024)
