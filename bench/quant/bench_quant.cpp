@@ -3,10 +3,11 @@
 // and the DRAM streaming-read roof measured over the same buffers.
 //
 // Names: <impl>/<op>/<shape>, impl in {dsk, openblas, roof}; op says the weight/activation types (bf16 and
-// f32 are dsk::gemm). Shapes: x[M, 2048] * W[2048, 2048]^T (the bench_gemm / perf-roofs shape, weights in
-// L3), and "dram": M = 1 against W[14336, 4096] with several matrices cycled so that every call reads its
-// weights from DRAM (>= 64 MiB of distinct packed weights per op). Counters: GB/s of weight bytes (codes +
-// scales) for GEMV, GFLOP/s (2 M N K) for GEMM, GB/s of f32 read + codes written for quantize.
+// f32 are dsk::gemm). Shapes, named as in bench_gemm: m<M>_k2048_n2048 (x[M, 2048] * W[2048, 2048]^T, weights
+// in L3) and decode_dram_m1_k4096_n14336 (M = 1, W[14336, 4096] as perf-roofs' sgemv, several matrices cycled
+// so that every call reads its weights from DRAM: >= 64 MiB of distinct packed weights per op). Counters:
+// GB/s of weight bytes (codes + scales) for GEMV, GFLOP/s (2 M N K) for GEMM, GB/s of f32 read + codes
+// written for quantize.
 #include <benchmark/benchmark.h>
 #include <immintrin.h>
 
@@ -184,7 +185,7 @@ void square_case(benchmark::State& st) {
 
 void register_all() {
   using benchmark::RegisterBenchmark;
-  const char* dram_shape = "M1_N14336_K4096_dram";
+  const char* dram_shape = "decode_dram_m1_k4096_n14336";
   auto name = [](const char* impl, const char* o, const std::string& shape) {
     char buf[128];
     std::snprintf(buf, sizeof buf, "%s/%s/%s", impl, o, shape.c_str());
@@ -204,11 +205,11 @@ void register_all() {
     gemv_dram_q<q::quantized_weight<w8>, true>(st, &dram_set::i8);
   })->UseRealTime();
   RegisterBenchmark(name("dsk", "bf16", dram_shape).c_str(), gemv_dram_bf16)->UseRealTime();
-  RegisterBenchmark("dsk/quantize_int4_g128_f16/N14336_K4096_dram", quantize_dram<c4>)->UseRealTime();
-  RegisterBenchmark("dsk/quantize_int8/N14336_K4096_dram", quantize_dram<c8>)->UseRealTime();
+  RegisterBenchmark("dsk/quantize_int4_g128_f16/dram_k4096_n14336", quantize_dram<c4>)->UseRealTime();
+  RegisterBenchmark("dsk/quantize_int8/dram_k4096_n14336", quantize_dram<c8>)->UseRealTime();
   for (index_t M : {1, 16, 128, 512}) {
     char shape_buf[64];
-    std::snprintf(shape_buf, sizeof shape_buf, "M%ld_N2048_K2048", static_cast<long>(M));
+    std::snprintf(shape_buf, sizeof shape_buf, "m%ld_k2048_n2048", static_cast<long>(M));
     const std::string shape = shape_buf;
     auto reg = [&](const char* impl, const char* o, void (*f)(benchmark::State&)) {
       RegisterBenchmark(name(impl, o, shape).c_str(), f)->Arg(M)->UseRealTime();

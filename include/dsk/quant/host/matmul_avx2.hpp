@@ -195,22 +195,32 @@ void a8_tile(const std::int16_t* xq, index_t ldx, const float* sx, const qweight
     I acc[MR * NR];
     for (auto& e : acc) e = S::zero_i32();
     for (index_t k = k0; k < kb1; k += 32) {
-      H w0[NR], w1[NR];
-      for (int n = 0; n < NR; ++n) {
-        if constexpr (Panel) {
-          w0[n] = X::load_i16(pw + n * ldp + k);
-          w1[n] = X::load_i16(pw + n * ldp + k + 16);
-        } else if constexpr (F.type == qtype::int8) {
-          w0[n] = X::load_i8_i16(reinterpret_cast<const std::int8_t*>(c[n] + k));
-          w1[n] = X::load_i8_i16(reinterpret_cast<const std::int8_t*>(c[n] + k + 16));
-        } else {
-          X::load_i4_i16(c[n] + k / 2, w0[n], w1[n]);
+      if constexpr (Panel || F.type == qtype::int8) {
+        // One 16-column half at a time: NR weight vectors and one token vector live, each loaded once (the
+        // 4 x 2 tile otherwise ran out of registers and re-loaded every token vector per row, 20 loads per 16
+        // vpmaddwd, which made it load-bound).
+        for (int h = 0; h < 2; ++h) {
+          H w[NR];
+          for (int n = 0; n < NR; ++n) {
+            if constexpr (Panel)
+              w[n] = X::load_i16(pw + n * ldp + k + 16 * h);
+            else
+              w[n] = X::load_i8_i16(reinterpret_cast<const std::int8_t*>(c[n] + k + 16 * h));
+          }
+          for (int m = 0; m < MR; ++m) {
+            H xv = X::load_i16(xq + m * ldx + k + 16 * h);
+            X::pin(xv);
+            for (int n = 0; n < NR; ++n) acc[m * NR + n] = X::madd(acc[m * NR + n], xv, w[n]);
+          }
         }
-      }
-      for (int m = 0; m < MR; ++m) {
-        const H x0 = X::load_i16(xq + m * ldx + k), x1 = X::load_i16(xq + m * ldx + k + 16);
-        for (int n = 0; n < NR; ++n)
-          acc[m * NR + n] = X::madd(X::madd(acc[m * NR + n], x0, w0[n]), x1, w1[n]);
+      } else {
+        H w0[NR], w1[NR];
+        for (int n = 0; n < NR; ++n) X::load_i4_i16(c[n] + k / 2, w0[n], w1[n]);
+        for (int m = 0; m < MR; ++m) {
+          const H x0 = X::load_i16(xq + m * ldx + k), x1 = X::load_i16(xq + m * ldx + k + 16);
+          for (int n = 0; n < NR; ++n)
+            acc[m * NR + n] = X::madd(X::madd(acc[m * NR + n], x0, w0[n]), x1, w1[n]);
+        }
       }
     }
     if (g % scale_chunk == 0)

@@ -96,6 +96,7 @@ struct qx<simd::scalar> {
       odd.v[i] = static_cast<std::int16_t>(b >> 4);
     }
   }
+  static void pin(i16&) {}
   // Lane j = the sum of the 8 lanes of a[j] (integer, so any order gives the same result).
   static i32 sum8(const i32 (&a)[8]) {
     i32 r{};
@@ -203,6 +204,14 @@ struct qx<simd::avx2> {
     odd.v = _mm256_srai_epi16(b, 4);
   }
   static i32 madd(i32 acc, i16 a, i16 b) { return {_mm256_add_epi32(acc.v, _mm256_madd_epi16(a.v, b.v))}; }
+  // Makes a loaded operand opaque to the optimizer so that it stays in a register: GCC otherwise folds the
+  // load into every vpmaddwd that uses it (re-loading each token vector once per weight row in the W8A8
+  // tile).
+  static void pin([[maybe_unused]] i16& a) {
+#if defined(__GNUC__)
+    __asm__("" : "+x"(a.v));
+#endif
+  }
   // Transpose-and-add: 6 hadds and 2 cross-lane permutes instead of 8 separate horizontal reductions.
   static i32 sum8(const i32 (&a)[8]) {
     const __m256i h01 = _mm256_hadd_epi32(a[0].v, a[1].v), h23 = _mm256_hadd_epi32(a[2].v, a[3].v);
