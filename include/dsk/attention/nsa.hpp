@@ -1,8 +1,8 @@
-// Dynamic block attention in the form of Native Sparse Attention (Yuan et al., DeepSeek, arXiv 2502.11089):
-// a compressed branch, a selection branch (blocks chosen from the compressed attention probabilities, shared
-// by the query heads of a GQA group) and a sliding-window branch, mixed by per-head sigmoid gates. Prefill
-// and incremental decode over a cache whose compressed keys grow every `cmp_stride` tokens. Backends: host
-// (simd::native or an explicit packet layer) on the flash engine. Oracle: ref::nsa (ref.hpp).
+// Dynamic block attention as Native Sparse Attention (DeepSeek, arXiv 2502.11089): compressed, selected
+// (blocks chosen from the compressed probabilities, shared per GQA group) and sliding-window branches mixed
+// by sigmoid gates; prefill and incremental decode over a cache whose compressed keys grow every cmp_stride
+// tokens. Backends: host (simd::native or an explicit packet layer) on the flash engine. Oracle: ref::nsa
+// (ref.hpp).
 #pragma once
 
 #include <algorithm>
@@ -189,7 +189,12 @@ void nsa_attend(const nsa_cache& cache, index_t p0, view<const float, 3> q, view
   const index_t T = q.extent(0), H = q.extent(1), Hkv = cache.kv_heads(), G = H / Hkv;
   const contiguous_kv raw{cache.k_.data(), Hkv * D, D, cache.v_.data(), Hkv * Dv, Dv};
   const contiguous_kv cmp{cache.kc_.data(), Hkv * D, D, cache.vc_.data(), Hkv * Dv, Dv};
-  parallel_for_chunks(0, T * Hkv, 1, [&](index_t task_lo, index_t task_hi) {
+  // Later tokens cost more (more compressed keys): hand out small chunks of tokens dynamically, latest first.
+  const index_t ntasks = T * Hkv,
+                per = std::max<index_t>(1, std::min<index_t>(16, ntasks / (8 * num_threads())));
+  const index_t nchunks = (ntasks + per - 1) / per;
+  parallel_tasks(nchunks, [&](index_t chunk) {
+    const index_t task_hi = ntasks - chunk * per, task_lo = std::max<index_t>(0, task_hi - per);
     std::vector<const float*> qp(static_cast<std::size_t>(G));
     std::vector<index_t> lo(static_cast<std::size_t>(G)), hi(static_cast<std::size_t>(G));
     std::vector<float> acc(static_cast<std::size_t>(G * Dv)), m(static_cast<std::size_t>(G)),

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <span>
 #include <vector>
 
@@ -13,6 +14,21 @@
 
 namespace dsk::attention::detail {
 DSK_ISA_BEGIN
+
+// Runs body(i) for i in [0, n) on the threads, each thread taking the next task from a shared counter: causal
+// tasks differ in cost (later query chunks see more keys), and on a shared machine a descheduled thread must
+// not hold a fixed half of the work. Each task's result does not depend on which thread runs it.
+template <class Body>
+void parallel_tasks(index_t n, Body&& body) {
+  if (n <= 0) return;
+  std::atomic<index_t> next{0};
+  const index_t threads = std::min<index_t>(num_threads(), n);
+  parallel_for(0, threads, [&](index_t) {
+    for (index_t i = next.fetch_add(1, std::memory_order_relaxed); i < n;
+         i = next.fetch_add(1, std::memory_order_relaxed))
+      body(i);
+  });
+}
 
 // How the rows of one call are cut into tasks. Query tokens [0, q_len) go in chunks of `chunk` tokens; each
 // token contributes `group` rows (the query heads of one KV head). visible(t) -> key_range gives the keys
@@ -33,11 +49,12 @@ void drive_kv_major(const plan& pl, view<const float, 3> q, const KV& kv, view<f
   std::vector<key_range> ranges;
   ranges_of(index_t{0}, T, ranges);
   const index_t tiles = (pl.kv_len + tile_keys - 1) / tile_keys;
-  const index_t nsplit = std::clamp<index_t>(threads, 1, std::max<index_t>(1, tiles));
+  // A few splits per thread, handed out dynamically: a shared machine may stall any one thread.
+  const index_t nsplit = std::clamp<index_t>(4 * threads, 1, std::max<index_t>(1, tiles / 2));
   // Partial states per split: [split][row], row = kvh * RH + t * G + g.
   std::vector<float> acc(static_cast<std::size_t>(nsplit * rows * Dv)),
       m(static_cast<std::size_t>(nsplit * rows)), l(static_cast<std::size_t>(nsplit * rows));
-  parallel_for(0, nsplit, [&](index_t sp) {
+  parallel_tasks(nsplit, [&](index_t sp) {
     const index_t k0 = std::min(pl.kv_len, tiles * sp / nsplit * tile_keys);
     const index_t k1 = std::min(pl.kv_len, tiles * (sp + 1) / nsplit * tile_keys);
     std::vector<const float*> qp(static_cast<std::size_t>(rows));
@@ -58,18 +75,10 @@ void drive_kv_major(const plan& pl, view<const float, 3> q, const KV& kv, view<f
     reset_state(rows, Dv, a, mm, ll);
     for (const key_range& kr : ranges) {
       const index_t b = std::max(kr.begin, k0), e = std::min(kr.end, k1);
-      // Short tiles (16 keys x all heads = a few hundred KiB) with the next one prefetched, so the walk stays
-      // in L2 and streams from DRAM at the read roof.
-      constexpr index_t step = 16;
-      for (index_t j0 = b; j0 < e; j0 += step) {
-        const key_range tile{j0, std::min(e, j0 + step)};
-        for (index_t j = tile.end; j < std::min(e, tile.end + step); ++j)
-          for (index_t kvh = 0; kvh < Hkv; ++kvh) {
-            const float* pk = kv.key(j, kvh);
-            const float* pv = kv.value(j, kvh);
-            for (int x = 0; x < D; x += 16) __builtin_prefetch(pk + x);
-            for (int x = 0; x < Dv; x += 16) __builtin_prefetch(pv + x);
-          }
+      // One 64-key tile of every head per step: memory order, and the per-call softmax overhead amortised
+      // over 64 keys (software prefetch measured no gain here: the walk is sequential).
+      for (index_t j0 = b; j0 < e; j0 += tile_keys) {
+        const key_range tile{j0, std::min(e, j0 + tile_keys)};
         for (index_t kvh = 0; kvh < Hkv; ++kvh) {
           const index_t r0 = kvh * RH;
           const row_set st{RH, qp.data() + r0, lo.data() + r0, hi.data() + r0, a + r0 * Dv, mm + r0, ll + r0};
@@ -78,7 +87,8 @@ void drive_kv_major(const plan& pl, view<const float, 3> q, const KV& kv, view<f
       }
     }
   });
-  parallel_for(0, rows, [&](index_t r) {
+  // The merge is tiny for decode: serial, so a call opens one parallel region, not two.
+  auto merge_row = [&](index_t r) {
     float* a = acc.data() + r * Dv;
     float mm = m[r], ll = l[r];
     for (index_t sp = 1; sp < nsplit; ++sp)
@@ -86,7 +96,11 @@ void drive_kv_major(const plan& pl, view<const float, 3> q, const KV& kv, view<f
     const index_t kvh = r / RH, t = (r % RH) / G, g = r % G, h = kvh * G + g;
     (void)H;
     finalize_row<S, Dv>(a, mm, ll, &o(t, h, index_t{0}), lse.data() ? &lse(t, h) : nullptr);
-  });
+  };
+  if (rows * nsplit * Dv < (index_t{1} << 18))
+    for (index_t r = 0; r < rows; ++r) merge_row(r);
+  else
+    parallel_for(0, rows, merge_row);
 }
 
 template <class S, int D, int Dv, class KV, class Visible, class Ranges>
@@ -119,9 +133,10 @@ void drive(const plan& pl, view<const float, 3> q, const KV& kv, view<float, 3> 
     return;
   }
 
-  parallel_for(0, base_tasks * nsplit, [&](index_t task) {
+  parallel_tasks(base_tasks * nsplit, [&](index_t task) {
     const index_t sp = task % nsplit, rest = task / nsplit;
-    const index_t kvh = rest % pl.kv_heads, c = rest / pl.kv_heads;
+    // Last query chunks first: under a causal mask they are the longest tasks (longest-first balancing).
+    const index_t kvh = rest % pl.kv_heads, c = nchunks - 1 - rest / pl.kv_heads;
     const index_t t0 = c * pl.chunk, t1 = std::min(T, t0 + pl.chunk);
     const index_t rows = (t1 - t0) * G;
     // Keys of this split, in whole tiles so that split boundaries do not add partial tiles.

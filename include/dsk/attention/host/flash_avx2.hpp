@@ -237,15 +237,6 @@ void attend(const KV& kv, index_t kvh, std::span<const key_range> ranges, const 
       }
       const int nk4 = (n + 3) / 4 * 4;
       for (int c = n; c < nk4; ++c) kp[c] = kp[n - 1];  // padding keys: computed, then masked
-      // Rows of one head are kv_heads * dim floats apart (a new 4 KiB page per key for 16 heads): the
-      // hardware prefetchers do not follow that, so fetch the next tile while this one is computed.
-      const index_t next_end = std::min<index_t>(r.end, j0 + n + tile_keys);
-      for (index_t j = j0 + n; j < next_end; ++j) {
-        const float* pk = kv.key(j, kvh);
-        const float* pv = kv.value(j, kvh);
-        for (int x = 0; x < D; x += 16) __builtin_prefetch(pk + x);
-        for (int x = 0; x < Dv; x += 16) __builtin_prefetch(pv + x);
-      }
       for (index_t rb = 0; rb < st.n; rb += row_block) {
         const int rows = static_cast<int>(std::min<index_t>(row_block, st.n - rb));
         bool block_any = false;
