@@ -44,12 +44,22 @@ class dense_experts {
   index_t expert_bytes() const { return 3 * inter() * hidden() * index_t(sizeof(W)); }
 
   // h[m, 0 : n1 - n0] = silu(x g[n0:n1]^T) * (x u[n0:n1]^T) for expert e.
+  // One row (decode) reads the weights in address order (detail::gemv_row_swiglu); more rows use dsk::gemm.
   void gate_up(index_t e, view<const float, 2> x, index_t n0, index_t n1, view<float, 2> h) const {
-    gemm::swiglu(x, gate_[e].slice(0, n0, n1), up_[e].slice(0, n0, n1), h);
+    const auto g = gate_[e].slice(0, n0, n1), u = up_[e].slice(0, n0, n1);
+    if (x.extent(0) == 1)
+      detail::gemv_row_swiglu<simd::native>(x.data(), g.data(), g.stride(0), u.data(), u.stride(0), n1 - n0,
+                                            hidden(), h.data());
+    else
+      gemm::swiglu(x, g, u, h);
   }
   // y = h down[n0:n1]^T for expert e.
   void down(index_t e, view<const float, 2> h, index_t n0, index_t n1, view<float, 2> y) const {
-    gemm::matmul(h, down_[e].slice(0, n0, n1), y);
+    const auto d = down_[e].slice(0, n0, n1);
+    if (h.extent(0) == 1)
+      detail::gemv_row<simd::native>(h.data(), d.data(), d.stride(0), n1 - n0, inter(), y.data());
+    else
+      gemm::matmul(h, d, y);
   }
 
  private:
