@@ -22,6 +22,7 @@
 #include "dsk/attention/mla.hpp"
 #include "dsk/core.hpp"
 #include "dsk/io/io.hpp"
+#include "dsk/moe/layer.hpp"
 #include "dsk/moe/router.hpp"
 #include "dsk/nn/embedding.hpp"
 #include "dsk/nn/linear.hpp"
@@ -307,6 +308,125 @@ class any_mlp {
   index_t inter_ = 0;
 };
 
+// The routed and shared experts of one DeepSeekMoE layer, owned in the weight format, exposed as the
+// moe::expert_bank types that moe::deepseek_moe runs (grouped SwiGLU over the dispatched rows).
+// Float storage: gate/up [E, I, H], down [E, H, I] copied from the per-expert checkpoint tensors.
+template <float_storage W>
+struct dense_expert_store {
+  tensor<W, 3> gate, up, down;        // routed
+  tensor<W, 3> s_gate, s_up, s_down;  // shared (one merged expert), empty when there is none
+  moe::dense_experts<W> routed() const { return {gate.cview(), up.cview(), down.cview()}; }
+  std::optional<moe::dense_experts<W>> shared() const {
+    if (s_gate.empty()) return std::nullopt;
+    return moe::dense_experts<W>(s_gate.cview(), s_up.cview(), s_down.cview());
+  }
+  std::int64_t bytes() const {
+    return (gate.size() + up.size() + down.size() + s_gate.size() + s_up.size() + s_down.size()) *
+           static_cast<std::int64_t>(sizeof(W));
+  }
+};
+// Quantized: per expert gate, up [I, H] and down [H, I] codes and scales.
+template <quant::format F>
+struct quant_expert_store {
+  std::vector<quant::quantized_weight<F>> gate, up, down, s_gate, s_up, s_down;
+  static moe::quantized_experts<F> bank(const std::vector<quant::quantized_weight<F>>& g,
+                                        const std::vector<quant::quantized_weight<F>>& u,
+                                        const std::vector<quant::quantized_weight<F>>& d) {
+    std::vector<quant::qweight_view<F>> gv, uv, dv;
+    for (std::size_t e = 0; e < g.size(); ++e) {
+      gv.push_back(g[e].view());
+      uv.push_back(u[e].view());
+      dv.push_back(d[e].view());
+    }
+    return {std::move(gv), std::move(uv), std::move(dv)};
+  }
+  moe::quantized_experts<F> routed() const { return bank(gate, up, down); }
+  std::optional<moe::quantized_experts<F>> shared() const {
+    if (s_gate.empty()) return std::nullopt;
+    return bank(s_gate, s_up, s_down);
+  }
+  std::int64_t bytes() const {
+    std::int64_t b = 0;
+    for (const auto* v : {&gate, &up, &down, &s_gate, &s_up, &s_down})
+      for (const auto& w : *v) b += w.bytes();
+    return b;
+  }
+};
+using expert_store =
+    std::variant<dense_expert_store<float>, dense_expert_store<bf16>,
+                 quant_expert_store<quant::int8_per_channel>, quant_expert_store<quant::int4_per_channel>>;
+
+// Loads experts[e].{gate,up,down}_proj (e < E) and shared_experts.* of one layer into the chosen format.
+inline expert_store load_experts(const loader& ld, const std::string& prefix, index_t E, index_t H, index_t I,
+                                 index_t shared_inter) {
+  const auto& ck = ld.checkpoint();
+  const std::string first = prefix + "experts.0.gate_proj.weight";
+  const bool bf = ck.contains(first) && ck.info(first).dtype == io::st_dtype::BF16;
+  const auto fmt = ld.format();
+  auto name = [&](index_t e, const char* which) {
+    return e < 0 ? prefix + "shared_experts." + which + ".weight"
+                 : prefix + "experts." + std::to_string(e) + "." + which + ".weight";
+  };
+  auto dense = [&]<class W>(dense_expert_store<W> st) -> expert_store {
+    auto fill = [&](tensor<W, 3>& g, tensor<W, 3>& u, tensor<W, 3>& d, index_t n, index_t inter,
+                    bool shared) {
+      g = tensor<W, 3>(std::array<index_t, 3>{n, inter, H}, uninitialized);
+      u = tensor<W, 3>(std::array<index_t, 3>{n, inter, H}, uninitialized);
+      d = tensor<W, 3>(std::array<index_t, 3>{n, H, inter}, uninitialized);
+      for (index_t e = 0; e < n; ++e) {
+        const index_t id = shared ? -1 : e;
+        auto copy = [&](const char* which, tensor<W, 3>& dst, index_t r, index_t c) {
+          const auto t = ck.read<W, 2>(name(id, which), std::array<index_t, 2>{r, c});
+          std::copy_n(t.data(), t.size(), &dst(e, 0, 0));
+          ld.release(name(id, which));
+        };
+        copy("gate_proj", g, inter, H);
+        copy("up_proj", u, inter, H);
+        copy("down_proj", d, H, inter);
+      }
+    };
+    fill(st.gate, st.up, st.down, E, I, false);
+    if (shared_inter > 0) fill(st.s_gate, st.s_up, st.s_down, 1, shared_inter, true);
+    return st;
+  };
+  auto quant = [&]<quant::format F>(quant_expert_store<F> st) -> expert_store {
+    constexpr quant::quantize_config C{.fmt = F};
+    auto q = [&](const std::string& n, index_t r, index_t c) {
+      const std::array<index_t, 2> shape{r, c};
+      ck.check_shape(n, shape);
+      auto w = ck.info(n).dtype == io::st_dtype::BF16
+                   ? quant::quantize<C>(ck.view<bf16, 2>(n, shape))
+                   : quant::quantize<C>(ck.read<float, 2>(n, shape).cview());
+      ld.release(n);
+      return w;
+    };
+    for (index_t e = 0; e < E; ++e) {
+      st.gate.push_back(q(name(e, "gate_proj"), I, H));
+      st.up.push_back(q(name(e, "up_proj"), I, H));
+      st.down.push_back(q(name(e, "down_proj"), H, I));
+    }
+    if (shared_inter > 0) {
+      st.s_gate.push_back(q(name(-1, "gate_proj"), shared_inter, H));
+      st.s_up.push_back(q(name(-1, "up_proj"), shared_inter, H));
+      st.s_down.push_back(q(name(-1, "down_proj"), H, shared_inter));
+    }
+    return st;
+  };
+  switch (fmt) {
+    case weight_format::int8:
+      return quant(quant_expert_store<quant::int8_per_channel>{});
+    case weight_format::int4:
+      return quant(quant_expert_store<quant::int4_per_channel>{});
+    case weight_format::bf16:
+      return dense(dense_expert_store<bf16>{});
+    case weight_format::f32:
+      return dense(dense_expert_store<float>{});
+    case weight_format::checkpoint:
+      break;
+  }
+  return bf ? dense(dense_expert_store<bf16>{}) : dense(dense_expert_store<float>{});
+}
+
 // ---- the model ----------------------------------------------------------------------------------------
 // Which MLA form prefill uses. Decode (one new token) always runs the absorbed form over the latent cache.
 enum class attention_form { expanded, absorbed };
@@ -371,12 +491,8 @@ class model {
         const index_t E = cfg_.n_routed_experts;
         L.moe = true;
         L.gate = ld.f32(p + "mlp.gate.weight", {E, D});
-        L.experts.reserve(static_cast<std::size_t>(E));
-        for (index_t e = 0; e < E; ++e)
-          L.experts.emplace_back(ld, p + "mlp.experts." + std::to_string(e), D, cfg_.moe_intermediate_size);
-        if (cfg_.n_shared_experts > 0)
-          L.shared =
-              any_mlp(ld, p + "mlp.shared_experts", D, cfg_.moe_intermediate_size * cfg_.n_shared_experts);
+        L.experts = load_experts(ld, p + "mlp.", E, D, cfg_.moe_intermediate_size,
+                                 cfg_.moe_intermediate_size * cfg_.n_shared_experts);
       } else {
         L.mlp = any_mlp(ld, p + "mlp", D, cfg_.intermediate_size);
       }
@@ -475,8 +591,7 @@ class model {
       b += L.q_a.has_value() ? L.q_a->bytes() + L.q_b->bytes() : L.q->bytes();
       b += L.kv_a.bytes() + L.o.bytes() + L.kv_b.size() * 4;
       if (L.moe) {
-        b += L.gate.size() * 4 + L.shared.bytes();
-        for (const auto& e : L.experts) b += e.bytes();
+        b += L.gate.size() * 4 + std::visit([](const auto& st) { return st.bytes(); }, L.experts);
       } else {
         b += L.mlp.bytes();
       }
@@ -541,8 +656,7 @@ class model {
     bool moe = false;
     any_mlp mlp;            // dense layers
     tensor<float, 2> gate;  // [E, hidden], f32 (router logits in fp32)
-    std::vector<any_mlp> experts;
-    any_mlp shared;
+    expert_store experts;
   };
 
   void validate_config() const {
@@ -679,78 +793,62 @@ class model {
       for (index_t i = 0; i < h.extent(1); ++i) h(t, i) += y(t, i);
   }
 
-  // y = sum_k w_k Expert_{idx_k}(x) + Shared(x) (DeepSeekMoE). Tokens are grouped per expert so that each
-  // expert runs one GEMM over its tokens (prefill) or one GEMV (decode).
+  // y = sum_k w_k Expert_{idx_k}(x) + Shared(x) (DeepSeekMoE) by moe::deepseek_moe: gate, route, dispatch
+  // (rows grouped per expert), grouped SwiGLU of the routed experts and the shared expert, combine.
   void moe_forward(index_t li, const layer& L, view<const float, 2> x, view<float, 2> y) const {
-    const index_t T = x.extent(0), D = cfg_.hidden_size, E = cfg_.n_routed_experts,
-                  K = cfg_.num_experts_per_tok;
-    tensor<float, 2> logits(std::array<index_t, 2>{T, E}, uninitialized),
-        scores(std::array<index_t, 2>{T, E}, uninitialized);
-    tensor<moe::expert_id, 2> idx(std::array<index_t, 2>{T, K}, uninitialized);
-    tensor<float, 2> w(std::array<index_t, 2>{T, K}, uninitialized);
-    {
-      profile::timer tm{&prof_, profile::router};
-      moe::gate_logits(x, L.gate.cview(), logits.view());
-      route(logits.cview(), scores.view(), idx.view(), w.view());
-    }
-    profile::timer tm{&prof_, profile::experts};
-    if (cfg_.n_shared_experts > 0) {
-      tensor<float, 2> act(std::array<index_t, 2>{T, L.shared.intermediate()}, uninitialized);
-      L.shared.forward(x, y, act.view());
-    } else {
-      for (index_t t = 0; t < T; ++t)
-        for (index_t i = 0; i < D; ++i) y(t, i) = 0.0f;
-    }
-    std::vector<std::vector<std::pair<index_t, float>>> rows(static_cast<std::size_t>(E));
-    for (index_t t = 0; t < T; ++t)
-      for (index_t k = 0; k < K; ++k)
-        if (idx(t, k) >= 0) rows[static_cast<std::size_t>(idx(t, k))].push_back({t, w(t, k)});
+    with_router([&](auto rc) {
+      std::visit(
+          [&](const auto& st) {
+            using bank = decltype(st.routed());
+            const moe::deepseek_moe<decltype(rc)::value, bank> m(L.gate.cview(), st.routed(), st.shared(),
+                                                                 cfg_.num_experts_per_tok);
+            {
+              profile::timer tm{&prof_, profile::router};
+              m.route(x, ws_);
+              finish_weights(ws_.topk_w.view());
+            }
+            profile::timer tm{&prof_, profile::experts};
+            m.dispatch(x, ws_);
+            m.experts(x, ws_);
+            m.combine(ws_, y);
+          },
+          L.experts);
+    });
     auto& load = prof_.expert_tokens[static_cast<std::size_t>(li)];
-    for (index_t e = 0; e < E; ++e) {
-      const auto& r = rows[static_cast<std::size_t>(e)];
-      if (r.empty()) continue;
-      load[static_cast<std::size_t>(e)] += static_cast<std::int64_t>(r.size());
-      const index_t n = static_cast<index_t>(r.size());
-      const any_mlp& ex = L.experts[static_cast<std::size_t>(e)];
-      tensor<float, 2> xin(std::array<index_t, 2>{n, D}, uninitialized),
-          out(std::array<index_t, 2>{n, D}, uninitialized);
-      tensor<float, 2> act(std::array<index_t, 2>{n, ex.intermediate()}, uninitialized);
-      for (index_t j = 0; j < n; ++j) std::copy_n(&x(r[static_cast<std::size_t>(j)].first, 0), D, &xin(j, 0));
-      ex.forward(xin.cview(), out.view(), act.view());
-      for (index_t j = 0; j < n; ++j) {
-        const auto [t, wt] = r[static_cast<std::size_t>(j)];
-        for (index_t i = 0; i < D; ++i) y(t, i) += wt * out(j, i);
-      }
-    }
+    for (index_t t = 0; t < ws_.topk_idx.extent(0); ++t)
+      for (index_t k = 0; k < ws_.topk_idx.extent(1); ++k)
+        if (ws_.topk_idx(t, k) >= 0) ++load[static_cast<std::size_t>(ws_.topk_idx(t, k))];
   }
 
-  // moe::route with the compiled (method, n_group, topk_group) choices. routed_scaling_factor and
-  // norm_topk_prob are runtime config values but compile-time fields of moe::router_config: route() runs with
-  // factor 1 and no normalisation, and the weights are finished here exactly as router_config documents.
-  void route(view<const float, 2> logits, view<float, 2> scores, view<moe::expert_id, 2> idx,
-             view<float, 2> w) const {
+  // f(constant<router_config>) for the compiled (method, n_group, topk_group) choices. routed_scaling_factor
+  // and norm_topk_prob are runtime config values but compile-time fields of moe::router_config: routing runs
+  // with factor 1 and no normalisation, and finish_weights() applies them exactly as router_config documents.
+  template <class F>
+  void with_router(F&& f) const {
     using moe::router_config;
     const auto& k = cfg_;
     const bool group = k.topk_method == io::topk_method::group_limited_greedy;
-    auto run = [&](auto cfg) { moe::route<decltype(cfg)::value>(logits, scores, idx, w); };
     if (!group || (k.n_group == 1 && k.topk_group == 1))
-      run(constant<router_config{.method = moe::topk_method::greedy}>{});
+      f(constant<router_config{.method = moe::topk_method::greedy}>{});
     else if (k.n_group == 8 && k.topk_group == 3)
-      run(constant<router_config{
-              .method = moe::topk_method::group_limited_greedy, .n_group = 8, .topk_group = 3}>{});
+      f(constant<router_config{
+            .method = moe::topk_method::group_limited_greedy, .n_group = 8, .topk_group = 3}>{});
     else if (k.n_group == 4 && k.topk_group == 2)
-      run(constant<router_config{
-              .method = moe::topk_method::group_limited_greedy, .n_group = 4, .topk_group = 2}>{});
+      f(constant<router_config{
+            .method = moe::topk_method::group_limited_greedy, .n_group = 4, .topk_group = 2}>{});
     else
       throw unsupported("dsk_v2: group_limited_greedy with (n_group, topk_group) = (" +
                         std::to_string(k.n_group) + ", " + std::to_string(k.topk_group) +
                         ") is not compiled in; choices: (8, 3), (4, 2)");
+  }
+
+  void finish_weights(view<float, 2> w) const {
     const index_t K = w.extent(1);
     for (index_t t = 0; t < w.extent(0); ++t) {
       float sum = 0.0f;
       for (index_t j = 0; j < K; ++j) sum += w(t, j);
-      const float f =
-          k.norm_topk_prob && K > 1 ? 1.0f / (sum + 1e-20f) : static_cast<float>(k.routed_scaling_factor);
+      const float f = cfg_.norm_topk_prob && K > 1 ? 1.0f / (sum + 1e-20f)
+                                                   : static_cast<float>(cfg_.routed_scaling_factor);
       for (index_t j = 0; j < K; ++j) w(t, j) *= f;
     }
   }
@@ -764,6 +862,7 @@ class model {
   nn::rope_layout rope_layout_ = nn::rope_layout::interleaved;
   mutable std::optional<nn::rope_cache> rope_;
   mutable profile prof_;
+  mutable moe::moe_workspace ws_;  // reused by every MoE layer and call
 };
 
 }  // namespace dsk_v2
