@@ -257,4 +257,8 @@ TEST_CASE("matmul and swiglu reject mismatched arguments with a clear error", "[
   REQUIRE_THROWS_WITH(gemm::swiglu(x, pw, y), Catch::Contains("packed_weights::swiglu"));
   REQUIRE_THROWS_WITH(gemm::swiglu(x, w, wk, y), Catch::Contains("'w_up'"));
   REQUIRE_THROWS_AS(gemm::matmul(x, w, ybad), dsk::error);
+  // y overlapping x (an in-place projection) is rejected rather than computed from half-overwritten input.
+  dsk::tensor<float, 2> sq(4, 8), wsq(8, 8);
+  REQUIRE_THROWS_WITH(gemm::matmul(sq, wsq, sq), Catch::Contains("does not overlap x"));
+  REQUIRE_THROWS_WITH(gemm::swiglu(sq, wsq, wsq, sq), Catch::Contains("does not overlap x"));
 }

@@ -5,6 +5,8 @@
 #pragma once
 
 #include <concepts>
+#include <functional>
+#include <string>
 #include <type_traits>
 
 #include "dsk/core/config.hpp"
@@ -139,6 +141,15 @@ void check_common(const contract& c, view<const float, 2> x, index_t N, index_t 
             x.extent(1));
   c.extent("y", y, 0, x.extent(0), "x.extent(0) (M)");
   c.extent("y", y, 1, N, "the weights' out_features (N)");
+  // The kernels read x while they write y (the blocked path packs x per block): overlapping memory would be
+  // silently wrong, so it is an error.
+  if (!x.empty() && !y.empty()) {
+    const auto* x0 = reinterpret_cast<const char*>(x.data());
+    const auto* x1 = reinterpret_cast<const char*>(x.data() + x.required_span_size());
+    const auto* y0 = reinterpret_cast<const char*>(y.data());
+    const auto* y1 = reinterpret_cast<const char*>(y.data() + y.required_span_size());
+    c.require(std::less<>{}(y1 - 1, x0) || std::less<>{}(x1 - 1, y0), "y", "memory that does not overlap x");
+  }
 }
 
 DSK_ISA_END
