@@ -12,6 +12,7 @@
 
 #include "dsk/core.hpp"
 #include "dsk/gemm/matmul.hpp"
+#include "dsk/moe/host/expert_ffn_avx2.hpp"
 #include "dsk/moe/host/router_avx2.hpp"
 #include "dsk/simd/simd.hpp"
 
@@ -60,8 +61,8 @@ inline void require_finite_rows(const contract& c, std::string_view arg, view<co
 
 DSK_ISA_BEGIN
 
-// logits[T, E] = x[T, H] * w[E, H]^T in fp32 (the gate is a bias-free linear layer kept in fp32), by
-// dsk::gemm.
+// logits[T, E] = x[T, H] * w[E, H]^T in fp32 (the gate is a bias-free linear layer kept in fp32); dsk::gemm
+// above 4 tokens.
 inline void gate_logits(view<const float, 2> x, view<const float, 2> w, view<float, 2> logits) {
   contract c{"moe::gate_logits"};
   c.extent("w", w, 1, x.extent(1), "x.extent(1) (hidden)")
@@ -70,6 +71,14 @@ inline void gate_logits(view<const float, 2> x, view<const float, 2> w, view<flo
       .unit_inner_stride("x", x)
       .unit_inner_stride("w", w)
       .unit_inner_stride("logits", logits);
+  const index_t T = x.extent(0), E = w.extent(0), H = x.extent(1);
+  if (T <= 4) {
+    // Decode: the product is ~E * H MACs per token, less than a fork/join costs; stay on this thread.
+    for (index_t t = 0; t < T; ++t)
+      for (index_t e = 0; e < E; ++e)
+        logits(t, e) = detail::dot_row<simd::native>(row_ptr(x, t), row_ptr(w, e), H);
+    return;
+  }
   gemm::matmul(x, w, logits);
 }
 
