@@ -51,6 +51,10 @@ TEST_CASE("MLA absorbed equals expanded equals the fp64 formula", "[attention][m
       .kv_lora_rank = 64, .rope_dim = 16, .nope_dim = 32, .v_dim = 24, .causal = false};
   check_mla<bidir>(7, 50, 3, 6);
   check_mla<small>(5, 0, 2, 7);  // empty cache: zeros
+  // Widths that are multiples of 8 but not 16 (the packet loops' tails), decode and prefill paths.
+  constexpr att::mla_config odd{.kv_lora_rank = 40, .rope_dim = 8, .nope_dim = 24, .v_dim = 8};
+  check_mla<odd>(1, 45, 3, 8);
+  check_mla<odd>(9, 45, 3, 9);
 }
 
 TEST_CASE("MLA rejects bad shapes", "[attention][mla][errors]") {

@@ -74,7 +74,10 @@ void mla_absorbed(view<const float, 3> q_nope, view<const float, 3> q_pe, view<c
 
   // q~ = [W_UK_h^T q_nope_h ; q_pe_h]: rows of W_UK scaled and summed (W_UK_h is [nope_dim, kv_lora_rank]).
   tensor<float, 3> q_abs(std::array<index_t, 3>{T, H, index_t{Dc}}, uninitialized);
-  parallel_for(0, T * H, [&](index_t x) {
+  // Decode-sized projections (a few heads x 64K FMAs) stay on the calling thread: a parallel region costs
+  // more.
+  const bool small = T <= 4;
+  auto absorb = [&](index_t x) {
     const index_t t = x / H, h = x % H;
     float* dst = &q_abs(t, h, 0);
     for (int cc = 0; cc < R; cc += S::width) {
@@ -85,7 +88,11 @@ void mla_absorbed(view<const float, 3> q_nope, view<const float, 3> q_pe, view<c
       S::store(dst + cc, acc);
     }
     for (int r = 0; r < Dr; ++r) dst[R + r] = q_pe(t, h, index_t{r});
-  });
+  };
+  if (small)
+    for (index_t x = 0; x < T * H; ++x) absorb(x);
+  else
+    parallel_for(0, T * H, absorb);
 
   // MQA over the cache: keys = whole rows, values = the latent part of the same rows.
   const view<const float, 3> k(cache.data(), dims<3>(L, 1, Dc), {cache.stride(0), Dc, 1});
@@ -94,7 +101,24 @@ void mla_absorbed(view<const float, 3> q_nope, view<const float, 3> q_pe, view<c
   dense<dense_config{.head_dim = Dc, .value_dim = R, .causal = C.causal}, Exec>(
       q_abs, k, v, o_lat, {}, {.scale = scale, .query_offset = opts.query_offset});
 
-  // o_h = W_UV_h o~_h: per head one GEMM [T, R] x [Dv, R]^T.
+  // o_h = W_UV_h o~_h: per head one GEMM [T, R] x [Dv, R]^T (for decode: dot products on this thread).
+  if (small) {
+    for (index_t t = 0; t < T; ++t)
+      for (index_t h = 0; h < H; ++h)
+        for (int r = 0; r < Dv; ++r) {
+          const float* wr = &w_kv_b(h * per_head + Dn + r, index_t{0});
+          const float* x = &o_lat(t, h, 0);
+          typename S::f32 a0 = S::zero(), a1 = S::zero();
+          int cc = 0;
+          for (; cc + 2 * S::width <= R; cc += 2 * S::width) {
+            a0 = S::fma(S::load(wr + cc), S::load(x + cc), a0);
+            a1 = S::fma(S::load(wr + cc + S::width), S::load(x + cc + S::width), a1);
+          }
+          if (cc < R) a0 = S::fma(S::load(wr + cc), S::load(x + cc), a0);  // R % 16 == 8
+          o(t, h, index_t{r}) = S::reduce_add(S::add(a0, a1));
+        }
+    return;
+  }
   for (index_t h = 0; h < H; ++h) {
     const view<const float, 2> x(&o_lat(0, h, 0), dims<2>(T, R), {H * R, 1});
     const view<const float, 2> w(&w_kv_b(h * per_head + Dn, 0), dims<2>(Dv, R), {w_kv_b.stride(0), 1});

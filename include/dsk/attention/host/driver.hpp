@@ -187,7 +187,8 @@ void drive(const plan& pl, view<const float, 3> q, const KV& kv, view<float, 3> 
   });
 
   if (split) {
-    parallel_for(0, T * H, [&](index_t gr) {
+    // Decode-sized merges run serially: one parallel region per call instead of two.
+    auto merge_row = [&](index_t gr) {
       float* acc = part_acc.data() + gr * Dv;
       float m = part_m[gr], l = part_l[gr];
       for (index_t sp = 1; sp < nsplit; ++sp) {
@@ -196,7 +197,11 @@ void drive(const plan& pl, view<const float, 3> q, const KV& kv, view<float, 3> 
       }
       const index_t t = gr / H, h = gr % H;
       finalize_row<S, Dv>(acc, m, l, &o(t, h, index_t{0}), lse.data() ? &lse(t, h) : nullptr);
-    });
+    };
+    if (T * H * nsplit * Dv < (index_t{1} << 18))
+      for (index_t gr = 0; gr < T * H; ++gr) merge_row(gr);
+    else
+      parallel_for(0, T * H, merge_row);
   }
 }
 
