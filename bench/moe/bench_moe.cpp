@@ -148,14 +148,19 @@ void bench_roof(benchmark::State& st, index_t bytes) {
   std::array<long long, 64> sink{};
   for (auto _ : st) {
     if (off + n > total) off = 0;
-    parallel_for_chunks(0, n / 64, 1024, [&](index_t lo, index_t hi) {
-      __m256i a0 = _mm256_setzero_si256(), a1 = _mm256_setzero_si256();
-      for (index_t i = lo; i < hi; ++i) {
-        const auto* p = reinterpret_cast<const __m256i*>(base + off + i * 64);
-        a0 = _mm256_add_epi32(a0, _mm256_load_si256(p));
-        a1 = _mm256_add_epi32(a1, _mm256_load_si256(p + 1));
-      }
-      sink[static_cast<std::size_t>(lo % 64)] += _mm256_extract_epi64(_mm256_add_epi32(a0, a1), 0);
+    // 8 equal parts read in lockstep (as the reference roof measurement: 8 adjacent rows at once), split over
+    // the threads; a single sequential stream reaches only ~half the DRAM bandwidth here.
+    const index_t lines = n / 64 / 8;
+    parallel_for_chunks(0, lines, 256, [&](index_t lo, index_t hi) {
+      __m256i a[8];
+      for (auto& v : a) v = _mm256_setzero_si256();
+      for (index_t i = lo; i < hi; ++i)
+        for (int p = 0; p < 8; ++p) {
+          const auto* q = reinterpret_cast<const __m256i*>(base + off + (p * lines + i) * 64);
+          a[p] = _mm256_add_epi32(a[p], _mm256_add_epi32(_mm256_load_si256(q), _mm256_load_si256(q + 1)));
+        }
+      for (int p = 1; p < 8; ++p) a[0] = _mm256_add_epi32(a[0], a[p]);
+      sink[static_cast<std::size_t>(lo % 64)] += _mm256_extract_epi64(a[0], 0);
     });
     benchmark::DoNotOptimize(sink.data());
     off += n;
