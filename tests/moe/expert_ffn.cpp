@@ -15,9 +15,9 @@ namespace {
 // fp32 products of length <= 130 and an fp32 intermediate against double with the same (rounded or
 // dequantized) weights: NMSE ~1e-13; 1e-10 catches any indexing or scaling bug (those give NMSE ~1).
 constexpr double kNmse = 1e-10;
-// W8A8 / W4A8: activations rounded per row to int8 with step amax/127. x (uniform) loses ~1.5e-5 (NMSE), but the
-// down projection's input h = silu(g) * u is heavy-tailed (amax ~ 5-8x its rms): NMSE ~ (8/127)^2 / 12 ~ 3e-4.
-// A bound of 1e-3 still fails any indexing or scaling bug (NMSE ~ 1).
+// W8A8 / W4A8: activations rounded per row to int8 with step amax/127. x (uniform) loses ~1.5e-5 (NMSE), but
+// the down projection's input h = silu(g) * u is heavy-tailed (amax ~ 5-8x its rms): NMSE ~ (8/127)^2 / 12 ~
+// 3e-4. A bound of 1e-3 still fails any indexing or scaling bug (NMSE ~ 1).
 constexpr double kNmseA8 = 1e-3;
 
 constexpr quant::quantize_config q8{quant::int8_per_channel};
