@@ -6,6 +6,7 @@
 #include "dsk/core/cpu_features.hpp"
 #include "dsk/core/dispatch.hpp"
 #include "dsk/core/dtype.hpp"
+#include "dsk/core/exec.hpp"
 #include "dsk/core/error.hpp"
 #include "dsk/core/extents.hpp"
 #include "dsk/core/layout.hpp"

@@ -15,3 +15,19 @@ TEST_CASE("dispatch maps a runtime value onto a compiled choice", "[dispatch]") 
   static_assert(
       std::is_same_v<decltype(dsk::dispatch<1>("x", 1, [](auto c) { return c; })), dsk::constant<1>>);
 }
+
+namespace {
+struct widths {
+  int a = 0, b = 0;
+  friend constexpr bool operator==(const widths&, const widths&) = default;
+};
+std::string to_string(const widths& w) { return "(" + std::to_string(w.a) + ", " + std::to_string(w.b) + ")"; }
+}  // namespace
+
+TEST_CASE("dispatch maps a runtime config onto a compiled structural config", "[dispatch]") {
+  auto sum = [](auto c) { return c.value.a + c.value.b; };
+  REQUIRE(dsk::dispatch<widths{512, 64}, widths{128, 16}>("mla widths", widths{128, 16}, sum) == 144);
+  REQUIRE(dsk::dispatch<widths{512, 64}, widths{128, 16}>("mla widths", widths{512, 64}, sum) == 576);
+  REQUIRE_THROWS_WITH((dsk::dispatch<widths{512, 64}, widths{128, 16}>("mla widths", widths{1, 2}, sum)),
+                      "dsk: mla widths = (1, 2) is not supported; compiled choices: (512, 64), (128, 16)");
+}

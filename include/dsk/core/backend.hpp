@@ -1,4 +1,5 @@
-// Backend tags: the last template argument of every kernel entry point selects where it runs.
+// Backend tags: the template argument after the config of every kernel entry point, op<Config, Backend>,
+// selects where it runs (see dsk/core/exec.hpp for the host's explicit packet-layer tags).
 // dsk::host picks the best SIMD path compiled into the translation unit; dsk::cuda runs on the GPU.
 #pragma once
 
