@@ -1,6 +1,7 @@
 // dsk demo: reports what this machine and this build can run, then exercises the host SIMD layer on
 // deterministic data and verifies every result against the scalar layer (bit for bit) and a double-precision
-// evaluation. Exits non-zero if anything disagrees. (Replaced by a reference model once one exists.)
+// evaluation. Exits non-zero if anything disagrees. tools/demo.sh runs this self-check first, then the V2
+// reference model (examples/v2, dsk_v2) on its tiny preset.
 #include <fmt/format.h>
 
 #include <algorithm>
