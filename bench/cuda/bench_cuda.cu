@@ -100,11 +100,11 @@ void bench_dense(benchmark::State& st, shape s) {
   if (s.M <= 8) {
     const auto x = device_random<float>(s.M, s.K, 1);
     timed(st, stream, s.copies,
-          [&](int c) { dsk::gemm::matmul<dsk::cuda>(x.cview(), w[c].cview(), y.view(), stream); });
+          [&](int c) { dsk::gemm::matmul<dsk::gemm::matmul_config{}, dsk::cuda>(x.cview(), w[c].cview(), y.view(), stream); });
   } else {
     const auto x = device_random<W>(s.M, s.K, 1);
     timed(st, stream, s.copies,
-          [&](int c) { dsk::gemm::matmul<dsk::cuda>(x.cview(), w[c].cview(), y.view(), stream); });
+          [&](int c) { dsk::gemm::matmul<dsk::gemm::matmul_config{}, dsk::cuda>(x.cview(), w[c].cview(), y.view(), stream); });
   }
   set_counters(st, s, static_cast<double>(s.N * s.K * sizeof(W)));
 }
@@ -116,9 +116,9 @@ void bench_cublaslt(benchmark::State& st, shape s) {
   for (int c = 0; c < s.copies; ++c) w.push_back(device_random<dsk::bf16>(s.N, s.K, 10 + c));
   const auto x = device_random<dsk::bf16>(s.M, s.K, 1);
   dev::tensor<float, 2> y(s.M, s.N);
-  constexpr dsk::gemm::cuda_config lt{.algo = dsk::gemm::cuda_algorithm::cublaslt};
+  constexpr dsk::gemm::matmul_config lt{.algo = dsk::gemm::algorithm::cublaslt};
   timed(st, stream, s.copies,
-        [&](int c) { dsk::gemm::matmul<dsk::cuda, lt>(x.cview(), w[c].cview(), y.view(), stream); });
+        [&](int c) { dsk::gemm::matmul<lt, dsk::cuda>(x.cview(), w[c].cview(), y.view(), stream); });
   set_counters(st, s, static_cast<double>(s.N * s.K * 2));
 }
 

@@ -97,7 +97,7 @@ void check_bound(const dsk::view<Out, 2>& y, const dsk::tensor<double, 2>& want,
 
 template <class W, class Out, gemm::algorithm A>
 void run_matmul_case(index_t M, index_t N, index_t K, bool with_bias) {
-  constexpr gemm::config C{.algo = A};
+  constexpr gemm::matmul_config C{.algo = A};
   const strided_input in(M, K, 100 + std::uint64_t(M * 7 + N * 3 + K));
   const auto w = random_matrix<W>(N, K, 200 + std::uint64_t(N + K));
   const auto wabs = abs_of(w);
@@ -124,8 +124,11 @@ void run_matmul_case(index_t M, index_t N, index_t K, bool with_bias) {
     REQUIRE(y2.border_untouched());
     // The scalar packet layer runs the same operations in the same order: identical bits.
     strided_output<Out> ys(M, N);
-    gemm::detail::run_packed<dsk::simd::scalar, C>(in.x, packed, bv.data(), ys.y);
+    gemm::matmul<C, dsk::simd::scalar>(in.x, packed, bv, ys.y);
     REQUIRE(same_bits(ys.y, y1.y));
+    strided_output<Out> ysr(M, N);  // and from row-major weights, against the same call on dsk::host
+    gemm::matmul<C, dsk::simd::scalar>(in.x, w, bv, ysr.y);
+    REQUIRE(same_bits(ysr.y, y2.y));
     // The split over threads never splits a dot product: identical bits for 1 and 2 threads.
     if (threads == 1) {
       for (index_t i = 0; i < M; ++i)
@@ -138,7 +141,7 @@ void run_matmul_case(index_t M, index_t N, index_t K, bool with_bias) {
 
 template <class W, class Out, gemm::algorithm A>
 void run_swiglu_case(index_t M, index_t N, index_t K) {
-  constexpr gemm::config C{.algo = A};
+  constexpr gemm::matmul_config C{.algo = A};
   const strided_input in(M, K, 500 + std::uint64_t(M + N + K));
   const auto wg = random_matrix<W>(N, K, 600 + std::uint64_t(N)),
              wu = random_matrix<W>(N, K, 700 + std::uint64_t(K));
@@ -166,12 +169,31 @@ void run_swiglu_case(index_t M, index_t N, index_t K) {
     check_bound(y2.y, want, absref, K, rel);
     REQUIRE(y1.border_untouched());
     REQUIRE(y2.border_untouched());
-    gemm::detail::run_packed<dsk::simd::scalar, C>(in.x, packed, nullptr, ys.y);
+    gemm::swiglu<C, dsk::simd::scalar>(in.x, packed, ys.y);
     REQUIRE(same_bits(ys.y, y1.y));
   }
 }
 
 constexpr index_t kMs[] = {1, 2, 3, 7, 16, 33, 128};
+
+// The weight operands matmul accepts, by name; a double matrix is not one (matmul then stops at one
+// static_assert: "gemm: double is not a weight type (float, bf16, f16 or gemm::packed_weights)").
+static_assert(gemm::weight_operand<dsk::tensor<float, 2>>);
+static_assert(gemm::weight_operand<dsk::view<const dsk::bf16, 2>>);
+static_assert(gemm::weight_operand<dsk::tensor<dsk::f16, 2>>);
+static_assert(gemm::weight_operand<gemm::packed_weights<dsk::bf16>>);
+static_assert(!gemm::weight_operand<dsk::tensor<double, 2>>);
+static_assert(!gemm::weight_operand<dsk::view<const double, 2>>);
+static_assert(!gemm::weight_operand<dsk::tensor<float, 3>>);
+static_assert(!gemm::weight_operand<float>);
+// The execution tag must be dsk::host or a packet layer (dsk::cuda is the .cuh overload's).
+template <class E>
+concept matmul_runs_on = requires(dsk::view<const float, 2> x, dsk::tensor<float, 2> w,
+                                  dsk::view<float, 2> y) {
+  gemm::matmul<gemm::matmul_config{}, E>(x, w, y);
+};
+static_assert(!matmul_runs_on<int>);
+static_assert(matmul_runs_on<dsk::simd::scalar> && matmul_runs_on<dsk::host>);
 }  // namespace
 
 TEMPLATE_TEST_CASE("matmul matches the double reference over the shape grid", "[gemm][matmul]", float,

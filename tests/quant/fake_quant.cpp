@@ -30,8 +30,8 @@ void check_against_ref(index_t N, index_t K) {
   absmax_scales<C>(x.cview(), s.view());
   for (index_t i = 0; i < N; ++i)
     for (index_t g = 0; g < G; ++g) s(i, g) = i == 1 ? 0.0f : s(i, g) * 0.6f;
-  quant::detail::fake_quantize_with<S, C>(x.cview(), s.cview(), y.view());
-  quant::detail::fake_quantize_backward_with<S, C>(x.cview(), s.cview(), dy.cview(), dx.view());
+  fake_quantize<C, S>(x.cview(), s.cview(), y.view());
+  fake_quantize_backward<C, S>(x.cview(), s.cview(), dy.cview(), dx.view());
   for (index_t i = 0; i < N; ++i)
     for (index_t k = 0; k < K; ++k) {
       const float sc = s(i, k / span);

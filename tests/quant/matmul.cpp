@@ -41,7 +41,7 @@ void check_weight_only(index_t M, index_t N, index_t K) {
   // y with a padded row stride, to exercise strided outputs.
   tensor<float, 2> ybuf(M, N + 3);
   const view<float, 2> y = ybuf.view().slice(1, 0, N);
-  quant::detail::matmul_with<S>(x.cview(), q.view(), y);
+  quant::matmul<S>(x.cview(), q.view(), y);
   for (index_t m = 0; m < M; ++m)
     for (index_t n = 0; n < N; ++n) {
       double abs_sum = 0;
@@ -67,7 +67,7 @@ void check_a8(index_t M, index_t N, index_t K) {
   const auto rt = ref::quantize_tokens(x.cview());
   const auto want = ref::matmul_a8(rt, rq, F);
   tensor<float, 2> y(M, N);
-  quant::detail::matmul_a8_with<S>(x.cview(), q.view(), y.view());
+  quant::matmul_a8<S>(x.cview(), q.view(), y.view());
   const index_t span = group_span(F, K);
   for (index_t m = 0; m < M; ++m)
     for (index_t n = 0; n < N; ++n) {
@@ -92,7 +92,7 @@ void check_a8(index_t M, index_t N, index_t K) {
 template <class S>
 std::vector<float> run_a8(const quantized_weight<int4_g128_f16>& q, const tensor<float, 2>& x) {
   tensor<float, 2> y(x.extent(0), q.rows());
-  quant::detail::matmul_a8_with<S>(x.cview(), q.view(), y.view());
+  quant::matmul_a8<S>(x.cview(), q.view(), y.view());
   return {y.data(), y.data() + y.size()};
 }
 
@@ -134,8 +134,8 @@ TEST_CASE("quantized matmul: scalar and native packet layers agree bit for bit",
   const auto q = quantize<quantize_config{int4_g128_f16}>(w.cview());
   REQUIRE(run_a8<simd::scalar>(q, x) == run_a8<simd::native>(q, x));
   tensor<float, 2> y0(6, 70), y1(6, 70);
-  quant::detail::matmul_with<simd::scalar>(x.cview(), q.view(), y0.view());
-  quant::detail::matmul_with<simd::native>(x.cview(), q.view(), y1.view());
+  quant::matmul<simd::scalar>(x.cview(), q.view(), y0.view());
+  quant::matmul<simd::native>(x.cview(), q.view(), y1.view());
   for (index_t i = 0; i < y0.size(); ++i) REQUIRE(y0.data()[i] == y1.data()[i]);
 }
 
@@ -159,4 +159,24 @@ TEST_CASE("quantized matmul: empty shapes and argument contracts", "[quant][matm
   y0.fill(1.0f);
   matmul(x0.cview(), q0, y0.view());
   REQUIRE(y0(1, 2) == 0.0f);
+}
+
+TEST_CASE("matmul names the format or deduces it, on every execution tag", "[quant][matmul]") {
+  tensor<float, 2> w(9, 70), x(3, 70);
+  const auto rw = test::random_floats(9 * 70, 5, -1.0f, 1.0f),
+             rx = test::random_floats(3 * 70, 6, -1.0f, 1.0f);
+  std::copy(rw.begin(), rw.end(), w.data());
+  std::copy(rx.begin(), rx.end(), x.data());
+  const auto q = quantize<int4_per_channel>(w.cview());
+  tensor<float, 2> y0(3, 9), y1(3, 9), y2(3, 9), y3(3, 9), y4(3, 9);
+  quant::matmul(x.cview(), q, y0.view());
+  quant::matmul<int4_per_channel, simd::scalar>(x.cview(), q, y1.view());
+  quant::matmul<simd::scalar>(x.cview(), q, y2.view());
+  quant::matmul_a8(x.cview(), q, y3.view());
+  quant::matmul_a8<int4_per_channel, simd::scalar>(x.cview(), q.view(), y4.view());
+  for (index_t i = 0; i < y0.size(); ++i) {
+    REQUIRE(y1.data()[i] == y0.data()[i]);
+    REQUIRE(y2.data()[i] == y0.data()[i]);
+    REQUIRE(y4.data()[i] == y3.data()[i]);
+  }
 }

@@ -60,12 +60,12 @@ void check_config() {
     for (index_t N : {1, 5}) {
       INFO("N " << N << " K " << K << " layer " << S::name);
       const auto w = awkward_weights(N, K, static_cast<std::uint64_t>(N * 1000 + K));
-      const auto q = quant::detail::quantize_with<S, C>(w.cview());
+      const auto q = quantize<C, S>(w.cview());
       const auto r = ref::quantize(w.cview(), C);
       require_equal_to_ref(q, r);
       // Dequantize: bit for bit code * scale.
       tensor<float, 2> d(N, K);
-      quant::detail::dequantize_with<S>(q.view(), d.view());
+      dequantize<S>(q, d.view());
       const auto rd = ref::dequantize(r, C.fmt);
       for (index_t i = 0; i < N * K; ++i) REQUIRE(d.data()[i] == rd[static_cast<std::size_t>(i)]);
       // An odd int4 row leaves the last high nibble zero.
@@ -183,9 +183,8 @@ TEST_CASE("quantize rejects NaN and Inf weights naming the channel", "[quant][qu
   w(2, 37) = 0.0f;
   w(1, 3) = -INFINITY;
   REQUIRE_THROWS_WITH(quantize<quantize_config{int4_g128_f16}>(w.cview()), Catch::Contains("channel 1"));
-  REQUIRE_THROWS_WITH(
-      (quant::detail::quantize_with<simd::scalar, quantize_config{int4_per_channel}>(w.cview())),
-      Catch::Contains("channel 1"));
+  REQUIRE_THROWS_WITH((quantize<quantize_config{int4_per_channel}, simd::scalar>(w.cview())),
+                      Catch::Contains("channel 1"));
 }
 
 TEST_CASE("dequantize(quantize(w)) is within scale/2 of w inside the clipping range", "[quant][quantize]") {
@@ -261,7 +260,7 @@ TEST_CASE("quantize_tokens equals the reference bit for bit", "[quant][quantize]
     const auto r = ref::quantize_tokens(x.cview());
     for (int layer = 0; layer < 2; ++layer) {
       if (layer == 0)
-        quant::detail::quantize_tokens_with<simd::scalar>(x.cview(), q.view(), s.view());
+        quantize_tokens<simd::scalar>(x.cview(), q.view(), s.view());
       else
         quantize_tokens(x.cview(), q.view(), s.view());
       for (index_t m = 0; m < 6; ++m) {
@@ -300,4 +299,36 @@ TEST_CASE("quantize into existing storage reuses or reshapes it", "[quant][quant
   require_equal_to_ref(out, ref::quantize(a.cview(), C));
   quantize<C>(b.cview(), out);
   require_equal_to_ref(out, ref::quantize(b.cview(), C));
+}
+
+// The format itself is a config (as matmul deduces it): quantize<int4_per_channel>(w) is
+// quantize<quantize_config{int4_per_channel}>(w), on every execution tag; the named concepts say what is
+// what.
+static_assert(quantize_spec<format> && quantize_spec<quantize_config> && !quantize_spec<int>);
+static_assert(quantized_operand<quantized_weight<int4_per_channel>> &&
+              quantized_operand<qweight_view<int8_per_channel>>);
+static_assert(!quantized_operand<tensor<float, 2>>);
+static_assert(spec_v<int4_g128_f16>.fmt == int4_g128_f16 && spec_v<int4_g128_f16>.round == rounding::half_even);
+
+TEST_CASE("quantize takes the format as its config, on every execution tag", "[quant][quantize]") {
+  const auto w = awkward_weights(7, 131, 77);
+  const auto want = ref::quantize(w.cview(), quantize_config{int4_per_channel});
+  require_equal_to_ref(quantize<int4_per_channel>(w.cview()), want);
+  require_equal_to_ref(quantize<int4_per_channel, simd::scalar>(w.cview()), want);
+  require_equal_to_ref(quantize<int4_per_channel, dsk::host>(w.cview()), want);
+  quantized_weight<int4_per_channel> into;
+  quantize<int4_per_channel, simd::scalar>(w.cview(), into);
+  require_equal_to_ref(into, want);
+  const auto g = ref::quantize(w.cview(), quantize_config{int4_g128_f16});
+  require_equal_to_ref(quantize<int4_g128_f16>(w.cview()), g);
+  // dequantize with the format named or deduced, scalar or native: the same values.
+  tensor<float, 2> d1(7, 131), d2(7, 131), d3(7, 131);
+  const auto q = quantize<int8_per_channel>(w.cview());
+  dequantize(q, d1.view());
+  dequantize<int8_per_channel, simd::scalar>(q, d2.view());
+  dequantize<simd::scalar>(q.view(), d3.view());
+  for (index_t i = 0; i < d1.size(); ++i) {
+    REQUIRE(d1.data()[i] == d2.data()[i]);
+    REQUIRE(d1.data()[i] == d3.data()[i]);
+  }
 }

@@ -3,9 +3,11 @@
 // avx2.cpp (x86-64) and neon.cpp (AArch64, run under qemu in CI).
 #pragma once
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <vector>
@@ -195,6 +197,171 @@ void check_int8() {
   }
 }
 
+// Unary float ops of the quantizers (abs, both roundings) and select_eq, on ties, signed zeros, tiny
+// negatives, huge values, +-Inf and NaN: every lane bit for bit.
+template <class L>
+void check_rounding() {
+  using S = dsk::simd::scalar;
+  std::vector<float> v = awkward_values(256, 7);
+  const float ties[] = {0.5f,  -0.5f, 1.5f,   -1.5f,   2.5f,       -2.5f,       -0.3f,      0.3f,
+                        -0.0f, 0.0f,  126.5f, -127.5f, 8388607.5f, -8388607.5f, 8388609.0f, 1e30f};
+  for (std::size_t i = 0; i < std::size(ties); ++i) v[2 * i + 1] = ties[i];
+  for (std::size_t i = 64; i < v.size(); ++i) v[i] *= 40.0f;  // beyond the code range, too
+  auto lanes = [](auto layer, auto f) {
+    using V = decltype(layer);
+    float out[8];
+    V::store(out, f(layer));
+    return std::vector<float>(out, out + 8);
+  };
+  auto same = [](const std::vector<float>& a, const std::vector<float>& b) {
+    for (std::size_t k = 0; k < a.size(); ++k)
+      if (!same_bits(a[k], b[k])) return false;
+    return true;
+  };
+  for (std::size_t i = 0; i + 8 <= v.size(); i += 8) {
+    const float* x = v.data() + i;
+    const float* y = v.data() + (i + 24) % (v.size() - 8);
+    REQUIRE(same(lanes(L{}, [&](auto l) { return decltype(l)::abs(decltype(l)::load(x)); }),
+                 lanes(S{}, [&](auto l) { return decltype(l)::abs(decltype(l)::load(x)); })));
+    REQUIRE(same(lanes(L{}, [&](auto l) { return decltype(l)::round_even(decltype(l)::load(x)); }),
+                 lanes(S{}, [&](auto l) { return decltype(l)::round_even(decltype(l)::load(x)); })));
+    REQUIRE(same(lanes(L{}, [&](auto l) { return decltype(l)::round_away(decltype(l)::load(x)); }),
+                 lanes(S{}, [&](auto l) { return decltype(l)::round_away(decltype(l)::load(x)); })));
+    // Equal lanes where the rounding leaves the value unchanged (integral x), NaN never equal.
+    auto sel = [&](auto l) {
+      using V = decltype(l);
+      return V::select_eq(V::load(x), V::round_even(V::load(x)), V::load(y));
+    };
+    REQUIRE(same(lanes(L{}, sel), lanes(S{}, sel)));
+  }
+  // The defining cases, on the scalar oracle itself.
+  float t[8] = {0.5f, 1.5f, 2.5f, -0.5f, -2.5f, -0.3f, 3.49999976f, -1e-40f}, r[8];
+  S::store(r, S::round_even(S::load(t)));
+  REQUIRE(std::vector<float>(r, r + 8) ==
+          std::vector<float>{0.0f, 2.0f, 2.0f, -0.0f, -2.0f, -0.0f, 3.0f, -0.0f});
+  S::store(r, S::round_away(S::load(t)));
+  REQUIRE(std::vector<float>(r, r + 8) ==
+          std::vector<float>{1.0f, 2.0f, 3.0f, -1.0f, -3.0f, -0.0f, 3.0f, -0.0f});
+  REQUIRE(std::signbit(r[5]));
+  REQUIRE(std::signbit(r[7]));
+}
+
+// Code stores and decoders of int8/int4 and the int16 multiply-add, against the scalar layer and against the
+// formats' definitions (int4x2: element 2j in the low nibble of byte j).
+template <class L>
+void check_codes() {
+  using S = dsk::simd::scalar;
+  auto g = rng(11);
+  std::uniform_int_distribution<int> d8(-128, 127), d4(-8, 7), d16(-32767, 32767);
+  for (int rep = 0; rep < 200; ++rep) {
+    float c8[8], c4[8], c16[8];
+    for (int k = 0; k < 8; ++k) c8[k] = float(d8(g)), c4[k] = float(d4(g)), c16[k] = float(d16(g));
+    if (rep == 0) c8[0] = -128.0f, c8[1] = 127.0f, c4[0] = -8.0f, c4[1] = 7.0f, c16[0] = -32768.0f;
+    for (int n = 0; n <= 9; ++n) {
+      std::int8_t a[8] = {}, b[8] = {};
+      L::store_i8(a, L::load(c8), n);
+      S::store_i8(b, S::load(c8), n);
+      for (int k = 0; k < 8; ++k) REQUIRE(a[k] == (k < n ? std::int8_t(c8[k]) : 0));
+      REQUIRE(std::equal(a, a + 8, b));
+    }
+    std::int16_t h[8], hs[8];
+    L::store_i16(h, L::load(c16));
+    S::store_i16(hs, S::load(c16));
+    for (int k = 0; k < 8; ++k) REQUIRE((h[k] == std::int16_t(c16[k]) && hs[k] == h[k]));
+    std::uint8_t q[4], qs[4];
+    L::store_i4(q, L::load(c4));
+    S::store_i4(qs, S::load(c4));
+    for (int j = 0; j < 4; ++j) {
+      REQUIRE(q[j] == std::uint8_t((int(c4[2 * j]) & 0xf) | ((int(c4[2 * j + 1]) & 0xf) << 4)));
+      REQUIRE(qs[j] == q[j]);
+    }
+  }
+  std::vector<std::uint8_t> bytes(32);
+  std::uniform_int_distribution<int> db(0, 255);
+  for (int rep = 0; rep < 64; ++rep) {
+    for (auto& e : bytes) e = static_cast<std::uint8_t>(rep == 0 ? (&e - bytes.data()) * 8 : db(g));
+    const auto* i8p = reinterpret_cast<const std::int8_t*>(bytes.data());
+    float f[8], fs[8], e[8], o[8], es[8], os[8];
+    L::store(f, L::load_i8_f32(i8p));
+    S::store(fs, S::load_i8_f32(i8p));
+    typename L::f32 le, lo;
+    typename S::f32 se, so;
+    L::load_i4_f32(bytes.data(), le, lo);
+    S::load_i4_f32(bytes.data(), se, so);
+    L::store(e, le), L::store(o, lo), S::store(es, se), S::store(os, so);
+    for (int k = 0; k < 8; ++k) {
+      const int lo_n = bytes[k] & 0xf, hi_n = bytes[k] >> 4;
+      REQUIRE(f[k] == float(i8p[k]));
+      REQUIRE(e[k] == float(lo_n >= 8 ? lo_n - 16 : lo_n));
+      REQUIRE(o[k] == float(hi_n >= 8 ? hi_n - 16 : hi_n));
+      REQUIRE((same_bits(f[k], fs[k]) && same_bits(e[k], es[k]) && same_bits(o[k], os[k])));
+    }
+    std::int16_t w[16], ws[16], ev[16], od[16], evs[16], ods[16];
+    L::store_i16(w, L::load_i8_i16(i8p));
+    S::store_i16(ws, S::load_i8_i16(i8p));
+    typename L::i16 lev, lod;
+    typename S::i16 sev, sod;
+    L::load_i4_i16(bytes.data(), lev, lod);
+    S::load_i4_i16(bytes.data(), sev, sod);
+    L::store_i16(ev, lev), L::store_i16(od, lod), S::store_i16(evs, sev), S::store_i16(ods, sod);
+    for (int k = 0; k < 16; ++k) {
+      const int lo_n = bytes[k] & 0xf, hi_n = bytes[k] >> 4;
+      REQUIRE(w[k] == i8p[k]);
+      REQUIRE(ev[k] == (lo_n >= 8 ? lo_n - 16 : lo_n));
+      REQUIRE(od[k] == (hi_n >= 8 ? hi_n - 16 : hi_n));
+      REQUIRE((w[k] == ws[k] && ev[k] == evs[k] && od[k] == ods[k]));
+    }
+  }
+}
+
+// madd_i16 (pairs of int16 products), reduce_add8 (a transpose-and-add of 8 int32 packets), reduce_add4 (four
+// float sums in the hadd order), and pin (a no-op on the values).
+template <class L>
+void check_int16_and_reductions() {
+  using S = dsk::simd::scalar;
+  auto g = rng(12);
+  std::uniform_int_distribution<int> d(-32767, 32767), dsmall(-127, 127);
+  for (int rep = 0; rep < 100; ++rep) {
+    std::int16_t a[16], b[16];
+    std::int32_t acc0[8];
+    for (int k = 0; k < 16; ++k) a[k] = std::int16_t(rep % 2 ? d(g) : dsmall(g)), b[k] = std::int16_t(d(g));
+    for (int k = 0; k < 8; ++k) acc0[k] = d(g) * 3;
+    std::int32_t big[64];
+    for (auto& e : big) e = static_cast<std::int32_t>(static_cast<std::uint32_t>(d(g)) * 65599u);
+    auto run = [&](auto layer) {
+      using V = decltype(layer);
+      typename V::i32 acc;
+      std::memcpy(&acc, acc0, sizeof acc0);  // both layers hold 8 int32 lanes in lane order
+      typename V::i16 va = V::load_i16(a), vb = V::load_i16(b);
+      V::pin(va);
+      acc = V::madd_i16(acc, va, vb);
+      typename V::i32 many[8];  // any int32 values: the sums wrap the same way on every layer
+      std::memcpy(many, big, sizeof big);
+      typename V::i32 sums = V::reduce_add8(many);
+      std::int32_t out[16];
+      std::memcpy(out, &acc, 32);
+      std::memcpy(out + 8, &sums, 32);
+      return std::vector<std::int32_t>(out, out + 16);
+    };
+    const auto got = run(L{}), want = run(S{});
+    REQUIRE(got == want);
+    for (int j = 0; j < 8; ++j)
+      REQUIRE(want[std::size_t(j)] ==
+              acc0[j] + std::int32_t{a[2 * j]} * b[2 * j] + std::int32_t{a[2 * j + 1]} * b[2 * j + 1]);
+  }
+  const auto v = awkward_values(32, 99), r = random_floats(32, 98, -1e4f, 1e4f);
+  for (const auto* x : {v.data(), r.data()}) {
+    float o[4], os[4];
+    L::reduce_add4(L::load(x), L::load(x + 8), L::load(x + 16), L::load(x + 24), o);
+    S::reduce_add4(S::load(x), S::load(x + 8), S::load(x + 16), S::load(x + 24), os);
+    for (int k = 0; k < 4; ++k) {
+      const float* p = x + 8 * k;
+      REQUIRE(same_bits(os[k], ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7]))));
+      REQUIRE(same_bits(o[k], os[k]));
+    }
+  }
+}
+
 }  // namespace dsk::test
 
 // The TEST_CASEs of one layer.
@@ -215,4 +382,13 @@ void check_int8() {
   }                                                                                                     \
   TEST_CASE(#L " int8 dot and reductions equal scalar, every tail length", tag) {                       \
     dsk::test::check_int8<L>();                                                                         \
+  }                                                                                                     \
+  TEST_CASE(#L " abs, roundings and select_eq equal scalar bit for bit", tag) {                         \
+    dsk::test::check_rounding<L>();                                                                     \
+  }                                                                                                     \
+  TEST_CASE(#L " int8/int4 code stores and decoders equal scalar and the format", tag) {                \
+    dsk::test::check_codes<L>();                                                                        \
+  }                                                                                                     \
+  TEST_CASE(#L " int16 multiply-add, reduce_add8 and reduce_add4 equal scalar", tag) {                  \
+    dsk::test::check_int16_and_reductions<L>();                                                         \
   }

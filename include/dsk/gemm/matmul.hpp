@@ -1,7 +1,8 @@
 // Dense y = x * W^T (+ bias) and the fused SwiGLU silu(x Wg^T) * (x Wu^T), fp32 accumulation, f32/bf16/f16
-// weights, f32 or bf16 output. Host backend: blocked AVX2+FMA GEMM (M > 8) and a bandwidth-bound GEMV (M <=
-// 8), both in gemm/host/matmul_avx2.hpp. Checked against gemm/ref.hpp (double accumulation) in
-// tests/gemm/matmul.cpp.
+// weights, f32 or bf16 output: matmul<matmul_config C = {}, Exec = dsk::host>(...). Host backend (Exec =
+// dsk::host or a packet layer): blocked GEMM (M > 8) and a bandwidth-bound GEMV (M <= 8), both in
+// gemm/host/matmul_avx2.hpp; CUDA: gemm/cuda/matmul.cuh (matmul<C, dsk::cuda>). Checked against gemm/ref.hpp
+// (double accumulation) in tests/gemm/matmul.cpp.
 #pragma once
 
 #include <concepts>
@@ -12,25 +13,15 @@
 #include "dsk/core/config.hpp"
 #include "dsk/core/dtype.hpp"
 #include "dsk/core/error.hpp"
+#include "dsk/core/exec.hpp"
 #include "dsk/core/tensor.hpp"
 #include "dsk/core/view.hpp"
+#include "dsk/gemm/config.hpp"
 #include "dsk/gemm/host/matmul_avx2.hpp"
 #include "dsk/gemm/packed.hpp"
 #include "dsk/simd/simd.hpp"
 
 namespace dsk::gemm {
-
-enum class algorithm : std::uint8_t {
-  automatic,  // gemv for M <= gemv_max_rows, blocked otherwise
-  gemv,       // stream the weights once for all rows of x (any M; meant for decode)
-  blocked,    // packed, cache-blocked GEMM (any M; meant for prefill)
-};
-
-// Compile-time configuration of matmul / swiglu (a structural type: pass it as matmul<{...}>(...)).
-struct config {
-  algorithm algo = algorithm::automatic;
-  index_t gemv_max_rows = 8;
-};
 
 // A weight argument given as a matrix [N, K] (an mdview or an owning tensor of float, bf16 or f16).
 template <class Wt>
@@ -41,11 +32,43 @@ concept weight_matrix = requires {
     float_storage<typename std::remove_cvref_t<Wt>::value_type>&& std::is_convertible_v<
         const std::remove_cvref_t<Wt>&, view<const typename std::remove_cvref_t<Wt>::value_type, 2>>;
 
+template <class Wt>
+inline constexpr bool is_packed_weights = false;
+template <float_storage W>
+inline constexpr bool is_packed_weights<packed_weights<W>> = true;
+
+// What matmul / swiglu accept as weights: a float/bf16/f16 matrix [N, K] or gemm::packed_weights.
+template <class Wt>
+concept weight_operand = weight_matrix<Wt> || is_packed_weights<std::remove_cvref_t<Wt>>;
+
 // An output [M, N] of float or bf16.
 template <class Y>
 concept output_matrix = std::is_convertible_v<Y, view<float, 2>> || std::is_convertible_v<Y, view<bf16, 2>>;
 
 namespace detail {
+template <class Wt>
+struct weight_element {
+  using type = void;
+};
+template <class Wt>
+requires requires { typename std::remove_cvref_t<Wt>::value_type; }
+struct weight_element<Wt> {
+  using type = std::remove_cv_t<typename std::remove_cvref_t<Wt>::value_type>;
+};
+
+// One readable line instead of the unsatisfied disjunctions of a constraint (the instantiation context names
+// Wt).
+template <class Wt>
+constexpr bool check_weight() {
+  using E = typename weight_element<Wt>::type;
+  static_assert(!std::is_same_v<E, double>,
+                "gemm: double is not a weight type (float, bf16, f16 or gemm::packed_weights)");
+  static_assert(weight_operand<Wt> || std::is_same_v<E, double>,
+                "gemm: not a weight type (a rank-2 view or tensor of float, bf16 or f16, or "
+                "gemm::packed_weights)");
+  return weight_operand<Wt>;
+}
+
 DSK_ISA_BEGIN
 
 template <class Y>
@@ -97,13 +120,14 @@ void blocked(view<const float, 2> x, index_t panels, panel_kind kind, const Src&
   }
 }
 
-inline bool use_gemv(const config& c, index_t M, index_t K) {
+inline bool use_gemv(const matmul_config& c, index_t M, index_t K) {
   return K == 0 || c.algo == algorithm::gemv || (c.algo == algorithm::automatic && M <= c.gemv_max_rows);
 }
 
 // Unchecked kernels (arguments validated by the public entry points), templates on the packet layer S.
-template <class S, config C, class W, class Out>
+template <class S, matmul_config C, class W, class Out>
 void run_packed(view<const float, 2> x, const packed_weights<W>& w, const float* bias, view<Out, 2> y) {
+  static_assert(C.gemv_max_rows >= 0, "gemm::matmul_config: gemv_max_rows must be >= 0");
   const index_t M = x.extent(0);
   if (M == 0 || w.out_features() == 0) return;
   if (use_gemv(C, M, x.extent(1)))
@@ -111,9 +135,10 @@ void run_packed(view<const float, 2> x, const packed_weights<W>& w, const float*
   blocked<S>(x, w.panels(), w.kind(), packed_source<S, W>{&w}, bias, y);
 }
 
-template <class S, config C, class W, class Out>
+template <class S, matmul_config C, class W, class Out>
 void run_rows(view<const float, 2> x, view<const W, 2> w, view<const W, 2> w_up, bool swiglu,
               const float* bias, view<Out, 2> y) {
+  static_assert(C.gemv_max_rows >= 0, "gemm::matmul_config: gemv_max_rows must be >= 0");
   const index_t M = x.extent(0), N = w.extent(0);
   if (M == 0 || N == 0) return;
   if (use_gemv(C, M, x.extent(1)))
@@ -162,63 +187,69 @@ DSK_ISA_BEGIN
 // x. M > 8 runs the blocked GEMM (Goto & van de Geijn, "Anatomy of high-performance matrix multiplication",
 // TOMS 2008; the BLIS 5-loop structure); M <= 8 streams W once for all rows. Pre-pack weights that are used
 // more than once: an unpacked W is transposed into panels on every blocked call.
-template <config C = config{}, class Wt, class Y>
-requires(weight_matrix<Wt> || std::is_same_v<Wt, packed_weights<float>> ||
-         std::is_same_v<Wt, packed_weights<bf16>> || std::is_same_v<Wt, packed_weights<f16>>) &&
-    output_matrix<Y> void matmul(view<const float, 2> x, const Wt& w, view<const float, 1> bias, Y&& y) {
+template <matmul_config C = matmul_config{}, host_exec Exec = host, class Wt, class Y>
+requires output_matrix<Y>
+void matmul(view<const float, 2> x, const Wt& w, view<const float, 1> bias, Y&& y) {
+  using S = exec_packet_t<Exec>;
   const contract c{"gemm::matmul"};
   auto yv = detail::as_output(std::forward<Y>(y));
   const float* b = bias.data();
-  if constexpr (weight_matrix<Wt>) {
+  if constexpr (!detail::check_weight<Wt>()) {
+    return;  // check_weight has said what is wrong
+  } else if constexpr (weight_matrix<Wt>) {
     auto wv = detail::as_weights(w);
     c.unit_inner_stride("w", wv);
     detail::check_common<decltype(wv)>(c, x, wv.extent(0), wv.extent(1), yv);
     if (b) c.extent("bias", bias, 0, wv.extent(0), "w.extent(0) (N)").unit_inner_stride("bias", bias);
-    detail::run_rows<simd::native, C>(x, wv, wv, false, b, yv);
+    detail::run_rows<S, C>(x, wv, wv, false, b, yv);
   } else {
     c.require(w.kind() == panel_kind::plain, "w",
               "weights packed for matmul (packed_weights(w)), not for swiglu");
     detail::check_common<Wt>(c, x, w.out_features(), w.in_features(), yv);
     if (b)
       c.extent("bias", bias, 0, w.out_features(), "w.out_features() (N)").unit_inner_stride("bias", bias);
-    detail::run_packed<simd::native, C>(x, w, b, yv);
+    detail::run_packed<S, C>(x, w, b, yv);
   }
 }
 
 // y = x * W^T without bias.
-template <config C = config{}, class Wt, class Y>
-requires(weight_matrix<Wt> || std::is_same_v<Wt, packed_weights<float>> ||
-         std::is_same_v<Wt, packed_weights<bf16>> || std::is_same_v<Wt, packed_weights<f16>>) &&
-    output_matrix<Y> void matmul(view<const float, 2> x, const Wt& w, Y&& y) {
-  matmul<C>(x, w, view<const float, 1>{}, std::forward<Y>(y));
+template <matmul_config C = matmul_config{}, host_exec Exec = host, class Wt, class Y>
+requires output_matrix<Y>
+void matmul(view<const float, 2> x, const Wt& w, Y&& y) {
+  matmul<C, Exec>(x, w, view<const float, 1>{}, std::forward<Y>(y));
 }
 
 // y = silu(x W_gate^T) * (x W_up^T), the SwiGLU of DeepSeek's MLP and experts (Shazeer, "GLU Variants Improve
 // Transformer", 2020), x read once for both projections. x [M, K]; gate_up packed with packed_weights::swiglu
 // (N outputs); y [M, N] f32 or bf16.
-template <config C = config{}, float_storage W, class Y>
+template <matmul_config C = matmul_config{}, host_exec Exec = host, float_storage W, class Y>
 requires output_matrix<Y>
 void swiglu(view<const float, 2> x, const packed_weights<W>& gate_up, Y&& y) {
+  using S = exec_packet_t<Exec>;
   const contract c{"gemm::swiglu"};
   auto yv = detail::as_output(std::forward<Y>(y));
   c.require(gate_up.kind() == panel_kind::swiglu, "gate_up",
             "weights packed with packed_weights::swiglu(w_gate, w_up)");
   detail::check_common<packed_weights<W>>(c, x, gate_up.out_features(), gate_up.in_features(), yv);
-  detail::run_packed<simd::native, C>(x, gate_up, nullptr, yv);
+  detail::run_packed<S, C>(x, gate_up, nullptr, yv);
 }
 
 // The same from row-major w_gate, w_up [N, K] of the same dtype.
-template <config C = config{}, class Wt, class Y>
-requires weight_matrix<Wt> && output_matrix<Y>
-void swiglu(view<const float, 2> x, const Wt& w_gate, const Wt& w_up, Y&& y) {
-  const contract c{"gemm::swiglu"};
-  auto yv = detail::as_output(std::forward<Y>(y));
-  auto g = detail::as_weights(w_gate), u = detail::as_weights(w_up);
-  c.unit_inner_stride("w_gate", g).unit_inner_stride("w_up", u);
-  c.extent("w_up", u, 0, g.extent(0), "w_gate.extent(0)")
-      .extent("w_up", u, 1, g.extent(1), "w_gate.extent(1)");
-  detail::check_common<decltype(g)>(c, x, g.extent(0), g.extent(1), yv);
-  detail::run_rows<simd::native, C>(x, g, u, true, nullptr, yv);
+template <matmul_config C = matmul_config{}, host_exec Exec = host, class Wt, class Y>
+requires(!is_packed_weights<std::remove_cvref_t<Wt>>) && output_matrix<Y> void swiglu(view<const float, 2> x,
+                                                                                      const Wt& w_gate,
+                                                                                      const Wt& w_up, Y&& y) {
+  using S = exec_packet_t<Exec>;
+  if constexpr (detail::check_weight<Wt>()) {
+    const contract c{"gemm::swiglu"};
+    auto yv = detail::as_output(std::forward<Y>(y));
+    auto g = detail::as_weights(w_gate), u = detail::as_weights(w_up);
+    c.unit_inner_stride("w_gate", g).unit_inner_stride("w_up", u);
+    c.extent("w_up", u, 0, g.extent(0), "w_gate.extent(0)")
+        .extent("w_up", u, 1, g.extent(1), "w_gate.extent(1)");
+    detail::check_common<decltype(g)>(c, x, g.extent(0), g.extent(1), yv);
+    detail::run_rows<S, C>(x, g, u, true, nullptr, yv);
+  }
 }
 
 DSK_ISA_END

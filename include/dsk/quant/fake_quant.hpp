@@ -57,27 +57,30 @@ DSK_ISA_END
 }  // namespace detail
 
 DSK_ISA_BEGIN
-// Forward: y[i, k] = clamp(round(x[i, k] / s), qmin, qmax) * s with s = scales[i, k / group] (f32, >= 0; a
-// zero scale gives 0). Uses C.fmt (code range, group) and C.round. x, y [N, K]; scales [N,
-// groups_per_row(fmt, K)]. Typical scales: absmax_scales<C>(w, scales), i.e. what quantize() would store.
-template <quantize_config C>
+// fake_quantize<C, Exec = dsk::host>: C a quant::format or quant::quantize_config (quantize's), Exec
+// dsk::host or a packet layer. Forward: y[i, k] = clamp(round(x[i, k] / s), qmin, qmax) * s with s =
+// scales[i, k / group] (f32, >= 0; a zero scale gives 0). Uses the format (code range, group) and the
+// rounding. x, y [N, K]; scales [N, groups_per_row(fmt, K)]. Typical scales: absmax_scales<C>(w, scales),
+// i.e. what quantize() would store.
+template <auto C, host_exec Exec = host>
 void fake_quantize(view<const float, 2> x, view<const float, 2> scales, view<float, 2> y) {
-  detail::fake_quantize_with<simd::native, C>(x, scales, y);
+  detail::fake_quantize_with<exec_packet_t<Exec>, spec_v<C>>(x, scales, y);
 }
 // Straight-through backward: dx = dy where qmin <= round(x / s) <= qmax (for s == 0: where x == 0), else 0.
-template <quantize_config C>
+template <auto C, host_exec Exec = host>
 void fake_quantize_backward(view<const float, 2> x, view<const float, 2> scales, view<const float, 2> dy,
                             view<float, 2> dx) {
-  detail::fake_quantize_backward_with<simd::native, C>(x, scales, dy, dx);
+  detail::fake_quantize_backward_with<exec_packet_t<Exec>, spec_v<C>>(x, scales, dy, dx);
 }
 
 // The scales quantize<C>() would choose for w (abs-max or clipping search, rounded to the scale storage
 // type), as f32 [N, groups_per_row(fmt, K)]: the usual input of fake_quantize.
-template <quantize_config C>
+template <auto C, host_exec Exec = host>
 void absmax_scales(view<const float, 2> w, view<float, 2> scales) {
+  constexpr quantize_config Q = spec_v<C>;
   const contract c{"quant::absmax_scales"};
-  c.extent("scales", scales, 0, w.extent(0)).extent("scales", scales, 1, groups_per_row(C.fmt, w.extent(1)));
-  const auto q = quantize<C>(w);
+  c.extent("scales", scales, 0, w.extent(0)).extent("scales", scales, 1, groups_per_row(Q.fmt, w.extent(1)));
+  const auto q = quantize<Q, Exec>(w);
   for (index_t i = 0; i < q.rows(); ++i)
     for (index_t g = 0; g < q.groups(); ++g) scales(i, g) = q.scale(i, g);
 }

@@ -63,6 +63,34 @@ struct quantize_config {
   range_method method = range_method::absmax;
 };
 
+// What quantize<C> / fake_quantize<C> / absmax_scales<C> take as C: a format (rounding half_even, abs-max
+// scales: quantize<quant::int4_per_channel>(w), as matmul deduces it) or a quantize_config for the options
+// that change the generated code (rounding, clipping search).
+template <class T>
+concept quantize_spec = std::is_same_v<T, format> || std::is_same_v<T, quantize_config>;
+
+DSK_HD constexpr quantize_config to_quantize_config(format f) { return quantize_config{f}; }
+DSK_HD constexpr quantize_config to_quantize_config(quantize_config c) { return c; }
+
+template <auto C>
+DSK_HD constexpr quantize_config spec_value() {
+  if constexpr (quantize_spec<std::remove_cv_t<decltype(C)>>)
+    return to_quantize_config(C);
+  else
+    return quantize_config{};  // spec_of has said what is wrong
+}
+
+// The quantize_config a spec C stands for, validated with a readable message.
+template <auto C>
+struct spec_of {
+  static_assert(quantize_spec<std::remove_cv_t<decltype(C)>>,
+                "dsk::quant: the config must be a quant::format (e.g. quant::int4_per_channel) or a "
+                "quant::quantize_config");
+  static constexpr quantize_config value = spec_value<C>();
+};
+template <auto C>
+inline constexpr quantize_config spec_v = spec_of<C>::value;
+
 inline constexpr format int8_per_channel{qtype::int8, 0, scale_type::f32, int4_range::sym7};
 inline constexpr format int4_per_channel{qtype::int4, 0, scale_type::f32, int4_range::sym7};
 inline constexpr format int4_g128_f16{qtype::int4, 128, scale_type::f16, int4_range::sym7};

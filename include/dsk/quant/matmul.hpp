@@ -4,7 +4,10 @@
 // quant/host/matmul_avx2.hpp); checked against quant/ref.hpp in tests/quant/matmul.cpp.
 #pragma once
 
+#include <type_traits>
+
 #include "dsk/core/error.hpp"
+#include "dsk/core/exec.hpp"
 #include "dsk/core/view.hpp"
 #include "dsk/quant/format.hpp"
 #include "dsk/quant/host/matmul_avx2.hpp"
@@ -44,28 +47,32 @@ DSK_ISA_END
 }  // namespace detail
 
 DSK_ISA_BEGIN
+// matmul<Exec = dsk::host>(x, w, y) deduces the format from w (a quantized_operand); matmul<F, Exec>(x, w, y)
+// names it. Exec: dsk::host or a packet layer (dsk::simd::scalar, ...), all giving the same bits.
 // Weight-only product: y[m, n] = sum_g scale[n, g] * sum_{k in g} x[m, k] * code[n, k].
 // x [M, K] f32, w [N, K] quantized, y [M, N] f32; unit inner strides, any row strides. M = 1 is the decode
 // GEMV.
-template <format F>
-void matmul(view<const float, 2> x, qweight_view<F> w, view<float, 2> y) {
-  detail::matmul_with<simd::native>(x, w, y);
+template <host_exec Exec = host, class W>
+void matmul(view<const float, 2> x, const W& w, view<float, 2> y) {
+  if constexpr (detail::check_qweight<W>())
+    detail::matmul_with<exec_packet_t<Exec>>(x, detail::as_qview(w), y);
 }
-template <format F>
-void matmul(view<const float, 2> x, const quantized_weight<F>& w, view<float, 2> y) {
-  detail::matmul_with<simd::native>(x, w.view(), y);
+template <format F, host_exec Exec = host>
+void matmul(view<const float, 2> x, std::type_identity_t<qweight_view<F>> w, view<float, 2> y) {
+  detail::matmul_with<exec_packet_t<Exec>>(x, w, y);
 }
 
 // W8A8 / W4A8 product (prefill): x is quantized per token (quantize_tokens), then
 // y[m, n] = sx[m] * sum_g scale[n, g] * sum_{k in g} xq[m, k] * code[n, k] with exact int32 dot products
 // (SmoothQuant/LLM.int8()-style per-token x per-channel dequantization). Shapes as matmul; K <= 2^20.
-template <format F>
-void matmul_a8(view<const float, 2> x, qweight_view<F> w, view<float, 2> y) {
-  detail::matmul_a8_with<simd::native>(x, w, y);
+template <host_exec Exec = host, class W>
+void matmul_a8(view<const float, 2> x, const W& w, view<float, 2> y) {
+  if constexpr (detail::check_qweight<W>())
+    detail::matmul_a8_with<exec_packet_t<Exec>>(x, detail::as_qview(w), y);
 }
-template <format F>
-void matmul_a8(view<const float, 2> x, const quantized_weight<F>& w, view<float, 2> y) {
-  detail::matmul_a8_with<simd::native>(x, w.view(), y);
+template <format F, host_exec Exec = host>
+void matmul_a8(view<const float, 2> x, std::type_identity_t<qweight_view<F>> w, view<float, 2> y) {
+  detail::matmul_a8_with<exec_packet_t<Exec>>(x, w, y);
 }
 DSK_ISA_END
 

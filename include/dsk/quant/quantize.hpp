@@ -6,9 +6,11 @@
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "dsk/core/dtype.hpp"
 #include "dsk/core/error.hpp"
+#include "dsk/core/exec.hpp"
 #include "dsk/core/parallel.hpp"
 #include "dsk/core/tensor.hpp"
 #include "dsk/core/view.hpp"
@@ -141,51 +143,90 @@ void quantize_tokens_with(view<const float, 2> x, view<std::int8_t, 2> q, view<f
 DSK_ISA_END
 }  // namespace detail
 
+// A quantized weight operand of matmul / matmul_a8 / dequantize: qweight_view<F> or quantized_weight<F>.
+template <class W>
+inline constexpr bool is_quantized_operand = false;
+template <format F>
+inline constexpr bool is_quantized_operand<qweight_view<F>> = true;
+template <format F>
+inline constexpr bool is_quantized_operand<quantized_weight<F>> = true;
+template <class W>
+concept quantized_operand = is_quantized_operand<std::remove_cvref_t<W>>;
+
+namespace detail {
+// One readable line instead of a failed overload set (the instantiation context names W).
+template <class W>
+constexpr bool check_qweight() {
+  static_assert(quantized_operand<W>,
+                "dsk::quant: not a quantized weight (quant::quantized_weight<F> or quant::qweight_view<F>; "
+                "quantize a float/bf16/f16 matrix with quant::quantize<format>(w), or use gemm::matmul)");
+  return quantized_operand<W>;
+}
+template <format F>
+qweight_view<F> as_qview(const qweight_view<F>& w) {
+  return w;
+}
+template <format F>
+qweight_view<F> as_qview(const quantized_weight<F>& w) {
+  return w.view();
+}
+}  // namespace detail
+
 DSK_ISA_BEGIN
+// quantize<C, Exec = dsk::host>(w): C is a quant::format (quantize<quant::int4_per_channel>(w): ties to even,
+// abs-max scales) or a quant::quantize_config (rounding, clipping search); Exec is dsk::host or a packet
+// layer (dsk::simd::scalar, ...), all giving the same bits.
 // Quantizes W [N, K] (f32, or a bf16/f16 checkpoint tensor; unit inner stride) per output channel (row), or
-// per group of C.fmt.group columns:
+// per group of fmt.group columns:
 //   amax = max |w| over the channel/group;  scale = stored(r * amax / divisor)  (r = 1 for absmax; the best
 //   of the clip_ratio grid for range_method::mse);  code = clamp(round(w / scale), qmin, qmax), 0 when scale
 //   == 0.
 // Conventions follow PyTorch's quantize_per_channel (half_even) or llama.cpp (half_away). A NaN or Inf weight
 // throws dsk::error naming the channel and column.
-template <quantize_config C>
-quantized_weight<C.fmt> quantize(view<const float, 2> w) {
-  return detail::quantize_with<simd::native, C>(w);
+template <auto C, host_exec Exec = host>
+quantized_weight<spec_v<C>.fmt> quantize(view<const float, 2> w) {
+  return detail::quantize_with<exec_packet_t<Exec>, spec_v<C>>(w);
 }
-template <quantize_config C>
-quantized_weight<C.fmt> quantize(view<const bf16, 2> w) {
-  return detail::quantize_with<simd::native, C>(w);
+template <auto C, host_exec Exec = host>
+quantized_weight<spec_v<C>.fmt> quantize(view<const bf16, 2> w) {
+  return detail::quantize_with<exec_packet_t<Exec>, spec_v<C>>(w);
 }
-template <quantize_config C>
-quantized_weight<C.fmt> quantize(view<const f16, 2> w) {
-  return detail::quantize_with<simd::native, C>(w);
+template <auto C, host_exec Exec = host>
+quantized_weight<spec_v<C>.fmt> quantize(view<const f16, 2> w) {
+  return detail::quantize_with<exec_packet_t<Exec>, spec_v<C>>(w);
 }
 
 // The same into existing storage (reallocated only when the shape differs): for re-quantizing in a loop.
-template <quantize_config C>
-void quantize(view<const float, 2> w, quantized_weight<C.fmt>& out) {
-  detail::quantize_into<simd::native, C>(w, out);
+template <auto C, host_exec Exec = host>
+void quantize(view<const float, 2> w, quantized_weight<spec_v<C>.fmt>& out) {
+  detail::quantize_into<exec_packet_t<Exec>, spec_v<C>>(w, out);
 }
-template <quantize_config C>
-void quantize(view<const bf16, 2> w, quantized_weight<C.fmt>& out) {
-  detail::quantize_into<simd::native, C>(w, out);
+template <auto C, host_exec Exec = host>
+void quantize(view<const bf16, 2> w, quantized_weight<spec_v<C>.fmt>& out) {
+  detail::quantize_into<exec_packet_t<Exec>, spec_v<C>>(w, out);
+}
+template <auto C, host_exec Exec = host>
+void quantize(view<const f16, 2> w, quantized_weight<spec_v<C>.fmt>& out) {
+  detail::quantize_into<exec_packet_t<Exec>, spec_v<C>>(w, out);
 }
 
-// out[N, K] = code * scale.
-template <format F>
-void dequantize(qweight_view<F> q, view<float, 2> out) {
-  detail::dequantize_with<simd::native>(q, out);
+// out[N, K] = code * scale. dequantize<Exec = dsk::host>(q, out) deduces the format from q;
+// dequantize<F, Exec>(q, out) names it (q converts to qweight_view<F>).
+template <host_exec Exec = host, class W>
+void dequantize(const W& q, view<float, 2> out) {
+  if constexpr (detail::check_qweight<W>())
+    detail::dequantize_with<exec_packet_t<Exec>>(detail::as_qview(q), out);
 }
-template <format F>
-void dequantize(const quantized_weight<F>& q, view<float, 2> out) {
-  detail::dequantize_with<simd::native>(q.view(), out);
+template <format F, host_exec Exec = host>
+void dequantize(std::type_identity_t<qweight_view<F>> q, view<float, 2> out) {
+  detail::dequantize_with<exec_packet_t<Exec>>(q, out);
 }
 
 // Per-token (row) int8 quantization of activations x [M, K]: scales[m] = max_k |x[m, k]| / 127,
 // q[m, k] = clamp(nearbyint(x / scale), -127, 127) (0 for an all-zero token). Non-finite values throw.
-inline void quantize_tokens(view<const float, 2> x, view<std::int8_t, 2> q, view<float, 1> scales) {
-  detail::quantize_tokens_with<simd::native>(x, q, scales);
+template <host_exec Exec = host>
+void quantize_tokens(view<const float, 2> x, view<std::int8_t, 2> q, view<float, 1> scales) {
+  detail::quantize_tokens_with<exec_packet_t<Exec>>(x, q, scales);
 }
 DSK_ISA_END
 

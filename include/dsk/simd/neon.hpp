@@ -34,6 +34,9 @@ struct neon {
   struct i8 {
     int8x16_t lo, hi;
   };
+  struct i16 {
+    int16x8_t lo, hi;
+  };
 
   // ---- float packets --------------------------------------------------------------------------------
   static f32 zero() { return broadcast(0.0f); }
@@ -103,8 +106,83 @@ struct neon {
   static std::int32_t reduce_add(i32 a) { return vaddvq_s32(a.lo) + vaddvq_s32(a.hi); }
   static f32 to_f32(i32 a) { return {vcvtq_f32_s32(a.lo), vcvtq_f32_s32(a.hi)}; }
 
+  // ---- rounding, masks and code conversions (quantization; semantics in scalar.hpp) --------------------
+  static f32 abs(f32 a) { return {vabsq_f32(a.lo), vabsq_f32(a.hi)}; }
+  static f32 round_even(f32 a) { return {vrndnq_f32(a.lo), vrndnq_f32(a.hi)}; }  // FRINTN: ties to even
+  static f32 round_away(f32 a) { return {vrndaq_f32(a.lo), vrndaq_f32(a.hi)}; }  // FRINTA: ties away, -0 kept
+  static f32 select_eq(f32 a, f32 b, f32 v) { return {mask_eq(a.lo, b.lo, v.lo), mask_eq(a.hi, b.hi, v.hi)}; }
+  static void store_i8(std::int8_t* p, f32 a, int n) {
+    std::int8_t tmp[8];
+    vst1_s8(tmp, vqmovn_s16(to_i16(a)));
+    std::memcpy(p, tmp, static_cast<std::size_t>(clamp_n(n)));
+  }
+  static void store_i16(std::int16_t* p, f32 a) { vst1q_s16(p, to_i16(a)); }
+  static void store_i4(std::uint8_t* p, f32 a) {
+    const uint8x8_t b = vand_u8(vreinterpret_u8_s8(vmovn_s16(to_i16(a))), vdup_n_u8(0x0f));
+    const uint8x8_t packed = vorr_u8(vuzp1_u8(b, b), vshl_n_u8(vuzp2_u8(b, b), 4));  // bytes 0..3
+    std::uint8_t tmp[8];
+    vst1_u8(tmp, packed);
+    std::memcpy(p, tmp, 4);
+  }
+  static f32 load_i8_f32(const std::int8_t* p) { return widen_i16_f32(vmovl_s8(vld1_s8(p))); }
+  static void load_i4_f32(const std::uint8_t* p, f32& even, f32& odd) {
+    const int8x8_t b = vreinterpret_s8_u8(vld1_u8(p));
+    even = widen_i16_f32(vmovl_s8(vshr_n_s8(vshl_n_s8(b, 4), 4)));
+    odd = widen_i16_f32(vmovl_s8(vshr_n_s8(b, 4)));
+  }
+
+  // ---- int16 packets ----------------------------------------------------------------------------------
+  static i16 load_i16(const std::int16_t* p) { return {vld1q_s16(p), vld1q_s16(p + 8)}; }
+  static void store_i16(std::int16_t* p, i16 a) {
+    vst1q_s16(p, a.lo);
+    vst1q_s16(p + 8, a.hi);
+  }
+  static i16 load_i8_i16(const std::int8_t* p) {
+    const int8x16_t b = vld1q_s8(p);
+    return {vmovl_s8(vget_low_s8(b)), vmovl_high_s8(b)};
+  }
+  static void load_i4_i16(const std::uint8_t* p, i16& even, i16& odd) {
+    const int8x16_t b = vreinterpretq_s8_u8(vld1q_u8(p));
+    const int8x16_t e = vshrq_n_s8(vshlq_n_s8(b, 4), 4), o = vshrq_n_s8(b, 4);
+    even = {vmovl_s8(vget_low_s8(e)), vmovl_high_s8(e)};
+    odd = {vmovl_s8(vget_low_s8(o)), vmovl_high_s8(o)};
+  }
+  static i32 madd_i16(i32 acc, i16 a, i16 b) {
+    return {vaddq_s32(acc.lo, madd8(a.lo, b.lo)), vaddq_s32(acc.hi, madd8(a.hi, b.hi))};
+  }
+  static void pin([[maybe_unused]] i16& a) {
+#if defined(__GNUC__)
+    __asm__("" : "+w"(a.lo), "+w"(a.hi));
+#endif
+  }
+  static i32 reduce_add8(const i32 (&a)[8]) {
+    int32x4_t s[8];
+    for (int j = 0; j < 8; ++j) s[j] = vaddq_s32(a[j].lo, a[j].hi);
+    return {vpaddq_s32(vpaddq_s32(s[0], s[1]), vpaddq_s32(s[2], s[3])),
+            vpaddq_s32(vpaddq_s32(s[4], s[5]), vpaddq_s32(s[6], s[7]))};
+  }
+  // The AVX2 hadd tree: pairwise adds within each half, then the two halves.
+  static void reduce_add4(f32 a, f32 b, f32 c, f32 d, float* out) {
+    const float32x4_t lo = vpaddq_f32(vpaddq_f32(a.lo, b.lo), vpaddq_f32(c.lo, d.lo));
+    const float32x4_t hi = vpaddq_f32(vpaddq_f32(a.hi, b.hi), vpaddq_f32(c.hi, d.hi));
+    vst1q_f32(out, vaddq_f32(lo, hi));
+  }
+
  private:
   static int clamp_n(int n) { return std::clamp(n, 0, width); }
+  static float32x4_t mask_eq(float32x4_t a, float32x4_t b, float32x4_t v) {
+    return vreinterpretq_f32_u32(vandq_u32(vceqq_f32(a, b), vreinterpretq_u32_f32(v)));
+  }
+  // Integral lanes -> int16 (round to nearest like cvtps_epi32, saturating like packs_epi32).
+  static int16x8_t to_i16(f32 a) {
+    return vcombine_s16(vqmovn_s32(vcvtnq_s32_f32(a.lo)), vqmovn_s32(vcvtnq_s32_f32(a.hi)));
+  }
+  static f32 widen_i16_f32(int16x8_t h) {
+    return {vcvtq_f32_s32(vmovl_s16(vget_low_s16(h))), vcvtq_f32_s32(vmovl_high_s16(h))};
+  }
+  static int32x4_t madd8(int16x8_t a, int16x8_t b) {
+    return vpaddq_s32(vmull_s16(vget_low_s16(a), vget_low_s16(b)), vmull_high_s16(a, b));
+  }
   static float32x4_t sel_gt(float32x4_t a, float32x4_t b) { return vbslq_f32(vcgtq_f32(a, b), a, b); }
   static float32x4_t sel_lt(float32x4_t a, float32x4_t b) { return vbslq_f32(vcltq_f32(a, b), a, b); }
 

@@ -32,6 +32,9 @@ struct scalar {
   struct i8 {
     std::int8_t v[32];
   };
+  struct i16 {  // 16 int16 lanes (the quantized kernels' code and activation packets)
+    std::int16_t v[16];
+  };
 
   // ---- float packets --------------------------------------------------------------------------------
   static f32 zero() { return broadcast(0.0f); }
@@ -152,6 +155,110 @@ struct scalar {
     return r;
   }
 
+  // ---- rounding, masks and code conversions (quantization) ---------------------------------------------
+  // |a| (clears the sign bit, NaN included).
+  static f32 abs(f32 a) {
+    for (float& e : a.v) e = std::fabs(e);
+    return a;
+  }
+  // Round to nearest, ties to even (the default rounding mode).
+  static f32 round_even(f32 a) {
+    for (float& e : a.v) e = std::nearbyint(e);
+    return a;
+  }
+  // Round to nearest, ties away from zero: truncate, then step away when the (exact) remainder is at least
+  // one half. The sign of a zero result is the sign of a (-0.3 -> -0).
+  static f32 round_away(f32 a) {
+    for (float& e : a.v) {
+      const float t = std::trunc(e);
+      e = std::fabs(e - t) >= 0.5f ? t + std::copysign(1.0f, e) : t;
+    }
+    return a;
+  }
+  // Lanes where a == b (ordered: NaN is never equal) keep v, the others become +0.
+  static f32 select_eq(f32 a, f32 b, f32 v) {
+    for (int i = 0; i < width; ++i) v.v[i] = a.v[i] == b.v[i] ? v.v[i] : 0.0f;
+    return v;
+  }
+  // Lanes [0, n) (n clamped to [0, 8]) as int8. Contract: integral lanes in [-128, 127].
+  static void store_i8(std::int8_t* p, f32 a, int n) {
+    for (int i = 0; i < clamp_n(n); ++i) p[i] = static_cast<std::int8_t>(a.v[i]);
+  }
+  // The 8 lanes as int16. Contract: integral lanes in [-32768, 32767].
+  static void store_i16(std::int16_t* p, f32 a) {
+    for (int i = 0; i < width; ++i) p[i] = static_cast<std::int16_t>(a.v[i]);
+  }
+  // Integral lanes in [-8, 7] as 4 bytes of int4x2: lane 2j in the low nibble, 2j+1 in the high nibble of
+  // p[j].
+  static void store_i4(std::uint8_t* p, f32 a) {
+    for (int j = 0; j < 4; ++j) {
+      const int lo = static_cast<int>(a.v[2 * j]), hi = static_cast<int>(a.v[2 * j + 1]);
+      p[j] = static_cast<std::uint8_t>((lo & 0xf) | ((hi & 0xf) << 4));
+    }
+  }
+  // 8 int8 -> 8 floats.
+  static f32 load_i8_f32(const std::int8_t* p) {
+    f32 r;
+    for (int i = 0; i < width; ++i) r.v[i] = static_cast<float>(p[i]);
+    return r;
+  }
+  // 8 bytes of int4x2 -> the 8 low-nibble codes (even elements) and the 8 high-nibble codes (odd elements).
+  static void load_i4_f32(const std::uint8_t* p, f32& even, f32& odd) {
+    for (int i = 0; i < width; ++i) {
+      even.v[i] = static_cast<float>(low_nibble(p[i]));
+      odd.v[i] = static_cast<float>(high_nibble(p[i]));
+    }
+  }
+
+  // ---- int16 packets ----------------------------------------------------------------------------------
+  static i16 load_i16(const std::int16_t* p) {
+    i16 r;
+    std::memcpy(r.v, p, sizeof r.v);
+    return r;
+  }
+  static void store_i16(std::int16_t* p, i16 a) { std::memcpy(p, a.v, sizeof a.v); }
+  // 16 int8 -> int16.
+  static i16 load_i8_i16(const std::int8_t* p) {
+    i16 r;
+    for (int i = 0; i < 16; ++i) r.v[i] = p[i];
+    return r;
+  }
+  // 16 bytes of int4x2 -> 16 low-nibble and 16 high-nibble codes as int16.
+  static void load_i4_i16(const std::uint8_t* p, i16& even, i16& odd) {
+    for (int i = 0; i < 16; ++i) {
+      even.v[i] = static_cast<std::int16_t>(low_nibble(p[i]));
+      odd.v[i] = static_cast<std::int16_t>(high_nibble(p[i]));
+    }
+  }
+  // acc[j] += a[2j] * b[2j] + a[2j+1] * b[2j+1]. Contract: the pair sum fits int32 (it does unless all four
+  // factors are -32768).
+  static i32 madd_i16(i32 acc, i16 a, i16 b) {
+    for (int j = 0; j < 8; ++j)
+      acc.v[j] += std::int32_t{a.v[2 * j]} * b.v[2 * j] + std::int32_t{a.v[2 * j + 1]} * b.v[2 * j + 1];
+    return acc;
+  }
+  // Keeps a loaded operand in a register (an optimizer barrier on the SIMD layers; nothing here).
+  static void pin(i16&) {}
+  // Lane j = the sum of the 8 lanes of a[j] (wrapping int32, so any order gives the same result).
+  static i32 reduce_add8(const i32 (&a)[8]) {
+    i32 r{};
+    for (int j = 0; j < 8; ++j) {
+      std::uint32_t s = 0;
+      for (int l = 0; l < 8; ++l) s += static_cast<std::uint32_t>(a[j].v[l]);
+      r.v[j] = static_cast<std::int32_t>(s);
+    }
+    return r;
+  }
+  // out[k] = the horizontal sum of the k-th packet in the order ((v0+v1) + (v2+v3)) + ((v4+v5) + (v6+v7))
+  // (the AVX2 hadd tree; note: not reduce_add's order).
+  static void reduce_add4(f32 a, f32 b, f32 c, f32 d, float* out) {
+    const f32* x[4] = {&a, &b, &c, &d};
+    for (int k = 0; k < 4; ++k) {
+      const float* v = x[k]->v;
+      out[k] = ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
+    }
+  }
+
   // Shared by both paths: one lane of exp, written with explicit fma so the vector code can mirror it.
   static float exp1(float x) {
     if (std::isnan(x)) return x;
@@ -177,6 +284,8 @@ struct scalar {
 
  private:
   static int clamp_n(int n) { return std::clamp(n, 0, width); }
+  static int low_nibble(std::uint8_t b) { return (b & 0x8) ? int(b & 0xf) - 16 : int(b & 0xf); }
+  static int high_nibble(std::uint8_t b) { return static_cast<std::int8_t>(b) >> 4; }
   template <class F>
   static f32 map(f32 a, f32 b, F f) {
     f32 r;

@@ -34,32 +34,6 @@ inline constexpr int tile_keys = 64;  // keys per tile: a 64 x 576 float K tile 
 inline constexpr int row_block = 6;   // rows per P.V register block (6 x 2 packets of accumulators)
 inline constexpr float neg_inf = -std::numeric_limits<float>::infinity();
 
-// Packet ops the engine needs beyond dsk::simd (candidates for promotion): four horizontal sums at once.
-// The generic version stores and adds in the order the AVX2 hadd tree uses, so both give the same bits.
-template <class S>
-struct packet_ext {
-  static DSK_ALWAYS_INLINE void reduce4(typename S::f32 a, typename S::f32 b, typename S::f32 c,
-                                        typename S::f32 d, float* out) {
-    alignas(32) float x[4][8];
-    S::store(x[0], a);
-    S::store(x[1], b);
-    S::store(x[2], c);
-    S::store(x[3], d);
-    for (int k = 0; k < 4; ++k)
-      out[k] = ((x[k][0] + x[k][1]) + (x[k][2] + x[k][3])) + ((x[k][4] + x[k][5]) + (x[k][6] + x[k][7]));
-  }
-};
-#if defined(DSK_HOST_ISA_AVX2)
-template <>
-struct packet_ext<simd::avx2> {
-  static DSK_ALWAYS_INLINE void reduce4(simd::avx2::f32 a, simd::avx2::f32 b, simd::avx2::f32 c,
-                                        simd::avx2::f32 d, float* out) {
-    const __m256 t = _mm256_hadd_ps(_mm256_hadd_ps(a.v, b.v), _mm256_hadd_ps(c.v, d.v));
-    _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1)));
-  }
-};
-#endif
-
 // Query rows that share one KV head, with their running softmax state. Row r sees the keys in [lo[r], hi[r])
 // (the causal / window / compression mask); acc holds the unnormalised output sum_j e^(s_j - m) v_j.
 struct row_set {
@@ -100,7 +74,7 @@ DSK_ALWAYS_INLINE void qk_rows(const float* const* q, const float* const* kp, in
         acc[i][3] = S::fma(a, b3, acc[i][3]);
       }
     }
-    for (int i = 0; i < R; ++i) packet_ext<S>::reduce4(acc[i][0], acc[i][1], acc[i][2], acc[i][3], &s[i][c]);
+    for (int i = 0; i < R; ++i) S::reduce_add4(acc[i][0], acc[i][1], acc[i][2], acc[i][3], &s[i][c]);
   }
 }
 

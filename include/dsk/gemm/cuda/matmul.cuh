@@ -12,6 +12,7 @@
 #include "dsk/core/error.hpp"
 #include "dsk/core/view.hpp"
 #include "dsk/cuda.cuh"
+#include "dsk/gemm/config.hpp"
 #include "dsk/gemm/cuda/gemv.cuh"
 
 #if !DSK_SIMT_EMULATION
@@ -20,19 +21,6 @@
 
 namespace dsk::gemm {
 DSK_CUDA_MODE_BEGIN
-
-// Which path gemm::matmul<cuda> takes.
-enum class cuda_algorithm : std::uint8_t {
-  automatic,  // GEMV kernel for M <= gemv_max_rows, cuBLASLt otherwise (the GEMV kernel under the emulation)
-  gemv,       // the SIMT GEMV kernel for any M (re-reads W once per 8 rows of x)
-  cublaslt,   // cuBLASLt for any M (native only: x and W of the same type)
-};
-
-// Compile-time configuration of matmul<cuda> (structural: matmul<dsk::cuda, {.gemv_max_rows = 4}>(...)).
-struct cuda_config {
-  cuda_algorithm algo = cuda_algorithm::automatic;
-  index_t gemv_max_rows = 8;
-};
 
 #if !DSK_SIMT_EMULATION
 namespace detail {
@@ -115,11 +103,13 @@ void lt_matmul(view<const T, 2> x, view<const T, 2> w, view<Y, 2> y, const devic
 }  // namespace detail
 #endif
 
-// y = x * W^T, fp32 accumulation. x [M, K] (f32, bf16 or f16), W [N, K] (f32, bf16 or f16), y [M, N] (f32, or
-// the type of W), all in device memory with unit inner strides and any row strides; y must not overlap x or
-// W. M <= C.gemv_max_rows: the GEMV kernel (any mix of x and W types). Larger M: cuBLASLt natively (x and W
-// of the same type; y f32 or that type), the GEMV kernel under the emulation. Asynchronous on s.
-template <std::same_as<dsk::cuda> B, cuda_config C = cuda_config{}, float_storage X, float_storage W, class Y>
+// matmul<C, dsk::cuda>(x, w, y, stream): y = x * W^T, fp32 accumulation (C: gemm::matmul_config, the host's
+// config type; algorithm::blocked == algorithm::cublaslt). x [M, K] (f32, bf16 or f16), W [N, K] (f32, bf16
+// or f16), y [M, N] (f32, or the type of W), all in device memory with unit inner strides and any row
+// strides; y must not overlap x or W. M <= C.gemv_max_rows: the GEMV kernel (any mix of x and W types).
+// Larger M: cuBLASLt natively (x and W of the same type; y f32 or that type), the GEMV kernel under the
+// emulation. Asynchronous on s.
+template <matmul_config C, std::same_as<dsk::cuda> B, float_storage X, float_storage W, class Y>
 requires(std::is_same_v<Y, float> ||
          std::is_same_v<Y, W>) void matmul(view<const X, 2> x, view<const W, 2> w, view<Y, 2> y,
                                            const device::stream& s = device::stream::default_stream()) {
@@ -129,8 +119,8 @@ requires(std::is_same_v<Y, float> ||
   c.extent("y", y, 0, x.extent(0), "x.extent(0) (M)").extent("y", y, 1, w.extent(0), "w.extent(0) (N)");
   const index_t M = x.extent(0), N = w.extent(0);
   if (M == 0 || N == 0) return;
-  const bool gemv =
-      C.algo == cuda_algorithm::gemv || (C.algo == cuda_algorithm::automatic && M <= C.gemv_max_rows);
+  static_assert(C.gemv_max_rows >= 0, "gemm::matmul_config: gemv_max_rows must be >= 0");
+  const bool gemv = C.algo == algorithm::gemv || (C.algo == algorithm::automatic && M <= C.gemv_max_rows);
 #if !DSK_SIMT_EMULATION
   if (!gemv && x.extent(1) > 0) {  // K = 0 (y = 0) is left to the GEMV kernel
     if constexpr (std::is_same_v<X, W>) {
@@ -139,7 +129,7 @@ requires(std::is_same_v<Y, float> ||
       fail_unsupported("gemm::matmul<cuda>: M = ", M,
                        " > gemv_max_rows takes cuBLASLt, which needs x and w of the ", "same type (x ",
                        dsk::name(dtype_of<X>), ", w ", dsk::name(dtype_of<W>),
-                       "); convert x or use the GEMV path (cuda_config{.algo = cuda_algorithm::gemv})");
+                       "); convert x or use the GEMV path (matmul_config{.algo = algorithm::gemv})");
     }
   }
 #else

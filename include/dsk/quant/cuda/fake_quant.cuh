@@ -90,16 +90,16 @@ void fake_quant_cuda(const char* where, view<const float, 2> x, view<const float
 // Forward: y[i, k] = clamp(round(x[i, k] / s), qmin, qmax) * s, s = scales[i, k / group] (a zero scale gives
 // 0). x, y [N, K], scales [N, groups_per_row(C.fmt, K)] f32, all in device memory. A negative or non-finite
 // scale throws dsk::error after synchronising s (the scales are checked on the device).
-template <quantize_config C, std::same_as<dsk::cuda> B>
+template <auto C, std::same_as<dsk::cuda> B>
 void fake_quantize(view<const float, 2> x, view<const float, 2> scales, view<float, 2> y,
                    const device::stream& s = device::stream::default_stream()) {
-  detail::fake_quant_cuda<C>("quant::fake_quantize<cuda>", x, scales, y, {}, {}, false, s);
+  detail::fake_quant_cuda<spec_v<C>>("quant::fake_quantize<cuda>", x, scales, y, {}, {}, false, s);
 }
 // Straight-through backward: dx = dy where qmin <= round(x / s) <= qmax (for s == 0: where x == 0), else 0.
-template <quantize_config C, std::same_as<dsk::cuda> B>
+template <auto C, std::same_as<dsk::cuda> B>
 void fake_quantize_backward(view<const float, 2> x, view<const float, 2> scales, view<const float, 2> dy,
                             view<float, 2> dx, const device::stream& s = device::stream::default_stream()) {
-  detail::fake_quant_cuda<C>("quant::fake_quantize_backward<cuda>", x, scales, {}, dy, dx, true, s);
+  detail::fake_quant_cuda<spec_v<C>>("quant::fake_quantize_backward<cuda>", x, scales, {}, dy, dx, true, s);
 }
 
 DSK_CUDA_MODE_END

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <concepts>
+#include <type_traits>
 #include <cstdint>
 
 #include "dsk/core/backend.hpp"
@@ -124,6 +125,7 @@ __global__ void __launch_bounds__(32 * qgemv_warps)
 }
 }  // namespace kernels
 
+// matmul<dsk::cuda>(x, w, y, s) (format deduced from w) or matmul<F, dsk::cuda>(x, w, y, s).
 // Weight-only product y[m, n] = sum_g scale[n, g] * sum_{k in g} x[m, k] * code[n, k]: x [M, K] f32, w [N, K]
 // quantized (device memory, e.g. device_quantized_weight<F>::view()), y [M, N] f32; unit inner strides, any
 // row strides. M = 1 is the decode GEMV; larger M re-streams the codes once per 8 rows. Asynchronous on s.
@@ -159,6 +161,12 @@ template <std::same_as<dsk::cuda> B, format F>
 void matmul(view<const float, 2> x, const device_quantized_weight<F>& w, view<float, 2> y,
             const device::stream& s = device::stream::default_stream()) {
   matmul<B>(x, w.view(), y, s);
+}
+// The same with the format named first, as the host's matmul<F, Exec>: matmul<F, dsk::cuda>(x, w, y, s).
+template <format F, std::same_as<dsk::cuda> B>
+void matmul(view<const float, 2> x, std::type_identity_t<qweight_view<F>> w, view<float, 2> y,
+            const device::stream& s = device::stream::default_stream()) {
+  matmul<B>(x, w, y, s);
 }
 
 DSK_CUDA_MODE_END

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <concepts>
+#include <type_traits>
 #include <cstdint>
 
 #include "dsk/core/backend.hpp"
@@ -155,23 +156,24 @@ device_quantized_weight<C.fmt> quantize_cuda(view<const T, 2> w, const device::s
 }
 }  // namespace detail
 
+// quantize<C, dsk::cuda>(w, stream): C a quant::format or quant::quantize_config, as on the host.
 // Quantizes W [N, K] (f32, bf16 or f16 in device memory, unit inner stride) as quant::quantize<C> does on the
 // host (quant/quantize.hpp: abs-max or clipping search, C.round, scales rounded to their storage type first).
 // A NaN or Inf weight throws dsk::error naming channel and column. Synchronises s (to report errors).
-template <quantize_config C, std::same_as<dsk::cuda> B>
-device_quantized_weight<C.fmt> quantize(view<const float, 2> w,
-                                        const device::stream& s = device::stream::default_stream()) {
-  return detail::quantize_cuda<C>(w, s);
+template <auto C, std::same_as<dsk::cuda> B>
+device_quantized_weight<spec_v<C>.fmt> quantize(view<const float, 2> w,
+                                                const device::stream& s = device::stream::default_stream()) {
+  return detail::quantize_cuda<spec_v<C>>(w, s);
 }
-template <quantize_config C, std::same_as<dsk::cuda> B>
-device_quantized_weight<C.fmt> quantize(view<const bf16, 2> w,
-                                        const device::stream& s = device::stream::default_stream()) {
-  return detail::quantize_cuda<C>(w, s);
+template <auto C, std::same_as<dsk::cuda> B>
+device_quantized_weight<spec_v<C>.fmt> quantize(view<const bf16, 2> w,
+                                                const device::stream& s = device::stream::default_stream()) {
+  return detail::quantize_cuda<spec_v<C>>(w, s);
 }
-template <quantize_config C, std::same_as<dsk::cuda> B>
-device_quantized_weight<C.fmt> quantize(view<const f16, 2> w,
-                                        const device::stream& s = device::stream::default_stream()) {
-  return detail::quantize_cuda<C>(w, s);
+template <auto C, std::same_as<dsk::cuda> B>
+device_quantized_weight<spec_v<C>.fmt> quantize(view<const f16, 2> w,
+                                                const device::stream& s = device::stream::default_stream()) {
+  return detail::quantize_cuda<spec_v<C>>(w, s);
 }
 
 // out[N, K] = code * scale; q and out in device memory (out: unit inner stride). Asynchronous on s.
@@ -194,6 +196,12 @@ template <std::same_as<dsk::cuda> B, format F>
 void dequantize(const device_quantized_weight<F>& q, view<float, 2> out,
                 const device::stream& s = device::stream::default_stream()) {
   dequantize<B>(q.view(), out, s);
+}
+// The same with the format named first, as the host's dequantize<F, Exec>.
+template <format F, std::same_as<dsk::cuda> B>
+void dequantize(std::type_identity_t<qweight_view<F>> q, view<float, 2> out,
+                const device::stream& s = device::stream::default_stream()) {
+  dequantize<B>(q, out, s);
 }
 
 DSK_CUDA_MODE_END

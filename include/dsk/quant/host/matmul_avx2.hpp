@@ -17,8 +17,8 @@
 #include "dsk/core/parallel.hpp"
 #include "dsk/core/tensor.hpp"
 #include "dsk/quant/format.hpp"
-#include "dsk/quant/host/packets.hpp"
 #include "dsk/quant/host/quantize_avx2.hpp"
+#include "dsk/simd/simd.hpp"
 
 namespace dsk::quant::detail {
 DSK_ISA_BEGIN
@@ -48,7 +48,7 @@ inline constexpr index_t rows_per_block = 64;
 template <class S, format F, int MR, int NR>
 void wo_tile(const float* xp, index_t ldx, const qweight_view<F>& q, index_t n0, float* y, index_t ldy) {
   using P = typename S::f32;
-  using X = qx<S>;
+  using X = S;
   constexpr bool split = MR == 1 && F.type == qtype::int8;
   const index_t K = q.cols, span = group_span(F, K), G = q.groups(), Kb = K / 16 * 16;
   P tot[MR][NR];
@@ -178,7 +178,7 @@ void a8_tile(const std::int16_t* xq, index_t ldx, const float* sx, const qweight
   (void)pw;
   (void)ldp;
   using P = typename S::f32;
-  using X = qx<S>;
+  using X = S;
   using I = typename S::i32;
   using H = typename X::i16;
   constexpr bool folded = MR * NR == 8;
@@ -210,7 +210,7 @@ void a8_tile(const std::int16_t* xq, index_t ldx, const float* sx, const qweight
           for (int m = 0; m < MR; ++m) {
             H xv = X::load_i16(xq + m * ldx + k + 16 * h);
             X::pin(xv);
-            for (int n = 0; n < NR; ++n) acc[m * NR + n] = X::madd(acc[m * NR + n], xv, w[n]);
+            for (int n = 0; n < NR; ++n) acc[m * NR + n] = X::madd_i16(acc[m * NR + n], xv, w[n]);
           }
         }
       } else {
@@ -219,7 +219,7 @@ void a8_tile(const std::int16_t* xq, index_t ldx, const float* sx, const qweight
         for (int m = 0; m < MR; ++m) {
           const H x0 = X::load_i16(xq + m * ldx + k), x1 = X::load_i16(xq + m * ldx + k + 16);
           for (int n = 0; n < NR; ++n)
-            acc[m * NR + n] = X::madd(X::madd(acc[m * NR + n], x0, w0[n]), x1, w1[n]);
+            acc[m * NR + n] = X::madd_i16(X::madd_i16(acc[m * NR + n], x0, w0[n]), x1, w1[n]);
         }
       }
     }
@@ -229,7 +229,7 @@ void a8_tile(const std::int16_t* xq, index_t ldx, const float* sx, const qweight
       alignas(32) float sv[8];
       for (int m = 0; m < MR; ++m)
         for (int n = 0; n < NR; ++n) sv[m * NR + n] = sc[n][g % scale_chunk];
-      tot[0][0] = S::fma(S::to_f32(X::sum8(acc)), S::load(sv), tot[0][0]);
+      tot[0][0] = S::fma(S::to_f32(X::reduce_add8(acc)), S::load(sv), tot[0][0]);
     } else {
       for (int n = 0; n < NR; ++n) {
         const P s = S::broadcast(sc[n][g % scale_chunk]);
@@ -258,7 +258,7 @@ void a8_tile(const std::int16_t* xq, index_t ldx, const float* sx, const qweight
 // Row n's full 32-blocks [0, Kb) as int16 in the a8 kernel's order.
 template <class S, format F>
 void decode_row_i16(const qweight_view<F>& q, index_t n, index_t Kb, std::int16_t* out) {
-  using X = qx<S>;
+  using X = S;
   const std::uint8_t* c = q.code_row(n);
   for (index_t k = 0; k < Kb; k += 32) {
     typename X::i16 w0, w1;
@@ -268,8 +268,8 @@ void decode_row_i16(const qweight_view<F>& q, index_t n, index_t Kb, std::int16_
     } else {
       X::load_i4_i16(c + k / 2, w0, w1);
     }
-    X::store_i16v(out + k, w0);
-    X::store_i16v(out + k + 16, w1);
+    X::store_i16(out + k, w0);
+    X::store_i16(out + k + 16, w1);
   }
 }
 

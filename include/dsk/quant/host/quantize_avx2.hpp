@@ -12,14 +12,14 @@
 #include "dsk/core/dtype.hpp"
 #include "dsk/core/error.hpp"
 #include "dsk/quant/format.hpp"
-#include "dsk/quant/host/packets.hpp"
+#include "dsk/simd/simd.hpp"
 
 namespace dsk::quant::detail {
 DSK_ISA_BEGIN
 
 template <class S>
 inline typename S::f32 round_codes(typename S::f32 v, rounding r) {
-  return r == rounding::half_even ? qx<S>::round_even(v) : qx<S>::round_away(v);
+  return r == rounding::half_even ? S::round_even(v) : S::round_away(v);
 }
 
 // clamp(round(w / s), qmin, qmax) for one packet (s != 0).
@@ -65,7 +65,7 @@ void quantize_rows(const T* w, index_t ldw, index_t r0, index_t r1, index_t K, s
       P amax = S::zero(), bad = S::zero();
       for (index_t k = k0; k < k1; k += S::width) {
         const P v = load_n<S>(row + k, k1 - k);
-        amax = S::max(amax, qx<S>::abs(v));
+        amax = S::max(amax, S::abs(v));
         bad = S::add(bad, S::mul(v, S::zero()));
       }
       if (std::isnan(S::reduce_add(bad))) {
@@ -117,12 +117,12 @@ void quantize_rows(const T* w, index_t ldw, index_t r0, index_t r1, index_t K, s
         const index_t n = std::min<index_t>(S::width, k1 - k);
         const P q = s == 0.0f ? S::zero() : codes_of<S>(load_n<S>(row + k, n), sv, lo, hi, C.round);
         if constexpr (F.type == qtype::int8) {
-          qx<S>::store_i8(reinterpret_cast<std::int8_t*>(crow + k), q, static_cast<int>(n));
+          S::store_i8(reinterpret_cast<std::int8_t*>(crow + k), q, static_cast<int>(n));
         } else if (n == S::width) {
-          qx<S>::store_i4(crow + k / 2, q);
+          S::store_i4(crow + k / 2, q);
         } else {
           std::uint8_t b[4];
-          qx<S>::store_i4(b, q);  // lanes >= n are 0, so an odd tail leaves the last high nibble 0
+          S::store_i4(b, q);  // lanes >= n are 0, so an odd tail leaves the last high nibble 0
           std::memcpy(crow + k / 2, b, static_cast<std::size_t>((n + 1) / 2));
         }
       }
@@ -143,11 +143,11 @@ void dequantize_rows(qweight_view<F> q, index_t r0, index_t r1, float* out, inde
       index_t k = k0;
       if constexpr (F.type == qtype::int8) {
         for (; k + S::width <= k1; k += S::width)
-          S::store(o + k, S::mul(qx<S>::load_i8_f32(reinterpret_cast<const std::int8_t*>(c + k)), s));
+          S::store(o + k, S::mul(S::load_i8_f32(reinterpret_cast<const std::int8_t*>(c + k)), s));
       } else {
         for (; k + 16 <= k1; k += 16) {
           typename S::f32 e, od;
-          qx<S>::load_i4_f32(c + k / 2, e, od);
+          S::load_i4_f32(c + k / 2, e, od);
           alignas(32) float ev[8], ov[8];
           S::store(ev, S::mul(e, s));
           S::store(ov, S::mul(od, s));
@@ -178,7 +178,7 @@ void quantize_tokens_rows(const float* x, index_t ldx, index_t r0, index_t r1, i
     P amax = S::zero(), bad = S::zero();
     for (index_t k = 0; k < K; k += S::width) {
       const P v = load_n<S>(row + k, K - k);
-      amax = S::max(amax, qx<S>::abs(v));
+      amax = S::max(amax, S::abs(v));
       bad = S::add(bad, S::mul(v, S::zero()));
     }
     if (std::isnan(S::reduce_add(bad))) fail(where, ": argument 'x': token ", m, " holds a non-finite value");
@@ -201,7 +201,7 @@ void quantize_tokens_rows(const float* x, index_t ldx, index_t r0, index_t r1, i
     for (; k < K; k += S::width) {
       const index_t n = std::min<index_t>(S::width, K - k);
       if constexpr (std::is_same_v<Out, std::int8_t>) {
-        qx<S>::store_i8(qrow + k, codes(k, n), static_cast<int>(n));
+        S::store_i8(qrow + k, codes(k, n), static_cast<int>(n));
       } else {
         S::store(tmp, codes(k, n));
         for (index_t j = 0; j < n; ++j) qrow[k + j] = static_cast<Out>(tmp[j]);
@@ -232,9 +232,9 @@ void fake_quant_rows(const float* x, index_t ldx, const float* sc, index_t lds, 
         if (s != 0.0f) {
           const P r = round_codes<S>(S::div(v, sv), C.round);
           q = S::min(S::max(r, lo), hi);
-          in_range = qx<S>::select_eq(q, r, S::broadcast(1.0f));
+          in_range = S::select_eq(q, r, S::broadcast(1.0f));
         } else {
-          in_range = qx<S>::select_eq(v, S::zero(), S::broadcast(1.0f));
+          in_range = S::select_eq(v, S::zero(), S::broadcast(1.0f));
         }
         if (y) S::store_partial(y + i * ldy + k, S::mul(q, sv), n);
         if (dx) S::store_partial(dx + i * lddx + k, S::mul(load_n<S>(dy + i * lddy + k, n), in_range), n);
