@@ -12,6 +12,7 @@
 
 #include "dsk/attention/flash.hpp"
 #include "dsk/gemm/matmul.hpp"
+#include "dsk/nn/host/activation.hpp"
 
 namespace dsk::attention {
 
@@ -398,8 +399,7 @@ inline void nsa_gates(view<const float, 2> x, view<const float, 2> w, view<const
     gemm::matmul(x, w, bias, view<float, 2>(y));
   else
     gemm::matmul(x, w, view<float, 2>(y));
-  for (index_t i = 0; i < x.extent(0) * w.extent(0); ++i)
-    g.data()[i] = 1.0f / (1.0f + std::exp(-g.data()[i]));
+  for (index_t i = 0; i < x.extent(0) * w.extent(0); ++i) g.data()[i] = nn::packet::sigmoid1(g.data()[i]);
 }
 
 DSK_ISA_END

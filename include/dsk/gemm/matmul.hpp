@@ -100,7 +100,7 @@ void finish(const tensor<float, 2>& t, panel_kind kind, view<Out, 2> y) {
       for (index_t n = 0; n < N; n += 8) {
         const index_t p = n / 8;
         const V g = S::load(src + p * panel_width), u = S::load(src + p * panel_width + 8);
-        S::store_partial(dst + n, S::mul(silu<S>(g), u), int(std::min<index_t>(8, N - n)));
+        S::store_partial(dst + n, S::mul(nn::packet::silu<S>(g), u), int(std::min<index_t>(8, N - n)));
       }
     }
   });

@@ -6,13 +6,16 @@
 #include <cmath>
 
 #include "dsk/core/error.hpp"
+#include "dsk/core/exec.hpp"
 #include "dsk/core/parallel.hpp"
 #include "dsk/core/view.hpp"
 
 namespace dsk::nn {
 
-// x: [rows, n] (n >= 1), out: [rows].
-inline void argmax(view<const float, 2> x, view<index_t, 1> out) {
+DSK_ISA_BEGIN
+// x: [rows, n] (n >= 1), out: [rows]. Scalar for every Exec (dsk::host or a packet layer).
+template <host_exec Exec = host>
+void argmax(view<const float, 2> x, view<index_t, 1> out) {
   const contract c{"nn::argmax"};
   c.require(x.extent(1) >= 1 || x.extent(0) == 0, "x", "extent(1) >= 1 (a row to take the argmax of)",
             x.extent(1));
@@ -34,5 +37,6 @@ inline void argmax(view<const float, 2> x, view<index_t, 1> out) {
     out(r) = best;
   });
 }
+DSK_ISA_END
 
 }  // namespace dsk::nn

@@ -7,12 +7,14 @@
 
 #include "dsk/core/dtype.hpp"
 #include "dsk/core/error.hpp"
+#include "dsk/core/exec.hpp"
 #include "dsk/core/parallel.hpp"
 #include "dsk/core/view.hpp"
 
 namespace dsk::nn {
 
 namespace detail {
+DSK_ISA_BEGIN
 template <class W, class Id>
 void embedding_checked(view<const W, 2> table, std::span<const Id> ids, view<float, 2> y) {
   const contract c{"nn::embedding"};
@@ -29,26 +31,37 @@ void embedding_checked(view<const W, 2> table, std::span<const Id> ids, view<flo
     for (index_t i = 0; i < dim; ++i) dst[i] = to_float(src[i]);
   });
 }
+DSK_ISA_END
 }  // namespace detail
 
-// table: [vocab, dim]; ids: token ids, each in [0, vocab); y: [ids.size(), dim].
-inline void embedding(view<const float, 2> table, std::span<const std::int32_t> ids, view<float, 2> y) {
+DSK_ISA_BEGIN
+
+// table: [vocab, dim]; ids: token ids, each in [0, vocab); y: [ids.size(), dim]. Plain loops for every Exec
+// (dsk::host or a packet layer).
+template <host_exec Exec = host>
+void embedding(view<const float, 2> table, std::span<const std::int32_t> ids, view<float, 2> y) {
   detail::embedding_checked(table, ids, y);
 }
-inline void embedding(view<const bf16, 2> table, std::span<const std::int32_t> ids, view<float, 2> y) {
+template <host_exec Exec = host>
+void embedding(view<const bf16, 2> table, std::span<const std::int32_t> ids, view<float, 2> y) {
   detail::embedding_checked(table, ids, y);
 }
-inline void embedding(view<const f16, 2> table, std::span<const std::int32_t> ids, view<float, 2> y) {
+template <host_exec Exec = host>
+void embedding(view<const f16, 2> table, std::span<const std::int32_t> ids, view<float, 2> y) {
   detail::embedding_checked(table, ids, y);
 }
-inline void embedding(view<const float, 2> table, std::span<const std::int64_t> ids, view<float, 2> y) {
+template <host_exec Exec = host>
+void embedding(view<const float, 2> table, std::span<const std::int64_t> ids, view<float, 2> y) {
   detail::embedding_checked(table, ids, y);
 }
-inline void embedding(view<const bf16, 2> table, std::span<const std::int64_t> ids, view<float, 2> y) {
+template <host_exec Exec = host>
+void embedding(view<const bf16, 2> table, std::span<const std::int64_t> ids, view<float, 2> y) {
   detail::embedding_checked(table, ids, y);
 }
-inline void embedding(view<const f16, 2> table, std::span<const std::int64_t> ids, view<float, 2> y) {
+template <host_exec Exec = host>
+void embedding(view<const f16, 2> table, std::span<const std::int64_t> ids, view<float, 2> y) {
   detail::embedding_checked(table, ids, y);
 }
+DSK_ISA_END
 
 }  // namespace dsk::nn

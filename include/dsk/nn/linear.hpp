@@ -1,96 +1,431 @@
-// nn::linear: a dense layer y = x W^T (+ b) that owns its weights pre-packed for gemm::matmul, and
-// nn::swiglu_mlp: DeepSeek's dense MLP / expert FFN down(silu(gate x) * up x). Host backend (gemm/host).
-// Checked against gemm/ref.hpp in tests/nn/linear.cpp.
+// nn::linear: a dense layer y = x W^T (+ b) whose weight format is chosen at run time (f32, bf16, f16 through
+// dsk::gemm; int8 / int4 per channel or grouped, weight-only or with int8 activations, through dsk::quant),
+// and nn::swiglu_mlp: DeepSeek's dense MLP / expert FFN down(silu(gate x) * up x) over the same formats.
+// Host backend. Checked against gemm/ref.hpp and quant/ref.hpp in tests/nn/linear.cpp.
 #pragma once
 
+#include <array>
+#include <cstdint>
 #include <optional>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <variant>
 
+#include "dsk/core/dispatch.hpp"
 #include "dsk/core/dtype.hpp"
 #include "dsk/core/error.hpp"
 #include "dsk/core/tensor.hpp"
 #include "dsk/core/view.hpp"
 #include "dsk/gemm/matmul.hpp"
 #include "dsk/gemm/packed.hpp"
+#include "dsk/nn/elementwise.hpp"
+#include "dsk/quant/linear.hpp"
+#include "dsk/quant/matmul.hpp"
+#include "dsk/quant/quantize.hpp"
 
 namespace dsk::nn {
 
-// A linear layer with weights W [out_features, in_features] (checkpoint layout) in float, bf16 or f16, and an
-// optional f32 bias [out_features]. The weights are packed once at construction; forward is const and may be
-// called from several threads at once.
-template <float_storage W>
+// The storage of a layer's weights. source: keep the dtype of the matrix the layer is built from (f32, bf16
+// or f16: a checkpoint's own dtype).
+enum class weight_type : std::uint8_t { source, f32, bf16, f16, int8, int4 };
+
+// A weight format chosen at run time (e.g. from a command-line flag: parse_linear_format("int4-g128")).
+// group, scale and act apply to int8 / int4 only: group 0 = one scale per output channel, or 32, 64, 128
+// consecutive inputs per scale; scale f32 (every group) or f16 (group 128); act f32 = weight-only product
+// (quant::matmul, the accurate one), int8 = activations quantized per token (quant::matmul_a8, W8A8/W4A8).
+struct linear_format {
+  weight_type type = weight_type::source;
+  int group = 0;
+  quant::scale_type scale = quant::scale_type::f32;
+  quant::activations act = quant::activations::f32;
+
+  friend constexpr bool operator==(const linear_format&, const linear_format&) = default;
+};
+
+inline constexpr bool is_quantized(weight_type t) { return t == weight_type::int8 || t == weight_type::int4; }
+
+// "source", "f32", "bf16", "f16", "int8", "int4", then for int8 / int4 optional suffixes "-g32" / "-g64" /
+// "-g128" (group), "-f16" (f16 scales), "-a8" (int8 activations), in that order: "int4-g128-f16-a8".
+inline std::string to_string(const linear_format& f) {
+  static constexpr const char* names[] = {"source", "f32", "bf16", "f16", "int8", "int4"};
+  std::string s = names[static_cast<int>(f.type)];
+  if (!is_quantized(f.type)) return s;
+  if (f.group) s += "-g" + std::to_string(f.group);
+  if (f.scale == quant::scale_type::f16) s += "-f16";
+  if (f.scale == quant::scale_type::bf16) s += "-bf16";
+  if (f.act == quant::activations::int8) s += "-a8";
+  return s;
+}
+
+// The inverse of to_string; "checkpoint" and "auto" are accepted for "source". Throws dsk::unsupported on
+// anything else, listing the grammar.
+inline linear_format parse_linear_format(std::string_view s) {
+  const std::string all(s);
+  auto bad = [&]() -> linear_format {
+    throw unsupported(
+        "nn::parse_linear_format: '" + all +
+        "' is not a weight format; choices: source (checkpoint, auto), f32, bf16, f16, int8, int4, "
+        "the last two with optional -g32 / -g64 / -g128, -f16 (f16 scales), -a8 (int8 "
+        "activations), e.g. int4-g128-f16-a8");
+  };
+  auto take = [&](std::string_view p) {
+    if (s.substr(0, p.size()) != p) return false;
+    s.remove_prefix(p.size());
+    return true;
+  };
+  linear_format f;
+  if (s == "source" || s == "checkpoint" || s == "auto") return f;
+  if (s == "f32" || s == "bf16" || s == "f16") {
+    f.type = s == "f32" ? weight_type::f32 : s == "bf16" ? weight_type::bf16 : weight_type::f16;
+    return f;
+  }
+  if (take("int8"))
+    f.type = weight_type::int8;
+  else if (take("int4"))
+    f.type = weight_type::int4;
+  else
+    return bad();
+  if (take("-g128"))
+    f.group = 128;
+  else if (take("-g64"))
+    f.group = 64;
+  else if (take("-g32"))
+    f.group = 32;
+  if (take("-f16")) f.scale = quant::scale_type::f16;
+  if (take("-a8")) f.act = quant::activations::int8;
+  return s.empty() ? f : bad();
+}
+
+namespace detail {
+DSK_ISA_BEGIN
+
+// The quantized formats compiled into nn::linear (each instantiates quantize and both products).
+template <quant::format... F>
+struct quant_format_list {
+  using storage = std::variant<std::monostate, gemm::packed_weights<float>, gemm::packed_weights<bf16>,
+                               gemm::packed_weights<f16>, quant::quantized_weight<F>...>;
+
+  static constexpr quant::format to_quant(const linear_format& f) {
+    return {f.type == weight_type::int8 ? quant::qtype::int8 : quant::qtype::int4, f.group, f.scale,
+            quant::int4_range::sym7};
+  }
+  static std::string choices() {
+    std::string s;
+    ((s += (s.empty() ? "" : ", ") +
+           to_string(linear_format{F.type == quant::qtype::int8 ? weight_type::int8 : weight_type::int4,
+                                   F.group, F.scale, quant::activations::f32})),
+     ...);
+    return s;
+  }
+  template <class Fn>
+  static storage visit(const char* where, const linear_format& lf, Fn&& fn) {
+    const quant::format q = to_quant(lf);
+    std::optional<storage> r;
+    const bool found =
+        ((q == F ? (r.emplace(fn(std::integral_constant<quant::format, F>{})), true) : false) || ...);
+    if (!found)
+      throw unsupported(std::string(where) + ": argument 'format': " + to_string(lf) +
+                        " is not compiled in; quantized choices (each also with -a8): " + choices());
+    return *std::move(r);
+  }
+};
+
+using linear_formats =
+    quant_format_list<quant::format{quant::qtype::int8, 0}, quant::format{quant::qtype::int8, 32},
+                      quant::format{quant::qtype::int8, 64}, quant::format{quant::qtype::int8, 128},
+                      quant::format{quant::qtype::int8, 128, quant::scale_type::f16},
+                      quant::format{quant::qtype::int4, 0}, quant::format{quant::qtype::int4, 32},
+                      quant::format{quant::qtype::int4, 64}, quant::format{quant::qtype::int4, 128},
+                      quant::int4_g128_f16>;
+
+template <class To, class From>
+tensor<To, 2> convert(view<const From, 2> w) {
+  tensor<To, 2> t(std::array<index_t, 2>{w.extent(0), w.extent(1)}, uninitialized);
+  for (index_t i = 0; i < w.extent(0); ++i)
+    for (index_t j = 0; j < w.extent(1); ++j) t(i, j) = from_float<To>(to_float(w(i, j)));
+  return t;
+}
+
+inline void check_format(const char* where, const linear_format& f) {
+  const contract c{where};
+  if (!is_quantized(f.type)) {
+    c.require(f.group == 0 && f.scale == quant::scale_type::f32 && f.act == quant::activations::f32, "format",
+              "group 0, f32 scales and f32 activations for a float weight type (they apply to int8 / int4)",
+              to_string(f));
+    return;
+  }
+  c.require(f.group == 0 || f.group == 32 || f.group == 64 || f.group == 128, "format",
+            "group 0 (per channel), 32, 64 or 128", f.group);
+}
+
+// Weights w [out, in] (f32, bf16, f16) stored in format f.
+template <class T>
+linear_formats::storage make_storage(const char* where, view<const T, 2> w, const linear_format& f) {
+  check_format(where, f);
+  auto pack = [&]<class W>(std::type_identity<W>) -> linear_formats::storage {
+    if constexpr (std::is_same_v<W, T>)
+      return gemm::packed_weights<W>(w);
+    else
+      return gemm::packed_weights<W>(convert<W>(w).cview());
+  };
+  switch (f.type) {
+    case weight_type::source:
+      return pack(std::type_identity<T>{});
+    case weight_type::f32:
+      return pack(std::type_identity<float>{});
+    case weight_type::bf16:
+      return pack(std::type_identity<bf16>{});
+    case weight_type::f16:
+      return pack(std::type_identity<f16>{});
+    default:
+      break;
+  }
+  return linear_formats::visit(where, f, [&](auto k) -> linear_formats::storage {
+    return quant::quantize<quant::quantize_config{decltype(k)::value}>(w);
+  });
+}
+
+DSK_ISA_END
+}  // namespace detail
+
+DSK_ISA_BEGIN
+
+// A linear layer with weights W [out_features, in_features] (checkpoint layout) held in a format chosen at
+// run time, and an optional f32 bias [out_features]. Weights are packed / quantized once at construction;
+// forward is const and may be called from several threads at once.
 class linear {
  public:
-  using weight_type = W;
-
   linear() = default;
-  explicit linear(view<const W, 2> weight) : w_(weight) {}
-  linear(view<const W, 2> weight, view<const float, 1> bias) : w_(weight) {
-    const contract c{"nn::linear"};
-    c.extent("bias", bias, 0, weight.extent(0), "weight.extent(0) (out_features)");
-    bias_.emplace(std::array<index_t, 1>{bias.extent(0)}, uninitialized);
-    for (index_t i = 0; i < bias.extent(0); ++i) (*bias_)(i) = bias(i);
+  // From a weight matrix in f32, bf16 or f16 and the format to hold it in (source: its own dtype).
+  linear(view<const float, 2> weight, linear_format format, std::optional<view<const float, 1>> bias = {})
+      : fmt_(format), w_(detail::make_storage("nn::linear", weight, format)) {
+    set_bias(bias);
   }
-  // Adopts weights that are already packed (e.g. shared with another layer or loaded by a model runner).
-  explicit linear(gemm::packed_weights<W> packed) : w_(std::move(packed)) {
+  linear(view<const bf16, 2> weight, linear_format format, std::optional<view<const float, 1>> bias = {})
+      : fmt_(format), w_(detail::make_storage("nn::linear", weight, format)) {
+    set_bias(bias);
+  }
+  linear(view<const f16, 2> weight, linear_format format, std::optional<view<const float, 1>> bias = {})
+      : fmt_(format), w_(detail::make_storage("nn::linear", weight, format)) {
+    set_bias(bias);
+  }
+  // The weight's own dtype (format source).
+  explicit linear(view<const float, 2> weight) : linear(weight, linear_format{}) {}
+  explicit linear(view<const bf16, 2> weight) : linear(weight, linear_format{}) {}
+  explicit linear(view<const f16, 2> weight) : linear(weight, linear_format{}) {}
+  linear(view<const float, 2> weight, view<const float, 1> bias) : linear(weight, linear_format{}, bias) {}
+  linear(view<const bf16, 2> weight, view<const float, 1> bias) : linear(weight, linear_format{}, bias) {}
+  linear(view<const f16, 2> weight, view<const float, 1> bias) : linear(weight, linear_format{}, bias) {}
+  // Adopts weights already packed for gemm::matmul (e.g. loaded by a model runner).
+  template <float_storage W>
+  explicit linear(gemm::packed_weights<W> packed, std::optional<view<const float, 1>> bias = {}) {
     const contract c{"nn::linear"};
-    c.require(w_.kind() == gemm::panel_kind::plain, "packed", "plain packed weights (not swiglu)");
+    c.require(packed.kind() == gemm::panel_kind::plain, "packed", "plain packed weights (not swiglu)");
+    fmt_.type = std::is_same_v<W, float>  ? weight_type::f32
+                : std::is_same_v<W, bf16> ? weight_type::bf16
+                                          : weight_type::f16;
+    w_ = std::move(packed);
+    set_bias(bias);
+  }
+  // Adopts quantized weights (one of the compiled formats); act: weight-only or int8-activation product.
+  template <quant::format F>
+  explicit linear(quant::quantized_weight<F> q, quant::activations act = quant::activations::f32,
+                  std::optional<view<const float, 1>> bias = {}) {
+    static_assert(std::is_constructible_v<detail::linear_formats::storage, quant::quantized_weight<F>>,
+                  "nn::linear: this quant::format is not among the compiled formats (see linear_formats)");
+    fmt_ = {F.type == quant::qtype::int8 ? weight_type::int8 : weight_type::int4, F.group, F.scale, act};
+    w_ = std::move(q);
+    set_bias(bias);
   }
 
-  index_t in_features() const { return w_.in_features(); }
-  index_t out_features() const { return w_.out_features(); }
+  index_t in_features() const { return in_; }
+  index_t out_features() const { return out_; }
   bool has_bias() const { return bias_.has_value(); }
-  const gemm::packed_weights<W>& weights() const { return w_; }
+  // The format the weights are held in (source resolved to the dtype it kept).
+  const linear_format& format() const { return fmt_; }
+  // Bytes of the weights as stored (codes + scales for int8 / int4), bias excluded.
+  std::int64_t bytes() const {
+    return std::visit(
+        [](const auto& w) -> std::int64_t {
+          if constexpr (std::is_same_v<std::decay_t<decltype(w)>, std::monostate>)
+            return 0;
+          else
+            return w.bytes();
+        },
+        w_);
+  }
+  // The weights: a gemm::packed_weights<W> or a quant::quantized_weight<F> (std::get_if on the variant).
+  const detail::linear_formats::storage& weights() const { return w_; }
 
-  // x: [tokens, in_features] -> y: [tokens, out_features]; unit inner strides.
+  // x: [tokens, in_features] -> y: [tokens, out_features]; unit inner strides. Host.
   void forward(view<const float, 2> x, view<float, 2> y) const {
-    if (bias_)
-      gemm::matmul(x, w_, bias_->cview(), y);
-    else
-      gemm::matmul(x, w_, y);
+    std::visit(
+        [&](const auto& w) {
+          using T = std::decay_t<decltype(w)>;
+          if constexpr (std::is_same_v<T, std::monostate>) {
+            fail("nn::linear::forward: the layer is empty (default-constructed)");
+          } else if constexpr (requires { w.kind(); }) {  // gemm::packed_weights
+            if (bias_)
+              gemm::matmul(x, w, bias_->cview(), y);
+            else
+              gemm::matmul(x, w, y);
+          } else {
+            if (fmt_.act == quant::activations::int8)
+              quant::matmul_a8(x, w, y);
+            else
+              quant::matmul(x, w, y);
+            if (bias_)
+              detail::binary_rows<simd::native>(y.data(), y.stride(0), bias_->data(), 0, y.data(),
+                                                y.stride(0), y.extent(0), y.extent(1),
+                                                [](auto a, auto b) { return simd::native::add(a, b); });
+          }
+        },
+        w_);
   }
 
  private:
-  gemm::packed_weights<W> w_;
+  void set_bias(std::optional<view<const float, 1>> bias) {
+    std::visit(
+        [&](const auto& w) {
+          if constexpr (requires { w.kind(); })
+            out_ = w.out_features(), in_ = w.in_features();
+          else if constexpr (requires { w.rows(); })
+            out_ = w.rows(), in_ = w.cols();
+        },
+        w_);
+    if (fmt_.type == weight_type::source)
+      fmt_.type = std::holds_alternative<gemm::packed_weights<float>>(w_)  ? weight_type::f32
+                  : std::holds_alternative<gemm::packed_weights<bf16>>(w_) ? weight_type::bf16
+                                                                           : weight_type::f16;
+    if (!bias) return;
+    const contract c{"nn::linear"};
+    c.extent("bias", *bias, 0, out_, "weight.extent(0) (out_features)");
+    bias_.emplace(std::array<index_t, 1>{out_}, uninitialized);
+    for (index_t i = 0; i < out_; ++i) (*bias_)(i) = (*bias)(i);
+  }
+
+  linear_format fmt_{};
+  detail::linear_formats::storage w_;
+  index_t in_ = 0, out_ = 0;
   std::optional<tensor<float, 1>> bias_;
 };
 
-// SwiGLU MLP without biases (DeepSeek-V2 dense layers, shared and routed experts):
-// y = down(silu(x gate^T) * (x up^T)); gate, up: [inter, hidden]; down: [hidden, inter].
-template <float_storage W>
+// SwiGLU MLP without biases (DeepSeek-V2 dense layers, shared and routed experts) in any linear_format:
+// y = down(silu(x gate^T) * (x up^T)); gate, up: [inter, hidden]; down: [hidden, inter]. f32 / bf16 / f16:
+// one fused gemm::swiglu over interleaved gate/up panels; int8 / int4: gate and up quantized as one stacked
+// [2 inter, hidden] weight (row-wise scales, so the codes are those of each matrix alone), one quantized
+// product, then nn::swiglu on its halves.
 class swiglu_mlp {
  public:
-  using weight_type = W;
-
   swiglu_mlp() = default;
-  swiglu_mlp(view<const W, 2> gate, view<const W, 2> up, view<const W, 2> down)
-      : gate_up_(gemm::packed_weights<W>::swiglu(gate, up)), down_(down) {
-    const contract c{"nn::swiglu_mlp"};
-    c.extent("down", down, 1, gate.extent(0), "gate.extent(0) (intermediate size)");
-    c.extent("down", down, 0, gate.extent(1), "gate.extent(1) (hidden size)");
-  }
+  swiglu_mlp(view<const float, 2> gate, view<const float, 2> up, view<const float, 2> down,
+             linear_format format)
+      : swiglu_mlp(0, gate, up, down, format) {}
+  swiglu_mlp(view<const bf16, 2> gate, view<const bf16, 2> up, view<const bf16, 2> down, linear_format format)
+      : swiglu_mlp(0, gate, up, down, format) {}
+  swiglu_mlp(view<const f16, 2> gate, view<const f16, 2> up, view<const f16, 2> down, linear_format format)
+      : swiglu_mlp(0, gate, up, down, format) {}
+  // The weights' own dtype.
+  swiglu_mlp(view<const float, 2> gate, view<const float, 2> up, view<const float, 2> down)
+      : swiglu_mlp(gate, up, down, linear_format{}) {}
+  swiglu_mlp(view<const bf16, 2> gate, view<const bf16, 2> up, view<const bf16, 2> down)
+      : swiglu_mlp(gate, up, down, linear_format{}) {}
+  swiglu_mlp(view<const f16, 2> gate, view<const f16, 2> up, view<const f16, 2> down)
+      : swiglu_mlp(gate, up, down, linear_format{}) {}
 
-  index_t hidden() const { return gate_up_.in_features(); }
-  index_t intermediate() const { return gate_up_.out_features(); }
-  const gemm::packed_weights<W>& gate_up() const { return gate_up_; }
-  const linear<W>& down() const { return down_; }
+  index_t hidden() const { return hidden_; }
+  index_t intermediate() const { return inter_; }
+  const linear_format& format() const { return down_.format(); }
+  std::int64_t bytes() const { return down_.bytes() + gate_up_bytes(); }
+  const linear& down() const { return down_; }
 
   // x: [tokens, hidden] -> y: [tokens, hidden]. Allocates the [tokens, intermediate] activation per call.
   void forward(view<const float, 2> x, view<float, 2> y) const {
-    tensor<float, 2> h({x.extent(0), intermediate()}, uninitialized);
+    tensor<float, 2> h(std::array<index_t, 2>{x.extent(0), inter_}, uninitialized);
     forward(x, y, h.view());
   }
-  // The same with a caller-provided activation buffer h: [tokens, intermediate].
+  // The same with a caller-provided activation buffer h: [tokens, intermediate] (the quantized formats also
+  // allocate their [tokens, 2 intermediate] gate/up product).
   void forward(view<const float, 2> x, view<float, 2> y, view<float, 2> h) const {
     const contract c{"nn::swiglu_mlp::forward"};
-    c.extent("h", h, 0, x.extent(0), "x.extent(0) (tokens)")
-        .extent("h", h, 1, intermediate(), "intermediate()");
-    gemm::swiglu(x, gate_up_, h);
+    c.extent("h", h, 0, x.extent(0), "x.extent(0) (tokens)").extent("h", h, 1, inter_, "intermediate()");
+    std::visit(
+        [&](const auto& p) {
+          using T = std::decay_t<decltype(p)>;
+          if constexpr (std::is_same_v<T, std::monostate>) {
+            if (!gate_up_q_) fail("nn::swiglu_mlp::forward: the layer is empty (default-constructed)");
+            c.extent("x", x, 1, hidden_, "hidden()");
+            tensor<float, 2> gu(std::array<index_t, 2>{x.extent(0), 2 * inter_}, uninitialized);
+            gate_up_q_->forward(x, gu.view());
+            swiglu(gu.cview(), h, gate_up_layout::halves);
+          } else {
+            gemm::swiglu(x, p, h);
+          }
+        },
+        gate_up_);
     down_.forward(h, y);
   }
 
  private:
-  gemm::packed_weights<W> gate_up_;
-  linear<W> down_;
+  template <class T>
+  swiglu_mlp(int, view<const T, 2> gate, view<const T, 2> up, view<const T, 2> down, linear_format f) {
+    const contract c{"nn::swiglu_mlp"};
+    detail::check_format("nn::swiglu_mlp", f);
+    c.extent("up", up, 0, gate.extent(0), "gate.extent(0) (intermediate size)")
+        .extent("up", up, 1, gate.extent(1), "gate.extent(1) (hidden size)");
+    c.extent("down", down, 1, gate.extent(0), "gate.extent(0) (intermediate size)");
+    c.extent("down", down, 0, gate.extent(1), "gate.extent(1) (hidden size)");
+    inter_ = gate.extent(0), hidden_ = gate.extent(1);
+    auto fused = [&]<class W>(std::type_identity<W>) {
+      if constexpr (std::is_same_v<W, T>)
+        gate_up_ = gemm::packed_weights<W>::swiglu(gate, up);
+      else
+        gate_up_ =
+            gemm::packed_weights<W>::swiglu(detail::convert<W>(gate).cview(), detail::convert<W>(up).cview());
+    };
+    switch (f.type) {
+      case weight_type::source:
+        fused(std::type_identity<T>{});
+        break;
+      case weight_type::f32:
+        fused(std::type_identity<float>{});
+        break;
+      case weight_type::bf16:
+        fused(std::type_identity<bf16>{});
+        break;
+      case weight_type::f16:
+        fused(std::type_identity<f16>{});
+        break;
+      default: {
+        tensor<T, 2> stacked(std::array<index_t, 2>{2 * inter_, hidden_}, uninitialized);
+        for (index_t i = 0; i < inter_; ++i)
+          for (index_t j = 0; j < hidden_; ++j) stacked(i, j) = gate(i, j), stacked(inter_ + i, j) = up(i, j);
+        gate_up_q_.emplace(stacked.cview(), f);
+      }
+    }
+    down_ = linear(down, f);
+  }
+  std::int64_t gate_up_bytes() const {
+    if (gate_up_q_) return gate_up_q_->bytes();
+    return std::visit(
+        [](const auto& p) -> std::int64_t {
+          if constexpr (std::is_same_v<std::decay_t<decltype(p)>, std::monostate>)
+            return 0;
+          else
+            return p.bytes();
+        },
+        gate_up_);
+  }
+
+  std::variant<std::monostate, gemm::packed_weights<float>, gemm::packed_weights<bf16>,
+               gemm::packed_weights<f16>>
+      gate_up_;
+  std::optional<linear> gate_up_q_;  // int8 / int4: [gate; up] stacked
+  linear down_;
+  index_t hidden_ = 0, inter_ = 0;
 };
+
+DSK_ISA_END
 
 }  // namespace dsk::nn

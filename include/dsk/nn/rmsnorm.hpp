@@ -5,6 +5,7 @@
 
 #include "dsk/core/dtype.hpp"
 #include "dsk/core/error.hpp"
+#include "dsk/core/exec.hpp"
 #include "dsk/core/parallel.hpp"
 #include "dsk/core/view.hpp"
 #include "dsk/nn/host/rows_avx2.hpp"
@@ -25,7 +26,7 @@ void rmsnorm_checked(view<const float, 2> x, view<const W, 1> w, float eps, view
   const index_t n = x.extent(1);
   if (n == 0) return;
   parallel_for_chunks(0, x.extent(0), 16, [&](index_t lo, index_t hi) {
-    for (index_t r = lo; r < hi; ++r) rmsnorm_row<S>(row_ptr(x, r), w.data(), n, eps, row_ptr(y, r));
+    for (index_t r = lo; r < hi; ++r) packet::rmsnorm_row<S>(row_ptr(x, r), w.data(), n, eps, row_ptr(y, r));
   });
 }
 DSK_ISA_END
@@ -33,14 +34,18 @@ DSK_ISA_END
 
 DSK_ISA_BEGIN
 // x: [rows, hidden], w: [hidden] (f32, bf16 or f16), y: [rows, hidden]; y may be x (in place).
-inline void rmsnorm(view<const float, 2> x, view<const float, 1> w, float eps, view<float, 2> y) {
-  detail::rmsnorm_checked<simd::native>(x, w, eps, y);
+// Exec: dsk::host or a packet layer (dsk::simd::scalar is the bit-identical scalar twin).
+template <host_exec Exec = host>
+void rmsnorm(view<const float, 2> x, view<const float, 1> w, float eps, view<float, 2> y) {
+  detail::rmsnorm_checked<exec_packet_t<Exec>>(x, w, eps, y);
 }
-inline void rmsnorm(view<const float, 2> x, view<const bf16, 1> w, float eps, view<float, 2> y) {
-  detail::rmsnorm_checked<simd::native>(x, w, eps, y);
+template <host_exec Exec = host>
+void rmsnorm(view<const float, 2> x, view<const bf16, 1> w, float eps, view<float, 2> y) {
+  detail::rmsnorm_checked<exec_packet_t<Exec>>(x, w, eps, y);
 }
-inline void rmsnorm(view<const float, 2> x, view<const f16, 1> w, float eps, view<float, 2> y) {
-  detail::rmsnorm_checked<simd::native>(x, w, eps, y);
+template <host_exec Exec = host>
+void rmsnorm(view<const float, 2> x, view<const f16, 1> w, float eps, view<float, 2> y) {
+  detail::rmsnorm_checked<exec_packet_t<Exec>>(x, w, eps, y);
 }
 DSK_ISA_END
 

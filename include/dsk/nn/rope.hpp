@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "dsk/core/error.hpp"
+#include "dsk/core/exec.hpp"
 #include "dsk/core/parallel.hpp"
 #include "dsk/core/tensor.hpp"
 #include "dsk/core/view.hpp"
@@ -140,8 +141,11 @@ class rope_cache {
 };
 
 // Rotates x in place: x [tokens, heads, dim] (unit inner stride, any other strides), positions [tokens],
-// each in [0, cache.max_positions()). Every head of a token uses that token's position.
-inline void apply_rope(const rope_cache& cache, std::span<const index_t> positions, view<float, 3> x) {
+// each in [0, cache.max_positions()). Every head of a token uses that token's position. Plain loops for every
+// Exec (dsk::host or a packet layer).
+DSK_ISA_BEGIN
+template <host_exec Exec = host>
+void apply_rope(const rope_cache& cache, std::span<const index_t> positions, view<float, 3> x) {
   const contract c{"nn::apply_rope"};
   c.unit_inner_stride("x", x);
   c.extent("x", x, 0, static_cast<index_t>(positions.size()), "positions.size() (tokens)");
@@ -170,10 +174,12 @@ inline void apply_rope(const rope_cache& cache, std::span<const index_t> positio
 }
 
 // x [tokens, dim]: one head per token.
-inline void apply_rope(const rope_cache& cache, std::span<const index_t> positions, view<float, 2> x) {
-  apply_rope(cache, positions,
-             view<float, 3>(x.data(), dims<3>(x.extent(0), 1, x.extent(1)),
-                            {x.stride(0), x.extent(1), x.stride(1)}));
+template <host_exec Exec = host>
+void apply_rope(const rope_cache& cache, std::span<const index_t> positions, view<float, 2> x) {
+  apply_rope<Exec>(cache, positions,
+                   view<float, 3>(x.data(), dims<3>(x.extent(0), 1, x.extent(1)),
+                                  {x.stride(0), x.extent(1), x.stride(1)}));
 }
+DSK_ISA_END
 
 }  // namespace dsk::nn

@@ -39,6 +39,10 @@ class linear {
       : w_(quantize<L.quant>(w)) {
     set_bias(bias);
   }
+  explicit linear(view<const f16, 2> w, std::optional<view<const float, 1>> bias = std::nullopt)
+      : w_(quantize<L.quant>(w)) {
+    set_bias(bias);
+  }
   // From already quantized weights.
   explicit linear(quantized_weight<fmt> w, std::optional<view<const float, 1>> bias = std::nullopt)
       : w_(std::move(w)) {

@@ -12,6 +12,7 @@
 #include "dsk/core/parallel.hpp"
 #include "dsk/core/tensor.hpp"
 #include "dsk/gemm/packed.hpp"
+#include "dsk/nn/host/activation.hpp"
 #include "dsk/simd/simd.hpp"
 
 namespace dsk::gemm::detail {
@@ -25,13 +26,6 @@ inline constexpr int NR = static_cast<int>(panel_width);
 inline constexpr index_t KC = 256;
 inline constexpr index_t MC = 144;
 inline constexpr index_t NC_PANELS = 64;
-
-// SiLU in packets: g / (1 + e^-g).
-template <class S>
-DSK_ALWAYS_INLINE typename S::f32 silu(typename S::f32 g) {
-  const auto one = S::broadcast(1.0f);
-  return S::div(g, S::add(one, S::exp(S::sub(S::zero(), g))));
-}
 
 // ---- blocked GEMM ------------------------------------------------------------------------------------
 
@@ -276,7 +270,8 @@ DSK_ALWAYS_INLINE void panel_store(typename S::f32 (&acc)[MB][2], panel_kind kin
   } else {
     const index_t col0 = p * (NR / 2);
     const int nr = static_cast<int>(std::min<index_t>(NR / 2, n_out - col0));
-    for (int m = 0; m < MB; ++m) S::store_partial(yr[m] + col0, S::mul(silu<S>(acc[m][0]), acc[m][1]), nr);
+    for (int m = 0; m < MB; ++m)
+      S::store_partial(yr[m] + col0, S::mul(nn::packet::silu<S>(acc[m][0]), acc[m][1]), nr);
   }
 }
 
@@ -354,8 +349,6 @@ DSK_ALWAYS_INLINE void rows_dot(const W* const* wr, const float* const* xr, inde
     for (int m = 0; m < MB; ++m) out[n][m] = S::reduce_add(acc[n][m]);
 }
 
-inline float silu1(float g) { return g / (1.0f + simd::scalar::exp1(-g)); }
-
 // Rows [lo, hi) of the output (plain: weight rows; swiglu: gate/up row pairs) for MB rows of x.
 template <class S, int NB, int MB, class W, class Out>
 void gemv_rows_block(const float* const* xr, view<const W, 2> w, view<const W, 2> w_up, bool swiglu,
@@ -385,13 +378,14 @@ void gemv_rows_block(const float* const* xr, view<const W, 2> w, view<const W, 2
       float d[NB][MB];
       rows_dot<S, NB, MB>(wr, xr, K, d);
       for (int j = 0; j < OUT; ++j)
-        for (int m = 0; m < MB; ++m) yr[m][n + j] = from_float<Out>(silu1(d[2 * j][m]) * d[2 * j + 1][m]);
+        for (int m = 0; m < MB; ++m)
+          yr[m][n + j] = from_float<Out>(nn::packet::silu1(d[2 * j][m]) * d[2 * j + 1][m]);
     }
     for (; n < hi; ++n) {
       const W* wr[2] = {row_ptr(w, n), row_ptr(w_up, n)};
       float d[2][MB];
       rows_dot<S, 2, MB>(wr, xr, K, d);
-      for (int m = 0; m < MB; ++m) yr[m][n] = from_float<Out>(silu1(d[0][m]) * d[1][m]);
+      for (int m = 0; m < MB; ++m) yr[m][n] = from_float<Out>(nn::packet::silu1(d[0][m]) * d[1][m]);
     }
   }
 }

@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "dsk/core/config.hpp"
+#include "dsk/nn/host/activation.hpp"
 #include "dsk/simd/simd.hpp"
 
 namespace dsk::moe::detail {
@@ -16,15 +17,7 @@ DSK_ISA_BEGIN
 template <class S>
 void swiglu_rows(const float* g, index_t ldg, const float* u, index_t ldu, index_t M, index_t N, float* h,
                  index_t ldh) {
-  constexpr int V = S::width;
-  const auto one = S::broadcast(1.0f), zero = S::zero();
-  for (index_t m = 0; m < M; ++m)
-    for (index_t n = 0; n < N; n += V) {
-      const int t = static_cast<int>(N - n < V ? N - n : V);
-      const auto gv = S::load_partial(g + m * ldg + n, t), uv = S::load_partial(u + m * ldu + n, t);
-      const auto sig = S::div(one, S::add(one, S::exp(S::sub(zero, gv))));
-      S::store_partial(h + m * ldh + n, S::mul(S::mul(gv, sig), uv), t);
-    }
+  for (index_t m = 0; m < M; ++m) nn::packet::swiglu_row<S>(g + m * ldg, u + m * ldu, N, h + m * ldh);
 }
 
 // x . w over K elements, two accumulators (fp32).
@@ -59,7 +52,7 @@ void gemv_row_swiglu(const float* x, const W* g, index_t ldg, const W* u, index_
                      float* h) {
   for (index_t n = 0; n < N; ++n) {
     const float gv = dot_row<S>(x, g + n * ldg, K), uv = dot_row<S>(x, u + n * ldu, K);
-    h[n] = gv / (1.0f + std::exp(-gv)) * uv;
+    h[n] = nn::packet::silu1(gv) * uv;
   }
 }
 

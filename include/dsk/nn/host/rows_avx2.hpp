@@ -1,6 +1,6 @@
-// Row-wise host kernels of nn: RMSNorm, softmax / log-softmax, argmax, as templates on the packet layer S
-// (simd::scalar mirrors simd::avx2 bit for bit). Checked against nn/ref.hpp in
-// tests/nn/{rmsnorm,softmax,argmax}.cpp.
+// Row-wise host kernels of nn: RMSNorm, softmax / log-softmax, as templates on the packet layer S
+// (simd::scalar mirrors simd::avx2 bit for bit); the library's one row softmax (the MoE router calls it).
+// Checked against nn/ref.hpp in tests/nn/{rmsnorm,softmax,argmax}.cpp.
 #pragma once
 
 #include <cmath>
@@ -10,7 +10,7 @@
 #include "dsk/core/dtype.hpp"
 #include "dsk/simd/simd.hpp"
 
-namespace dsk::nn::detail {
+namespace dsk::nn::packet {
 DSK_ISA_BEGIN
 
 template <class S>
@@ -112,4 +112,4 @@ void softmax_row(const float* x, index_t n, float* y) {
 }
 
 DSK_ISA_END
-}  // namespace dsk::nn::detail
+}  // namespace dsk::nn::packet
