@@ -14,6 +14,12 @@ namespace moe_test {
 using namespace dsk;
 using namespace dsk::moe;
 
+// A router as the tests use it: the compile-time config (scoring, method) and its runtime options.
+struct router_case {
+  router_config cfg;
+  router_options opt;
+};
+
 // logits[T, E]: each row a random permutation of {-E/2, ..., E/2 - 1} / 16 (distinct, exactly representable).
 inline tensor<float, 2> separated_logits(index_t T, index_t E, std::uint64_t seed) {
   tensor<float, 2> l(T, E);

@@ -74,7 +74,7 @@ void check_case(index_t T, index_t E, index_t K, index_t H, const dispatch_optio
   }
 
   tensor<float, 2> xs(h.rows(), H), ys(h.rows(), H), y(T, H);
-  dispatch(x, h, xs);
+  dispatch_tokens(x, h, xs);
   // A stand-in expert whose output identifies it: ys[r] = (e + 1) * xs[r].
   for (index_t r = 0; r < h.rows(); ++r) {
     const float f = static_cast<float>(expert_of_row(h, r) + 1);
@@ -83,7 +83,7 @@ void check_case(index_t T, index_t E, index_t K, index_t H, const dispatch_optio
       ys(r, j) = f * xs(r, j);
     }
   }
-  combine(ys, h, w, y, shared);
+  combine_tokens(ys, h, w, y, shared);
   for (index_t t = 0; t < T; ++t)
     for (index_t j = 0; j < H; ++j) {
       double want = shared(t, j), mag = std::abs(want);
@@ -104,11 +104,11 @@ double dot(const tensor<float, 2>& a, const tensor<float, 2>& b) {
 }
 }  // namespace
 
-TEST_CASE("layout: tokens per expert and per rank, hand computed", "[moe][dispatch]") {
+TEST_CASE("dispatch_layout: tokens per expert and per rank, hand computed", "[moe][dispatch]") {
   const auto idx = idx_of({{0, 3}, {1, -1}, {3, 2}});
   tensor<index_t, 1> per_expert(4), per_rank(2);
   tensor<std::uint8_t, 2> in_rank(3, 2);
-  layout(idx, 4, per_expert, per_rank, in_rank);
+  dispatch_layout(idx, 4, per_expert, per_rank, in_rank);
   CHECK(per_expert(0) == 1);
   CHECK(per_expert(1) == 1);
   CHECK(per_expert(2) == 1);
@@ -122,7 +122,8 @@ TEST_CASE("layout: tokens per expert and per rank, hand computed", "[moe][dispat
   CHECK(in_rank(2, 0) == 0);
   CHECK(in_rank(2, 1) == 1);
   tensor<index_t, 1> bad_ranks(3);
-  CHECK_THROWS_WITH(layout(idx, 4, per_expert, bad_ranks, in_rank), Catch::Contains("tokens_per_rank"));
+  CHECK_THROWS_WITH(dispatch_layout(idx, 4, per_expert, bad_ranks, in_rank),
+                    Catch::Contains("tokens_per_rank"));
 }
 
 TEST_CASE("plan_dispatch: counting sort by expert, padding, hand computed", "[moe][dispatch]") {
@@ -188,8 +189,8 @@ TEST_CASE("dispatch + combine: all tokens to one expert", "[moe][dispatch]") {
   for (index_t e = 0; e < E; ++e)
     if (e != 5) CHECK(h.count[e] == 0);
   tensor<float, 2> xs(h.rows(), H), y(T, H);
-  dispatch(x, h, xs);
-  combine(xs, h, w, y);
+  dispatch_tokens(x, h, xs);
+  combine_tokens(xs, h, w, y);
   for (index_t t = 0; t < T; ++t)
     for (index_t j = 0; j < H; ++j) CHECK(y(t, j) == w(t, 0) * x(t, j));  // one product: exact
 }
@@ -202,15 +203,15 @@ TEST_CASE("backward passes are the adjoints of dispatch and combine", "[moe][dis
   const auto x = moe_test::random_tensor(T, H, 10), dxs = moe_test::random_tensor(h.rows(), H, 11);
   const auto ys = moe_test::random_tensor(h.rows(), H, 12), dy = moe_test::random_tensor(T, H, 13);
   const auto w = moe_test::random_tensor(T, K, 14);
-  // <dispatch(x), dxs> = <x, dispatch_backward(dxs)>.
+  // <dispatch_tokens(x), dxs> = <x, dispatch_tokens_backward(dxs)>.
   tensor<float, 2> xs(h.rows(), H), dx(T, H);
-  dispatch(x, h, xs);
-  dispatch_backward(dxs, h, dx);
+  dispatch_tokens(x, h, xs);
+  dispatch_tokens_backward(dxs, h, dx);
   CHECK(dot(xs, dxs) == Approx(dot(x, dx)).epsilon(1e-5));
-  // <combine(ys, w), dy> = <ys, dys> = sum_{t,k} w[t,k] dw[t,k] (combine is linear in ys and in w).
+  // <combine_tokens(ys, w), dy> = <ys, dys> = sum_{t,k} w[t,k] dw[t,k] (combine is linear in ys and in w).
   tensor<float, 2> y(T, H), dys(h.rows(), H), dw(T, K);
-  combine(ys, h, w, y);
-  combine_backward(dy, ys, h, w, dys, dw);
+  combine_tokens(ys, h, w, y);
+  combine_tokens_backward(dy, ys, h, w, dys, dw);
   CHECK(dot(y, dy) == Approx(dot(ys, dys)).epsilon(1e-5));
   CHECK(dot(y, dy) == Approx(dot(w, dw)).epsilon(1e-5));
   for (index_t t = 0; t < T; ++t)
@@ -233,8 +234,8 @@ TEST_CASE("dispatch / combine: identical results with 1 and 2 threads", "[moe][d
   auto run = [&](int threads) {
     thread_count_scope s(threads);
     tensor<float, 2> xs(h.rows(), H), y(T, H);
-    dispatch(x, h, xs);
-    combine(xs, h, w, y, x);
+    dispatch_tokens(x, h, xs);
+    combine_tokens(xs, h, w, y, x);
     return y;
   };
   const auto a = run(1), b = run(2);
@@ -251,13 +252,13 @@ TEST_CASE("dispatch: bad input is rejected with a clear error", "[moe][dispatch]
   CHECK_THROWS_WITH(plan_dispatch(idx, 4, {.capacity_factor = NAN}), Catch::Contains("opt.capacity_factor"));
   const auto h = plan_dispatch(idx, 4);
   tensor<float, 2> x(3, 8), xs(4, 8), xs_bad(5, 8), ys(4, 8), y(2, 8), w(2, 2), w_bad(2, 3);
-  CHECK_THROWS_WITH(dispatch(x, h, xs), Catch::Contains("'x'"));
+  CHECK_THROWS_WITH(dispatch_tokens(x, h, xs), Catch::Contains("'x'"));
   tensor<float, 2> x2(2, 8);
-  CHECK_THROWS_WITH(dispatch(x2, h, xs_bad), Catch::Contains("'xs'"));
-  CHECK_THROWS_WITH(combine(ys, h, w_bad, y), Catch::Contains("'topk_w'"));
+  CHECK_THROWS_WITH(dispatch_tokens(x2, h, xs_bad), Catch::Contains("'xs'"));
+  CHECK_THROWS_WITH(combine_tokens(ys, h, w_bad, y), Catch::Contains("'topk_w'"));
   tensor<float, 2> shared_bad(2, 7);
-  CHECK_THROWS_WITH(combine(ys, h, w, y, shared_bad), Catch::Contains("'shared'"));
+  CHECK_THROWS_WITH(combine_tokens(ys, h, w, y, shared_bad), Catch::Contains("'shared'"));
   dispatch_handle forged = h;
   forged.pair_row.pop_back();
-  CHECK_THROWS_WITH(combine(ys, forged, w, y), Catch::Contains("'handle'"));
+  CHECK_THROWS_WITH(combine_tokens(ys, forged, w, y), Catch::Contains("'handle'"));
 }

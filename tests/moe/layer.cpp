@@ -15,12 +15,11 @@ namespace {
 // Three chained fp32 products (lengths <= 32) and fp32 combine against double with identical weights.
 constexpr double kNmse = 1e-9;
 
-constexpr router_config greedy{};
-constexpr router_config grouped{.method = topk_method::group_limited_greedy,
-                                .n_group = 4,
-                                .topk_group = 2,
-                                .routed_scaling_factor = 2.0f};
-constexpr router_config norm_sigmoid{.score = scoring::sigmoid, .norm_topk_prob = true};
+using moe_test::router_case;
+constexpr router_case greedy{};
+constexpr router_case grouped{{.method = topk_method::group_limited_greedy},
+                              {.n_group = 4, .topk_group = 2, .routed_scaling_factor = 2.0f}};
+constexpr router_case norm_sigmoid{{.score = scoring::sigmoid}, {.norm_topk_prob = true}};
 
 template <class W>
 tensor<W, 3> weights(index_t E, index_t N, index_t K, std::uint64_t seed) {
@@ -60,17 +59,17 @@ model make_model(index_t E, index_t H, index_t I, std::uint64_t seed) {
   return m;
 }
 
-template <router_config R>
+template <router_case R>
 void check_layer(index_t T, index_t E, index_t K, const dispatch_options& opt, bool with_shared,
                  std::uint64_t seed, view<const float, 1> bias = {}) {
   INFO("T=" << T << " E=" << E << " K=" << K << " cf=" << opt.capacity_factor << " shared=" << with_shared);
   const index_t H = 24, I = 12;
   const auto m = make_model(E, H, I, seed);
   using bank = dense_experts<bf16>;
-  const deepseek_moe<R, bank> layer(
+  const deepseek_moe<R.cfg, bank> layer(
       m.gate, bank(m.g.cview(), m.u.cview(), m.d.cview()),
       with_shared ? std::optional<bank>(bank(m.sg.cview(), m.su.cview(), m.sd.cview())) : std::nullopt, K,
-      opt, bias);
+      {.route = R.opt, .dispatch = opt}, bias);
   const auto x = moe_test::random_tensor(T, H, seed + 7);
   tensor<float, 2> y(T, H);
   moe_workspace ws;
@@ -118,7 +117,7 @@ TEST_CASE("deepseek_moe: int4 experts against the dequantized reference", "[moe]
   const auto gate = moe_test::random_tensor(E, H, 4);
   constexpr quant::quantize_config q4{quant::int4_per_channel};
   const quantized_expert_store<q4> store(g.cview(), u.cview(), d.cview());
-  const deepseek_moe<greedy, quantized_experts<q4.fmt>> layer(gate, store.bank(), std::nullopt, K);
+  const deepseek_moe<greedy.cfg, quantized_experts<q4.fmt>> layer(gate, store.bank(), std::nullopt, K);
   const auto x = moe_test::random_tensor(T, H, 5);
   tensor<float, 2> y(T, H);
   moe_workspace ws;
@@ -142,8 +141,9 @@ TEST_CASE("deepseek_moe: int4 experts against the dequantized reference", "[moe]
 TEST_CASE("deepseek_moe: identical results with 1 and 2 threads", "[moe][layer]") {
   const auto m = make_model(16, 48, 40, 9);
   using bank = dense_experts<bf16>;
-  const deepseek_moe<greedy, bank> layer(m.gate, bank(m.g.cview(), m.u.cview(), m.d.cview()),
-                                         bank(m.sg.cview(), m.su.cview(), m.sd.cview()), 6, {.block = 8});
+  const deepseek_moe<greedy.cfg, bank> layer(m.gate, bank(m.g.cview(), m.u.cview(), m.d.cview()),
+                                             bank(m.sg.cview(), m.su.cview(), m.sd.cview()), 6,
+                                             {.dispatch = {.block = 8}});
   const auto x = moe_test::random_tensor(200, 48, 10);
   auto run = [&](int threads) {
     thread_count_scope s(threads);
@@ -160,11 +160,12 @@ TEST_CASE("deepseek_moe: bad input is rejected with a clear error", "[moe][layer
   const auto m = make_model(4, 8, 4, 1);
   using bank = dense_experts<bf16>;
   const bank routed(m.g.cview(), m.u.cview(), m.d.cview());
-  CHECK_THROWS_WITH((deepseek_moe<greedy, bank>(m.gate, routed, std::nullopt, 5)), Catch::Contains("top_k"));
+  CHECK_THROWS_WITH((deepseek_moe<greedy.cfg, bank>(m.gate, routed, std::nullopt, 5)),
+                    Catch::Contains("top_k"));
   tensor<float, 2> bad_gate(4, 9);
-  CHECK_THROWS_WITH((deepseek_moe<greedy, bank>(bad_gate, routed, std::nullopt, 2)),
+  CHECK_THROWS_WITH((deepseek_moe<greedy.cfg, bank>(bad_gate, routed, std::nullopt, 2)),
                     Catch::Contains("'gate'"));
-  const deepseek_moe<greedy, bank> layer(m.gate, routed, std::nullopt, 2);
+  const deepseek_moe<greedy.cfg, bank> layer(m.gate, routed, std::nullopt, 2);
   tensor<float, 2> x(3, 8), y(3, 7);
   moe_workspace ws;
   CHECK_THROWS_WITH(layer.forward(x, y, ws), Catch::Contains("'y'"));

@@ -5,6 +5,7 @@
 
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <cstring>
 #include <tuple>
 
 #include "common.hpp"
@@ -21,37 +22,36 @@ constexpr double kScoreTol = 1e-5;
 // bug.
 constexpr double kLogitNmse = 1e-10;
 
-constexpr router_config greedy_softmax{};
-constexpr router_config greedy_sigmoid{.score = scoring::sigmoid};
-constexpr router_config norm_softmax{.norm_topk_prob = true};
-constexpr router_config scaled_softmax{.routed_scaling_factor = 16.0f};
-constexpr router_config grouped_4_2{
-    .method = topk_method::group_limited_greedy, .n_group = 4, .topk_group = 2};
-constexpr router_config grouped_4_1{
-    .method = topk_method::group_limited_greedy, .n_group = 4, .topk_group = 1};
-constexpr router_config v2_grouped{.method = topk_method::group_limited_greedy,
-                                   .n_group = 8,
-                                   .topk_group = 3,
-                                   .routed_scaling_factor = 16.0f};
-constexpr router_config grouped_sigmoid_norm{.score = scoring::sigmoid,
-                                             .method = topk_method::group_limited_greedy,
-                                             .n_group = 4,
-                                             .topk_group = 2,
-                                             .norm_topk_prob = true};
+using moe_test::router_case;
+constexpr router_case greedy_softmax{};
+constexpr router_case greedy_sigmoid{{.score = scoring::sigmoid}, {}};
+constexpr router_case norm_softmax{{}, {.norm_topk_prob = true}};
+constexpr router_case scaled_softmax{{}, {.routed_scaling_factor = 16.0f}};
+constexpr router_case grouped_4_2{{.method = topk_method::group_limited_greedy},
+                                  {.n_group = 4, .topk_group = 2}};
+constexpr router_case grouped_4_1{{.method = topk_method::group_limited_greedy},
+                                  {.n_group = 4, .topk_group = 1}};
+constexpr router_case v2_grouped{{.method = topk_method::group_limited_greedy},
+                                 {.n_group = 8, .topk_group = 3, .routed_scaling_factor = 16.0f}};
+constexpr router_case grouped_sigmoid_norm{
+    {.score = scoring::sigmoid, .method = topk_method::group_limited_greedy},
+    {.n_group = 4, .topk_group = 2, .norm_topk_prob = true}};
 
-template <router_config C>
+template <router_case C>
 struct routed {
   tensor<float, 2> scores;
   tensor<expert_id, 2> idx;
   tensor<float, 2> w;
 };
 
-template <router_config C>
+template <router_case C>
 routed<C> run(const tensor<float, 2>& logits, index_t K, index_t k_active = -1,
               view<const float, 1> bias = {}) {
   routed<C> r{tensor<float, 2>(logits.extent(0), logits.extent(1)), tensor<expert_id, 2>(logits.extent(0), K),
               tensor<float, 2>(logits.extent(0), K)};
-  route<C>(logits, bias, r.scores, r.idx, r.w, k_active);
+  router_options opt = C.opt;
+  opt.k_active = k_active;
+  route<C.cfg>(logits, bias, r.scores, r.idx, r.w, opt);
   return r;
 }
 
@@ -61,13 +61,13 @@ tensor<float, 2> row(std::initializer_list<float> v) {
   return t;
 }
 
-template <router_config C>
+template <router_case C>
 void check_against_ref(index_t T, index_t E, index_t K, std::uint64_t seed) {
   INFO("T=" << T << " E=" << E << " K=" << K);
   const auto logits = moe_test::separated_logits(T, E, seed);
   const auto got = run<C>(logits, K);
-  const auto s = ref::scores(ref::to_mat<float>(logits), C.score);
-  const auto want = ref::route(s, {}, C, K, K);
+  const auto s = ref::scores(ref::to_mat<float>(logits), C.cfg.score);
+  const auto want = ref::route(s, {}, C.cfg, C.opt, K, K);
   for (index_t t = 0; t < T; ++t) {
     for (index_t e = 0; e < E; ++e) REQUIRE(got.scores(t, e) == Approx(s(t, e)).epsilon(kScoreTol));
     for (index_t k = 0; k < K; ++k) {
@@ -257,25 +257,76 @@ TEST_CASE("route: bad input is rejected with a clear error", "[moe][router]") {
   const auto logits = moe_test::separated_logits(3, 8, 1);
   tensor<float, 2> scores(3, 8), w9(3, 9), w2(3, 2);
   tensor<expert_id, 2> idx9(3, 9), idx2(3, 2);
-  CHECK_THROWS_WITH(route<greedy_softmax>(logits, scores, idx9, w9),
+  CHECK_THROWS_WITH(route<greedy_softmax.cfg>(logits, scores, idx9, w9),
                     Catch::Contains("K = extent(1) in [1, E]"));
-  CHECK_THROWS_WITH(route<greedy_softmax>(logits, scores, idx2, w9), Catch::Contains("topk_w"));
+  CHECK_THROWS_WITH(route<greedy_softmax.cfg>(logits, scores, idx2, w9), Catch::Contains("topk_w"));
   tensor<float, 2> bad_scores(3, 7);
-  CHECK_THROWS_WITH(route<greedy_softmax>(logits, bad_scores, idx2, w2), Catch::Contains("scores"));
-  CHECK_THROWS_WITH(route<greedy_softmax>(logits, scores, idx2, w2, 3), Catch::Contains("k_active"));
-  CHECK_THROWS_WITH(route<greedy_softmax>(logits, scores, idx2, w2, 0), Catch::Contains("k_active"));
+  CHECK_THROWS_WITH(route<greedy_softmax.cfg>(logits, bad_scores, idx2, w2), Catch::Contains("scores"));
+  CHECK_THROWS_WITH(route<greedy_softmax.cfg>(logits, scores, idx2, w2, {.k_active = 3}),
+                    Catch::Contains("k_active"));
+  CHECK_THROWS_WITH(route<greedy_softmax.cfg>(logits, scores, idx2, w2, {.k_active = 0}),
+                    Catch::Contains("k_active"));
   tensor<float, 1> bias(5);
-  CHECK_THROWS_WITH(route<greedy_softmax>(logits, bias.cview(), scores, idx2, w2), Catch::Contains("bias"));
+  CHECK_THROWS_WITH(route<greedy_softmax.cfg>(logits, bias.cview(), scores, idx2, w2),
+                    Catch::Contains("bias"));
   auto nan_logits = logits;
   nan_logits(1, 2) = NAN;
-  CHECK_THROWS_WITH(route<greedy_softmax>(nan_logits, scores, idx2, w2),
+  CHECK_THROWS_WITH(route<greedy_softmax.cfg>(nan_logits, scores, idx2, w2),
                     Catch::Contains("non-finite value at (1, 2)"));
   const auto l6 = moe_test::separated_logits(3, 6, 1);
   tensor<float, 2> s6(3, 6);
-  CHECK_THROWS_WITH(route<grouped_4_2>(l6, s6, idx2, w2), Catch::Contains("divisible by n_group"));
+  CHECK_THROWS_WITH(route<grouped_4_2.cfg>(l6, s6, idx2, w2, grouped_4_2.opt),
+                    Catch::Contains("divisible by n_group"));
   tensor<expert_id, 2> idx5(3, 5);
   tensor<float, 2> w5(3, 5);
-  CHECK_THROWS_WITH(route<grouped_4_2>(logits, scores, idx5, w5), Catch::Contains("topk_group"));
+  CHECK_THROWS_WITH(route<grouped_4_2.cfg>(logits, scores, idx5, w5, grouped_4_2.opt),
+                    Catch::Contains("topk_group"));
   tensor<float, 2> x(3, 16), gw(8, 15), l(3, 8);
   CHECK_THROWS_WITH(gate_logits(x, gw, l), Catch::Contains("'w'"));
+  // Router options are runtime values: checked at run time, the message names the field.
+  constexpr router_config grouped{.method = topk_method::group_limited_greedy};
+  CHECK_THROWS_WITH(route<grouped>(logits, scores, idx2, w2, {.n_group = 0}), Catch::Contains("opt.n_group"));
+  CHECK_THROWS_WITH(route<grouped>(logits, scores, idx2, w2, {.n_group = 4, .topk_group = 5}),
+                    Catch::Contains("opt.topk_group"));
+  CHECK_THROWS_WITH(route<grouped>(logits, scores, idx2, w2, {.n_group = 4, .topk_group = 0}),
+                    Catch::Contains("opt.topk_group"));
+  CHECK_THROWS_WITH(route<greedy_softmax.cfg>(logits, scores, idx2, w2, {.routed_scaling_factor = 0.0f}),
+                    Catch::Contains("opt.routed_scaling_factor"));
+  CHECK_THROWS_WITH(route<greedy_softmax.cfg>(logits, scores, idx2, w2, {.routed_scaling_factor = NAN}),
+                    Catch::Contains("opt.routed_scaling_factor"));
+}
+
+TEST_CASE("route: n_group / topk_group are runtime (one compiled config, any grouping)", "[moe][router]") {
+  // The same compiled router_config runs 4x2, 4x1, 8x3 groupings; each matches the reference.
+  std::uint64_t seed = 900;
+  check_against_ref<grouped_4_1>(9, 8, 2, ++seed);
+  check_against_ref<grouped_4_2>(9, 8, 3, ++seed);
+  check_against_ref<router_case{{.method = topk_method::group_limited_greedy},
+                                {.n_group = 2, .topk_group = 1}}>(9, 8, 4, ++seed);
+  check_against_ref<router_case{{.method = topk_method::group_limited_greedy},
+                                {.n_group = 8, .topk_group = 8}}>(9, 8, 8, ++seed);
+  // Greedy ignores the grouping: (n_group, topk_group) = (8, 3) routes as (1, 1).
+  const auto logits = moe_test::separated_logits(9, 16, ++seed);
+  const auto a = run<greedy_softmax>(logits, 6);
+  const auto b = run<router_case{{}, {.n_group = 8, .topk_group = 3}}>(logits, 6);
+  CHECK(std::equal(a.idx.data(), a.idx.data() + a.idx.size(), b.idx.data()));
+  CHECK(std::memcmp(a.w.data(), b.w.data(), sizeof(float) * static_cast<std::size_t>(a.w.size())) == 0);
+}
+
+TEST_CASE("route: dsk::dispatch maps a runtime method onto compiled router_configs", "[moe][router]") {
+  constexpr router_config greedy{}, grouped{.method = topk_method::group_limited_greedy};
+  const auto logits = moe_test::separated_logits(5, 16, 77);
+  tensor<float, 2> scores(5, 16), w(5, 4), w_direct(5, 4);
+  tensor<expert_id, 2> idx(5, 4), idx_direct(5, 4);
+  const router_options opt{.n_group = 4, .topk_group = 2, .routed_scaling_factor = 2.5f};
+  const router_config want{.method = topk_method::group_limited_greedy};
+  dsk::dispatch<greedy, grouped>("router", want,
+                                 [&](auto c) { route<decltype(c)::value>(logits, scores, idx, w, opt); });
+  route<grouped>(logits, scores, idx_direct, w_direct, opt);
+  CHECK(std::equal(idx.data(), idx.data() + idx.size(), idx_direct.data()));
+  CHECK(std::memcmp(w.data(), w_direct.data(), sizeof(float) * static_cast<std::size_t>(w.size())) == 0);
+  const router_config sigmoid_grouped{.score = scoring::sigmoid, .method = topk_method::group_limited_greedy};
+  CHECK_THROWS_WITH((dsk::dispatch<greedy, grouped>("router", sigmoid_grouped, [](auto) {})),
+                    Catch::Contains("router = sigmoid/group_limited_greedy is not supported") &&
+                        Catch::Contains("softmax/greedy, softmax/group_limited_greedy"));
 }

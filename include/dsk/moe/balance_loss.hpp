@@ -1,8 +1,8 @@
 // Load-balance losses of the MoE router and their gradients with respect to the router logits: the simple
 // squared-deviation form, DeepSeek's expert-, device- and communication-level losses (arXiv 2405.04434,
-// 2401.06066) and the per-sequence seq_aux form of modeling_deepseek.py. Host only (O(T * E), accumulated in
-// double); checked against the formulas in dsk/moe/ref.hpp and central finite differences
-// (tests/moe/balance_loss.cpp).
+// 2401.06066) and the per-sequence seq_aux form of modeling_deepseek.py. Host only, O(T * E) in double with
+// no packet-layer code (no Exec tag), yet in the ISA namespace: the compiler vectorises the loops for -march.
+// Checked against dsk/moe/ref.hpp and central finite differences (tests/moe/balance_loss.cpp).
 #pragma once
 
 #include <cmath>
@@ -18,6 +18,8 @@ struct loss_args {
   index_t T, E;
   bool grad;
 };
+
+DSK_ISA_BEGIN
 
 inline loss_args check_loss_args(const contract& c, view<const float, 2> scores, view<float, 2> dlogits) {
   const index_t T = scores.extent(0), E = scores.extent(1);
@@ -88,7 +90,11 @@ inline void uniform_grad(view<const float, 2> scores, scoring sf, const std::vec
     for (index_t e = 0; e < E; ++e) g[t * E + e] = coef[e] / static_cast<double>(T);
   scores_backward(scores, sf, g, dlogits);
 }
+DSK_ISA_END
 }  // namespace detail
+
+// Every definition below is compiled for the TU's -march (the double loops vectorise): ISA namespace.
+DSK_ISA_BEGIN
 
 // Every loss takes the router's scores[T, E] (route()'s output) and the scoring function that produced them,
 // returns the loss and, when dlogits[T, E] is not empty, ADDS the gradient with respect to the logits to it
@@ -224,5 +230,7 @@ inline double balance_loss_seq_aux(view<const float, 2> scores, scoring sf, view
   if (a.grad) detail::scores_backward(scores, sf, g, dlogits);
   return alpha * L / static_cast<double>(B);
 }
+
+DSK_ISA_END
 
 }  // namespace dsk::moe

@@ -1,8 +1,10 @@
-// MoE data movement on the host: layout (tokens per expert / per rank), dispatch (a deterministic counting
-// sort of (token, slot) pairs by expert, with padding and capacity), combine (weighted sum back into token
-// order) and the backward of both. Host backend (simd::native); checked against dsk/moe/ref.hpp
-// (tests/moe/dispatch.cpp). Vocabulary from DeepEP (layout / dispatch / combine / handle); capacity as in
-// GShard and MegaBlocks.
+// MoE data movement on the host: dispatch_layout (tokens per expert / per rank), plan_dispatch +
+// dispatch_tokens (a deterministic counting sort of (token, slot) pairs by expert, with padding and
+// capacity), combine_tokens (weighted sum back into token order) and the backward of both. Host: op<Exec =
+// dsk::host>, Exec a dsk::host_exec (dsk::simd::scalar runs the scalar twin, same bits); checked against
+// dsk/moe/ref.hpp (tests/moe/dispatch.cpp, tests/moe/exec.cpp). Vocabulary from DeepEP (layout / dispatch /
+// combine / handle), with _tokens / _layout suffixes so the names never read as dsk::dispatch (runtime value
+// -> compile-time choice) or dsk::layout_right (a tensor layout); capacity as in GShard and MegaBlocks.
 #pragma once
 
 #include <algorithm>
@@ -11,12 +13,14 @@
 #include <vector>
 
 #include "dsk/core.hpp"
+#include "dsk/core/exec.hpp"
 #include "dsk/moe/router.hpp"
 #include "dsk/simd/simd.hpp"
 
 namespace dsk::moe {
 
 namespace detail {
+DSK_ISA_BEGIN
 // Rows (or tokens) per parallel chunk so that a chunk moves at least ~256K floats: below that a fork/join
 // costs more than the copy, and on a loaded machine far more.
 inline index_t grain_for(index_t floats_per_item) {
@@ -32,16 +36,19 @@ inline void check_topk_idx(const contract& c, view<const expert_id, 2> topk_idx,
                   dsk::detail::concat(e, " at (", t, ", ", k, ")"));
     }
 }
+DSK_ISA_END
 }  // namespace detail
+
+DSK_ISA_BEGIN
 
 // Expert-parallel layout (DeepEP get_dispatch_layout): experts are split contiguously over R ranks (rank of
 // expert e = e / (E / R)); -1 slots are skipped.
 //   tokens_per_expert[E]   (token, slot) pairs routed to each expert
 //   tokens_per_rank[R]     tokens with at least one slot on the rank (a token is sent once per rank)
 //   is_token_in_rank[T, R] 1 if the token has a slot on the rank, else 0
-inline void layout(view<const expert_id, 2> topk_idx, index_t E, view<index_t, 1> tokens_per_expert,
-                   view<index_t, 1> tokens_per_rank, view<std::uint8_t, 2> is_token_in_rank) {
-  contract c{"moe::layout"};
+inline void dispatch_layout(view<const expert_id, 2> topk_idx, index_t E, view<index_t, 1> tokens_per_expert,
+                            view<index_t, 1> tokens_per_rank, view<std::uint8_t, 2> is_token_in_rank) {
+  contract c{"moe::dispatch_layout"};
   const index_t T = topk_idx.extent(0), R = tokens_per_rank.extent(0);
   c.require(E >= 1, "E", ">= 1", E)
       .require(R >= 1 && E % R == 0, "tokens_per_rank", "extent(0) = ranks R >= 1 dividing E", R)
@@ -64,6 +71,8 @@ inline void layout(view<const expert_id, 2> topk_idx, index_t E, view<index_t, 1
   }
 }
 
+DSK_ISA_END
+
 // Options of one dispatch (runtime values: they shape the buffers, not the code).
 struct dispatch_options {
   // Each expert's segment is padded with zero rows to a multiple of `block` (the M tile of a grouped GEMM).
@@ -75,9 +84,12 @@ struct dispatch_options {
   index_t capacity = -1;
 };
 
-// Everything combine (and the backward passes) need to undo a dispatch. Rows of the dispatched buffer are
-// grouped by expert: expert e owns rows [offset[e], offset[e + 1]); its first count[e] rows hold tokens in
-// (token, slot) order, the rest are padding.
+DSK_ISA_BEGIN
+
+// Everything combine_tokens (and the backward passes) need to undo a dispatch. Inside the ISA namespace
+// because its (non-trivial) copy and destructor are code: a handle is made and used by one TU's kernels. Rows
+// of the dispatched buffer are grouped by expert: expert e owns rows [offset[e], offset[e + 1]); its first
+// count[e] rows hold tokens in (token, slot) order, the rest are padding.
 struct dispatch_handle {
   index_t tokens = 0, slots = 0, experts = 0, block = 1;
   index_t capacity = -1;                // per-expert limit applied, or -1 (dropless)
@@ -144,7 +156,10 @@ inline dispatch_handle plan_dispatch(view<const expert_id, 2> topk_idx, index_t 
   return h;
 }
 
+DSK_ISA_END
+
 namespace detail {
+DSK_ISA_BEGIN
 inline void check_handle(const contract& c, const dispatch_handle& h) {
   c.require(static_cast<index_t>(h.offset.size()) == h.experts + 1 &&
                 static_cast<index_t>(h.row_token.size()) == h.rows() &&
@@ -152,13 +167,15 @@ inline void check_handle(const contract& c, const dispatch_handle& h) {
                 static_cast<index_t>(h.pair_row.size()) == h.tokens * h.slots,
             "handle", "a handle made by moe::plan_dispatch");
 }
+DSK_ISA_END
 }  // namespace detail
 
 DSK_ISA_BEGIN
 
-// xs[rows, H]: row r = x[row_token[r]], padding rows zero. x: [T, H].
-inline void dispatch(view<const float, 2> x, const dispatch_handle& h, view<float, 2> xs) {
-  contract c{"moe::dispatch"};
+// Gathers the rows of every expert: xs[rows, H]: row r = x[row_token[r]], padding rows zero. x: [T, H].
+template <host_exec Exec = host>
+void dispatch_tokens(view<const float, 2> x, const dispatch_handle& h, view<float, 2> xs) {
+  contract c{"moe::dispatch_tokens"};
   detail::check_handle(c, h);
   c.extent("x", x, 0, h.tokens, "handle.tokens")
       .extent("xs", xs, 0, h.rows(), "handle.rows()")
@@ -211,9 +228,10 @@ DSK_ISA_BEGIN
 // y[t] = shared[t] + sum_k topk_w[t, k] * ys[pair_row(t, k)], in slot order, fp32: each token is summed by
 // one thread in a fixed order, so the result does not depend on the thread count. Dropped and -1 slots add
 // nothing. ys: [rows, H]; topk_w: [T, K]; shared: [T, H] or empty (no shared experts); y: [T, H].
-inline void combine(view<const float, 2> ys, const dispatch_handle& h, view<const float, 2> topk_w,
+template <host_exec Exec = host>
+void combine_tokens(view<const float, 2> ys, const dispatch_handle& h, view<const float, 2> topk_w,
                     view<float, 2> y, view<const float, 2> shared = {}) {
-  contract c{"moe::combine"};
+  contract c{"moe::combine_tokens"};
   detail::check_handle(c, h);
   const index_t H = y.extent(1);
   c.extent("ys", ys, 0, h.rows(), "handle.rows()")
@@ -229,7 +247,7 @@ inline void combine(view<const float, 2> ys, const dispatch_handle& h, view<cons
         .extent("shared", shared, 1, H, "y.extent(1)")
         .unit_inner_stride("shared", shared);
   }
-  using S = simd::native;
+  using S = exec_packet_t<Exec>;
   parallel_for_chunks(0, h.tokens, detail::grain_for(H * (h.slots + 1)), [&](index_t lo, index_t hi) {
     for (index_t t = lo; t < hi; ++t) {
       float* dst = row_ptr(y, t);
@@ -244,10 +262,11 @@ inline void combine(view<const float, 2> ys, const dispatch_handle& h, view<cons
   });
 }
 
-// Backward of dispatch (= an unweighted combine): dx[t] = sum_k dxs[pair_row(t, k)]. dxs: [rows, H]; dx: [T,
-// H].
-inline void dispatch_backward(view<const float, 2> dxs, const dispatch_handle& h, view<float, 2> dx) {
-  contract c{"moe::dispatch_backward"};
+// Backward of dispatch_tokens (= an unweighted combine): dx[t] = sum_k dxs[pair_row(t, k)]. dxs: [rows, H];
+// dx: [T, H].
+template <host_exec Exec = host>
+void dispatch_tokens_backward(view<const float, 2> dxs, const dispatch_handle& h, view<float, 2> dx) {
+  contract c{"moe::dispatch_tokens_backward"};
   detail::check_handle(c, h);
   const index_t H = dx.extent(1);
   c.extent("dxs", dxs, 0, h.rows(), "handle.rows()")
@@ -255,7 +274,7 @@ inline void dispatch_backward(view<const float, 2> dxs, const dispatch_handle& h
       .extent("dx", dx, 0, h.tokens, "handle.tokens")
       .unit_inner_stride("dxs", dxs)
       .unit_inner_stride("dx", dx);
-  using S = simd::native;
+  using S = exec_packet_t<Exec>;
   parallel_for_chunks(0, h.tokens, detail::grain_for(H * (h.slots + 1)), [&](index_t lo, index_t hi) {
     for (index_t t = lo; t < hi; ++t) {
       float* dst = row_ptr(dx, t);
@@ -267,12 +286,13 @@ inline void dispatch_backward(view<const float, 2> dxs, const dispatch_handle& h
   });
 }
 
-// Backward of combine (= a weighted dispatch): dys[r] = topk_w[t, k] * dy[t] for the pair (t, k) of row r
-// (zero on padding), and dtopk_w[t, k] = dy[t] . ys[pair_row(t, k)] (zero for dropped and -1 slots). The
-// gradient of the shared-expert input of combine is dy itself.
-inline void combine_backward(view<const float, 2> dy, view<const float, 2> ys, const dispatch_handle& h,
+// Backward of combine_tokens (= a weighted dispatch): dys[r] = topk_w[t, k] * dy[t] for the pair (t, k) of
+// row r (zero on padding), and dtopk_w[t, k] = dy[t] . ys[pair_row(t, k)] (zero for dropped and -1 slots).
+// The gradient of the shared-expert input of combine_tokens is dy itself.
+template <host_exec Exec = host>
+void combine_tokens_backward(view<const float, 2> dy, view<const float, 2> ys, const dispatch_handle& h,
                              view<const float, 2> topk_w, view<float, 2> dys, view<float, 2> dtopk_w) {
-  contract c{"moe::combine_backward"};
+  contract c{"moe::combine_tokens_backward"};
   detail::check_handle(c, h);
   const index_t H = dy.extent(1);
   c.extent("dy", dy, 0, h.tokens, "handle.tokens")
@@ -287,7 +307,7 @@ inline void combine_backward(view<const float, 2> dy, view<const float, 2> ys, c
       .unit_inner_stride("dy", dy)
       .unit_inner_stride("ys", ys)
       .unit_inner_stride("dys", dys);
-  using S = simd::native;
+  using S = exec_packet_t<Exec>;
   parallel_for_chunks(0, h.rows(), detail::grain_for(H), [&](index_t lo, index_t hi) {
     for (index_t r = lo; r < hi; ++r) {
       float* dst = row_ptr(dys, r);

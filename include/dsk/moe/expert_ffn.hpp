@@ -1,7 +1,8 @@
 // Grouped expert FFN of the MoE host path: SwiGLU down(silu(gate x) * up x) for every expert over its
 // contiguous segment of dispatched rows, with f32/bf16/f16 weights (dsk::gemm) or int8/int4 per-channel
-// weights (dsk::quant, weight-only), parallel over (expert, row block, column block) items balanced by cost.
-// Host backend; checked against ref::swiglu (every expert on every row, double) in tests/moe/expert_ffn.cpp.
+// weights (dsk::quant, weight-only or int8 activations), parallel over (expert, row block, column block)
+// items balanced by cost. Host: grouped_swiglu<Exec = dsk::host>, Exec a dsk::host_exec. Checked against
+// ref::swiglu (every expert on every row, double) in tests/moe/expert_ffn.cpp; scalar vs host in exec.cpp.
 #pragma once
 
 #include <algorithm>
@@ -9,22 +10,40 @@
 #include <vector>
 
 #include "dsk/core.hpp"
+#include "dsk/core/exec.hpp"
 #include "dsk/gemm/matmul.hpp"
 #include "dsk/moe/dispatch.hpp"
 #include "dsk/moe/host/expert_ffn_avx2.hpp"
+#include "dsk/moe/router.hpp"
 #include "dsk/quant/matmul.hpp"
 #include "dsk/quant/quantize.hpp"
 
 namespace dsk::moe {
 
-// Experts with float-storage weights: gate, up [E, I, H], down [E, H, I] (unit inner stride, any strides
-// between rows and experts). Non-owning.
-template <float_storage W>
+// Weight storage types of dense_experts: float, bf16, f16 (int8/int4 weights go through
+// quantized_expert_store / quantized_experts).
+template <class W>
+concept expert_weight = float_storage<W>;
+
+DSK_ISA_BEGIN
+
+// Experts with float-storage weights, non-owning: per expert gate, up [I, H] and down [H, I] (unit inner
+// stride, any row stride). Built from one [E, I, H] / [E, H, I] tensor per projection, or from E separate
+// per-expert matrices (the checkpoint's experts.{e}.{gate,up,down}_proj tensors, mapped or loaded one at a
+// time: no [E, I, H] copy). Both give the same products, bit for bit.
+template <class W>
 class dense_experts {
+  static_assert(expert_weight<W>,
+                "dsk::moe::dense_experts<W>: W must be float, bf16 or f16; int8/int4 experts are "
+                "moe::quantized_experts (built by moe::quantized_expert_store)");
+
  public:
   using weight_type = W;
+  using matrix = view<const W, 2>;
+
+  // gate, up [E, I, H], down [E, H, I].
   dense_experts(view<const W, 3> gate, view<const W, 3> up, view<const W, 3> down)
-      : gate_(gate), up_(up), down_(down) {
+      : inter_(gate.extent(1)), hidden_(gate.extent(2)) {
     contract c{"moe::dense_experts"};
     const index_t E = gate.extent(0), I = gate.extent(1), H = gate.extent(2);
     c.extent("up", up, 0, E, "gate.extent(0) (experts)")
@@ -36,34 +55,70 @@ class dense_experts {
         .unit_inner_stride("gate", gate)
         .unit_inner_stride("up", up)
         .unit_inner_stride("down", down);
+    for (index_t e = 0; e < E; ++e) {
+      gate_.push_back(gate[e]);
+      up_.push_back(up[e]);
+      down_.push_back(down[e]);
+    }
   }
-  index_t experts() const { return gate_.extent(0); }
-  index_t hidden() const { return gate_.extent(2); }
-  index_t inter() const { return gate_.extent(1); }
+  // Per-expert matrices: gate[e], up[e] [I, H], down[e] [H, I], the same I and H for every expert, E >= 1.
+  dense_experts(std::vector<matrix> gate, std::vector<matrix> up, std::vector<matrix> down)
+      : gate_(std::move(gate)), up_(std::move(up)), down_(std::move(down)) {
+    contract c{"moe::dense_experts"};
+    const index_t E = static_cast<index_t>(gate_.size());
+    c.require(E >= 1, "gate", "at least one expert", E)
+        .require(static_cast<index_t>(up_.size()) == E, "up",
+                 dsk::detail::concat(E, " matrices (one per expert)"), up_.size())
+        .require(static_cast<index_t>(down_.size()) == E, "down",
+                 dsk::detail::concat(E, " matrices (one per expert)"), down_.size());
+    inter_ = gate_[0].extent(0);
+    hidden_ = gate_[0].extent(1);
+    for (index_t e = 0; e < E; ++e) {
+      const auto at = [&](const char* what) { return dsk::detail::concat(what, "[", e, "]"); };
+      c.require(gate_[e].extent(0) == inter_ && gate_[e].extent(1) == hidden_, at("gate"),
+                dsk::detail::concat("[", inter_, ", ", hidden_, "] (the shape of gate[0])"),
+                dsk::detail::concat("[", gate_[e].extent(0), ", ", gate_[e].extent(1), "]"))
+          .require(up_[e].extent(0) == inter_ && up_[e].extent(1) == hidden_, at("up"),
+                   dsk::detail::concat("[", inter_, ", ", hidden_, "] (the shape of gate[0])"),
+                   dsk::detail::concat("[", up_[e].extent(0), ", ", up_[e].extent(1), "]"))
+          .require(down_[e].extent(0) == hidden_ && down_[e].extent(1) == inter_, at("down"),
+                   dsk::detail::concat("[", hidden_, ", ", inter_, "] (gate[0] transposed)"),
+                   dsk::detail::concat("[", down_[e].extent(0), ", ", down_[e].extent(1), "]"))
+          .unit_inner_stride(at("gate"), gate_[e])
+          .unit_inner_stride(at("up"), up_[e])
+          .unit_inner_stride(at("down"), down_[e]);
+    }
+  }
+  index_t experts() const { return static_cast<index_t>(gate_.size()); }
+  index_t hidden() const { return hidden_; }
+  index_t inter() const { return inter_; }
   // Weight bytes of one expert (what a decode step streams per activated expert).
   index_t expert_bytes() const { return 3 * inter() * hidden() * index_t(sizeof(W)); }
 
-  // h[m, 0 : n1 - n0] = silu(x g[n0:n1]^T) * (x u[n0:n1]^T) for expert e.
+  // h[m, 0 : n1 - n0] = silu(x g[n0:n1]^T) * (x u[n0:n1]^T) for expert e, on the packet layer S.
   // One row (decode) reads the weights in address order (detail::gemv_row_swiglu); more rows use dsk::gemm.
+  template <class S>
   void gate_up(index_t e, view<const float, 2> x, index_t n0, index_t n1, view<float, 2> h) const {
     const auto g = gate_[e].slice(0, n0, n1), u = up_[e].slice(0, n0, n1);
     if (x.extent(0) == 1)
-      detail::gemv_row_swiglu<simd::native>(x.data(), g.data(), g.stride(0), u.data(), u.stride(0), n1 - n0,
-                                            hidden(), h.data());
+      detail::gemv_row_swiglu<S>(x.data(), g.data(), g.stride(0), u.data(), u.stride(0), n1 - n0, hidden(),
+                                 h.data());
     else
-      gemm::swiglu(x, g, u, h);
+      detail::gemm_swiglu<S>(x, matrix(g), matrix(u), h);
   }
   // y = h down[n0:n1]^T for expert e.
+  template <class S>
   void down(index_t e, view<const float, 2> h, index_t n0, index_t n1, view<float, 2> y) const {
     const auto d = down_[e].slice(0, n0, n1);
     if (h.extent(0) == 1)
-      detail::gemv_row<simd::native>(h.data(), d.data(), d.stride(0), n1 - n0, inter(), y.data());
+      detail::gemv_row<S>(h.data(), d.data(), d.stride(0), n1 - n0, inter(), y.data());
     else
-      gemm::matmul(h, d, y);
+      detail::gemm_product<S>(h, matrix(d), y);
   }
 
  private:
-  view<const W, 3> gate_, up_, down_;
+  std::vector<matrix> gate_, up_, down_;
+  index_t inter_ = 0, hidden_ = 0;
 };
 
 // Experts with quantized weights (dsk::quant format F, e.g. quant::int8_per_channel,
@@ -101,26 +156,31 @@ class quantized_experts {
                (quant::code_row_bytes(F, inter()) + index_t(sizeof(quant::scale_t<F>)) * down_[0].groups());
   }
 
+  template <class S>
   void gate_up(index_t e, view<const float, 2> x, index_t n0, index_t n1, view<float, 2> h) const {
     const index_t M = x.extent(0), N = n1 - n0;
     thread_local std::vector<float> tmp;
     tmp.resize(static_cast<std::size_t>(2 * M * N));
     dense_view<float, 2> g(tmp.data(), M, N), u(tmp.data() + M * N, M, N);
-    product(x, rows(gate_[e], n0, n1), g);
-    product(x, rows(up_[e], n0, n1), u);
-    detail::swiglu_rows<simd::native>(g.data(), N, u.data(), N, M, N, h.data(), h.stride(0));
+    product<S>(x, rows(gate_[e], n0, n1), g);
+    product<S>(x, rows(up_[e], n0, n1), u);
+    detail::swiglu_rows<S>(g.data(), N, u.data(), N, M, N, h.data(), h.stride(0));
   }
+  template <class S>
   void down(index_t e, view<const float, 2> h, index_t n0, index_t n1, view<float, 2> y) const {
-    product(h, rows(down_[e], n0, n1), y);
+    product<S>(h, rows(down_[e], n0, n1), y);
   }
   bool int8_activations() const { return a8_; }
 
  private:
+  // TODO(issue 11 merge): quant::matmul<..., Exec> once quant takes an Exec; until then the packet-layer
+  // kernels behind quant::matmul / matmul_a8 (which are these with S = simd::native).
+  template <class S>
   void product(view<const float, 2> x, const view_type& w, view<float, 2> y) const {
     if (a8_)
-      quant::matmul_a8(x, w, y);
+      quant::detail::matmul_a8_with<S>(x, w, y);
     else
-      quant::matmul(x, w, y);
+      quant::detail::matmul_with<S>(x, w, y);
   }
   static view_type rows(const view_type& w, index_t n0, index_t n1) {
     view_type r = w;
@@ -133,18 +193,52 @@ class quantized_experts {
   bool a8_ = false;
 };
 
-// Owning quantized copies of float expert weights gate, up [E, I, H], down [E, H, I] (quantized with C).
+// Owning quantized expert weights (quantized with C, e.g. quant::quantize_config{quant::int4_per_channel}),
+// filled one expert (or one tensor) at a time, so a loader never holds more than one full-precision expert
+// matrix: add(gate_e, up_e, down_e) quantizes three float/bf16/f16 matrices, add_quantized() takes weights
+// quantized by the caller (one checkpoint tensor at a time). bank() gives the quantized_experts view.
 template <quant::quantize_config C>
 class quantized_expert_store {
  public:
-  template <float_storage W>
+  using weight = quant::quantized_weight<C.fmt>;
+
+  quantized_expert_store() = default;
+  // All experts of gate, up [E, I, H], down [E, H, I] (quantized one expert matrix at a time).
+  template <expert_weight W>
   quantized_expert_store(view<const W, 3> gate, view<const W, 3> up, view<const W, 3> down) {
-    for (index_t e = 0; e < gate.extent(0); ++e) {
-      gate_.push_back(quant::quantize<C>(view<const W, 2>(gate[e])));
-      up_.push_back(quant::quantize<C>(view<const W, 2>(up[e])));
-      down_.push_back(quant::quantize<C>(view<const W, 2>(down[e])));
-    }
+    contract c{"moe::quantized_expert_store"};
+    c.extent("up", up, 0, gate.extent(0), "gate.extent(0) (experts)")
+        .extent("down", down, 0, gate.extent(0), "gate.extent(0) (experts)");
+    for (index_t e = 0; e < gate.extent(0); ++e)
+      add(view<const W, 2>(gate[e]), view<const W, 2>(up[e]), view<const W, 2>(down[e]));
   }
+
+  // Appends one expert: gate, up [I, H], down [H, I] (float, bf16 or f16; the same I, H as the first expert).
+  template <expert_weight W>
+  void add(view<const W, 2> gate, view<const W, 2> up, view<const W, 2> down) {
+    check_shapes(gate.extent(0), gate.extent(1), up.extent(0), up.extent(1), down.extent(0), down.extent(1));
+    gate_.push_back(quant::quantize<C>(gate));
+    up_.push_back(quant::quantize<C>(up));
+    down_.push_back(quant::quantize<C>(down));
+  }
+  // Appends one expert quantized by the caller (quant::quantize<C>(tensor) as each tensor is read).
+  void add_quantized(weight gate, weight up, weight down) {
+    check_shapes(gate.rows(), gate.cols(), up.rows(), up.cols(), down.rows(), down.cols());
+    gate_.push_back(std::move(gate));
+    up_.push_back(std::move(up));
+    down_.push_back(std::move(down));
+  }
+
+  index_t experts() const { return static_cast<index_t>(gate_.size()); }
+  bool empty() const { return gate_.empty(); }
+  // Bytes held (codes and scales).
+  std::int64_t bytes() const {
+    std::int64_t b = 0;
+    for (const auto* v : {&gate_, &up_, &down_})
+      for (const auto& w : *v) b += w.bytes();
+    return b;
+  }
+
   quantized_experts<C.fmt> bank(bool int8_activations = false) const {
     std::vector<quant::qweight_view<C.fmt>> g, u, d;
     for (std::size_t e = 0; e < gate_.size(); ++e) {
@@ -154,23 +248,49 @@ class quantized_expert_store {
     }
     return {std::move(g), std::move(u), std::move(d), int8_activations};
   }
-  const std::vector<quant::quantized_weight<C.fmt>>& gate() const { return gate_; }
-  const std::vector<quant::quantized_weight<C.fmt>>& up() const { return up_; }
-  const std::vector<quant::quantized_weight<C.fmt>>& down() const { return down_; }
+  const std::vector<weight>& gate() const { return gate_; }
+  const std::vector<weight>& up() const { return up_; }
+  const std::vector<weight>& down() const { return down_; }
 
  private:
-  std::vector<quant::quantized_weight<C.fmt>> gate_, up_, down_;
+  void check_shapes(index_t gr, index_t gc, index_t ur, index_t uc, index_t dr, index_t dc) const {
+    contract c{"moe::quantized_expert_store::add"};
+    const index_t e = experts();
+    const index_t I = e ? gate_[0].rows() : gr, H = e ? gate_[0].cols() : gc;
+    const auto at = dsk::detail::concat("expert ", e, ": ");
+    c.require(gr == I && gc == H, "gate",
+              dsk::detail::concat("[", I, ", ", H, "] (the first expert's shape)"),
+              dsk::detail::concat(at, "[", gr, ", ", gc, "]"))
+        .require(ur == I && uc == H, "up", dsk::detail::concat("[", I, ", ", H, "] (the shape of gate)"),
+                 dsk::detail::concat(at, "[", ur, ", ", uc, "]"))
+        .require(dr == H && dc == I, "down", dsk::detail::concat("[", H, ", ", I, "] (gate transposed)"),
+                 dsk::detail::concat(at, "[", dr, ", ", dc, "]"));
+  }
+  std::vector<weight> gate_, up_, down_;
 };
 
-// What grouped_swiglu needs of a set of experts.
+DSK_ISA_END
+
+// What grouped_swiglu needs of a set of experts: sizes, and the two products of expert e over a column range
+// on a packet layer S (dense_experts, quantized_experts, or a type of yours with the same members).
 template <class B>
 concept expert_bank = requires(const B& b, index_t i, view<const float, 2> x, view<float, 2> y) {
   { b.experts() } -> std::convertible_to<index_t>;
   { b.hidden() } -> std::convertible_to<index_t>;
   { b.inter() } -> std::convertible_to<index_t>;
-  b.gate_up(i, x, i, i, y);
-  b.down(i, x, i, i, y);
+  b.template gate_up<simd::scalar>(i, x, i, i, y);
+  b.template down<simd::scalar>(i, x, i, i, y);
 };
+
+namespace detail {
+template <class B>
+constexpr void check_expert_bank() {
+  static_assert(expert_bank<B>,
+                "dsk::moe: this type is not an expert bank (moe::expert_bank needs experts(), hidden(), "
+                "inter(), template <class S> gate_up(e, x, n0, n1, h) and down(e, h, n0, n1, y)); use "
+                "moe::dense_experts<W> or moe::quantized_experts<F>");
+}
+}  // namespace detail
 
 namespace detail {
 struct ffn_item {
@@ -212,9 +332,12 @@ DSK_ISA_BEGIN
 // every expert e; the other rows of ys (padding) are set to zero. xs, ys: [rows, H]; h: scratch [rows, I].
 // offset: E + 1 entries, non-decreasing, offset[E] = rows; count[e] <= offset[e + 1] - offset[e].
 // Each output is computed by one work item in a fixed order: the result does not depend on the thread count.
-template <expert_bank B>
+// Exec: dsk::host or a packet layer (dsk::simd::scalar gives the same bits as dsk::host).
+template <host_exec Exec = host, class B>
 void grouped_swiglu(view<const float, 2> xs, std::span<const index_t> offset, std::span<const index_t> count,
                     const B& w, view<float, 2> h, view<float, 2> ys) {
+  detail::check_expert_bank<B>();
+  using S = exec_packet_t<Exec>;
   contract c{"moe::grouped_swiglu"};
   const index_t E = w.experts(), H = w.hidden(), I = w.inter(), rows = xs.extent(0);
   c.require(static_cast<index_t>(offset.size()) == E + 1, "offset",
@@ -246,23 +369,26 @@ void grouped_swiglu(view<const float, 2> xs, std::span<const index_t> offset, st
         down_items.push_back({e, m0, m1, n0, std::min(H, n0 + detail::ffn_cols_down)});
     }
   detail::run_balanced(up_items, [&](const detail::ffn_item& it) {
-    w.gate_up(it.e, xs.slice(0, it.m0, it.m1), it.n0, it.n1, h.slice(0, it.m0, it.m1).slice(1, it.n0, it.n1));
+    w.template gate_up<S>(it.e, xs.slice(0, it.m0, it.m1), it.n0, it.n1,
+                          h.slice(0, it.m0, it.m1).slice(1, it.n0, it.n1));
   });
   detail::run_balanced(down_items, [&](const detail::ffn_item& it) {
-    w.down(it.e, h.slice(0, it.m0, it.m1), it.n0, it.n1, ys.slice(0, it.m0, it.m1).slice(1, it.n0, it.n1));
+    w.template down<S>(it.e, h.slice(0, it.m0, it.m1), it.n0, it.n1,
+                       ys.slice(0, it.m0, it.m1).slice(1, it.n0, it.n1));
   });
   for (index_t e = 0; e < E; ++e)
     for (index_t r = offset[e] + count[e]; r < offset[e + 1]; ++r) std::fill_n(row_ptr(ys, r), H, 0.0f);
 }
 
-// The same over the segments of a dispatch: ys rows follow xs = dispatch(x, handle).
-template <expert_bank B>
+// The same over the segments of a dispatch: ys rows follow xs = dispatch_tokens(x, handle).
+template <host_exec Exec = host, class B>
 void grouped_swiglu(view<const float, 2> xs, const dispatch_handle& hd, const B& w, view<float, 2> h,
                     view<float, 2> ys) {
+  detail::check_expert_bank<B>();
   contract c{"moe::grouped_swiglu"};
   c.require(hd.experts == w.experts(), "handle",
             dsk::detail::concat("a dispatch over ", w.experts(), " experts"), hd.experts);
-  grouped_swiglu(xs, std::span<const index_t>(hd.offset), std::span<const index_t>(hd.count), w, h, ys);
+  grouped_swiglu<Exec>(xs, std::span<const index_t>(hd.offset), std::span<const index_t>(hd.count), w, h, ys);
 }
 
 DSK_ISA_END

@@ -1,7 +1,7 @@
 // Plain scalar reference of the MoE family, written from the formulas in double: gate scores, greedy and
 // group-limited top-k (by repeated arg-max), capacity masks, the balance losses, the SwiGLU expert and a
 // whole DeepSeekMoE layer that runs every expert on every token and masks. Host only; the oracle of
-// tests/moe. It shares no code with the optimized path beyond the tensor types and the config struct.
+// tests/moe. It shares no code with the optimized path beyond the tensor types and the config structs.
 #pragma once
 
 #include <cmath>
@@ -12,6 +12,8 @@
 #include "dsk/moe/router.hpp"
 
 namespace dsk::moe::ref {
+// Inline code compiled for the TU's -march like the rest: ISA namespace.
+DSK_ISA_BEGIN
 
 // Dense row-major double matrix.
 struct mat {
@@ -65,8 +67,8 @@ struct routing {
 
 // Top-k by repeated arg-max (first index wins ties) of scores + bias; group_limited_greedy masks all experts
 // of the groups outside the topk_group best (per-group max, first group wins ties). bias may be empty.
-inline routing route(const mat& s, const std::vector<double>& bias, const router_config& cfg, index_t K,
-                     index_t k_active) {
+inline routing route(const mat& s, const std::vector<double>& bias, const router_config& cfg,
+                     const router_options& opt, index_t K, index_t k_active) {
   const index_t T = s.rows, E = s.cols;
   routing r;
   r.idx.assign(static_cast<std::size_t>(T), std::vector<int>(static_cast<std::size_t>(K), -1));
@@ -76,11 +78,11 @@ inline routing route(const mat& s, const std::vector<double>& bias, const router
     for (index_t e = 0; e < E; ++e) sel[e] = s(t, e) + (bias.empty() ? 0.0 : bias[e]);
     std::vector<bool> allowed(static_cast<std::size_t>(E), true);
     if (cfg.method == topk_method::group_limited_greedy) {
-      const index_t G = cfg.n_group, gs = E / G;
+      const index_t G = opt.n_group, gs = E / G;
       std::vector<double> gscore(static_cast<std::size_t>(G), -std::numeric_limits<double>::infinity());
       for (index_t e = 0; e < E; ++e) gscore[e / gs] = std::max(gscore[e / gs], sel[e]);
       std::vector<bool> keep(static_cast<std::size_t>(G), false);
-      for (int n = 0; n < cfg.topk_group; ++n) {
+      for (int n = 0; n < opt.topk_group; ++n) {
         index_t best = -1;
         for (index_t g = 0; g < G; ++g)
           if (!keep[g] && (best < 0 || gscore[g] > gscore[best])) best = g;
@@ -99,9 +101,9 @@ inline routing route(const mat& s, const std::vector<double>& bias, const router
       sum += s(t, best);
     }
     for (index_t j = 0; j < k_active; ++j)
-      r.w[t][j] = (cfg.norm_topk_prob && k_active > 1)
+      r.w[t][j] = (opt.norm_topk_prob && k_active > 1)
                       ? r.w[t][j] / (sum + 1e-20)
-                      : r.w[t][j] * static_cast<double>(cfg.routed_scaling_factor);
+                      : r.w[t][j] * static_cast<double>(opt.routed_scaling_factor);
   }
   return r;
 }
@@ -250,4 +252,5 @@ inline double loss_seq_aux(const mat& s, const std::vector<std::vector<int>>& id
   return alpha * total / static_cast<double>(B);
 }
 
+DSK_ISA_END
 }  // namespace dsk::moe::ref

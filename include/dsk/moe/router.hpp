@@ -1,16 +1,20 @@
 // MoE router (DeepSeekMoE gate): gate logits, softmax/sigmoid scores, greedy and group-limited top-k with an
 // optional selection-only bias, weight normalisation/scaling; plus the orthogonal gate initialiser and the
-// progressive top-k schedule. Host backend (simd::native); checked against dsk/moe/ref.hpp
-// (tests/moe/router.cpp).
+// progressive top-k schedule. Host: route<router_config, Exec = dsk::host>(..., router_options = {}), Exec a
+// dsk::host_exec (dsk::simd::scalar runs the scalar twin, same bits); checked against dsk/moe/ref.hpp
+// (tests/moe/router.cpp, tests/moe/exec.cpp).
 #pragma once
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <numeric>
+#include <string>
+#include <type_traits>
 #include <vector>
 
 #include "dsk/core.hpp"
+#include "dsk/core/exec.hpp"
 #include "dsk/gemm/matmul.hpp"
 #include "dsk/moe/host/expert_ffn_avx2.hpp"
 #include "dsk/moe/host/router_avx2.hpp"
@@ -24,32 +28,31 @@ using expert_id = std::int32_t;
 enum class scoring : std::uint8_t { softmax, sigmoid };
 enum class topk_method : std::uint8_t { greedy, group_limited_greedy };
 
-// Compile-time router configuration (DeepSeek-V2 config.json names). The number of experts E and the number
-// of slots K come from the shapes of the arguments.
+// Compile-time router configuration: only the choices that change the generated code (the scoring function
+// and the top-k method). The number of experts E and the number of slots K come from the shapes of the
+// arguments; the hyperparameters read from config.json are router_options. Structural, comparable and
+// printable, so dsk::dispatch can map a runtime choice onto a compiled list of router_configs.
 struct router_config {
   scoring score = scoring::softmax;
   topk_method method = topk_method::greedy;
+  friend constexpr bool operator==(const router_config&, const router_config&) = default;
+};
+
+// Runtime router hyperparameters (DeepSeek-V2 config.json names). They size loops and scale weights, so they
+// are plain values: n_group / topk_group only bound the group loops, which run over runtime-sized buffers.
+struct router_options {
   int n_group = 1;     // group_limited_greedy: experts form n_group contiguous groups of E / n_group
   int topk_group = 1;  // group_limited_greedy: groups kept per token
   // DeepSeek-V2 modeling code: if K > 1 and norm_topk_prob, w /= (sum w + 1e-20); otherwise w *=
   // routed_scaling_factor.
   bool norm_topk_prob = false;
   float routed_scaling_factor = 1.0f;
+  // In [1, K]: route to the first k_active slots only (progressive activation, topk_schedule); -1 = all K.
+  index_t k_active = -1;
 };
 
-template <router_config C>
-constexpr bool valid_router_config =
-    C.n_group >= 1 && C.topk_group >= 1 && C.topk_group <= C.n_group&& C.routed_scaling_factor > 0.0f;
-
 namespace detail {
-template <router_config C>
-void check_router_config() {
-  static_assert(C.n_group >= 1, "dsk::moe::router_config: n_group must be >= 1");
-  static_assert(C.topk_group >= 1 && C.topk_group <= C.n_group,
-                "dsk::moe::router_config: topk_group must lie in [1, n_group]");
-  static_assert(C.routed_scaling_factor > 0.0f, "dsk::moe::router_config: routed_scaling_factor must be > 0");
-}
-
+DSK_ISA_BEGIN
 inline void require_finite_rows(const contract& c, std::string_view arg, view<const float, 2> v) {
   for (index_t t = 0; t < v.extent(0); ++t)
     for (index_t e = 0; e < v.extent(1); ++e)
@@ -57,13 +60,41 @@ inline void require_finite_rows(const contract& c, std::string_view arg, view<co
         c.require(false, arg, "finite values",
                   dsk::detail::concat("a non-finite value at (", t, ", ", e, ")"));
 }
+
+// y[M, N] = x[M, K] w[N, K]^T by dsk::gemm on the packet layer S (the same kernel for every S: scalar and
+// native give the same bits). Shapes are checked by the caller.
+// TODO(issue 11 merge): gemm::matmul<gemm::matmul_config{}, Exec>(x, w, y) once gemm takes an Exec.
+template <class S, class W>
+void gemm_product(view<const float, 2> x, view<const W, 2> w, view<float, 2> y) {
+  if constexpr (std::is_same_v<S, simd::native>)
+    gemm::matmul(x, w, y);
+  else
+    gemm::detail::run_rows<S, gemm::config{}>(x, w, w, false, nullptr, y);
+}
+// h[M, N] = silu(x g^T) * (x u^T), likewise.
+template <class S, class W>
+void gemm_swiglu(view<const float, 2> x, view<const W, 2> g, view<const W, 2> u, view<float, 2> h) {
+  if constexpr (std::is_same_v<S, simd::native>)
+    gemm::swiglu(x, g, u, h);
+  else
+    gemm::detail::run_rows<S, gemm::config{}>(x, g, u, true, nullptr, h);
+}
+DSK_ISA_END
 }  // namespace detail
 
 DSK_ISA_BEGIN
 
+// "softmax/greedy" style names, for dsk::dispatch's unsupported-choice message (found by ADL).
+inline std::string to_string(const router_config& c) {
+  return std::string(c.score == scoring::softmax ? "softmax" : "sigmoid") + "/" +
+         (c.method == topk_method::greedy ? "greedy" : "group_limited_greedy");
+}
+
 // logits[T, E] = x[T, H] * w[E, H]^T in fp32 (the gate is a bias-free linear layer kept in fp32); dsk::gemm
-// above 4 tokens.
-inline void gate_logits(view<const float, 2> x, view<const float, 2> w, view<float, 2> logits) {
+// above 4 tokens. Exec: dsk::host or a packet layer (dsk::simd::scalar gives the same bits as dsk::host).
+template <host_exec Exec = host>
+void gate_logits(view<const float, 2> x, view<const float, 2> w, view<float, 2> logits) {
+  using S = exec_packet_t<Exec>;
   contract c{"moe::gate_logits"};
   c.extent("w", w, 1, x.extent(1), "x.extent(1) (hidden)")
       .extent("logits", logits, 0, x.extent(0), "x.extent(0) (tokens)")
@@ -75,28 +106,33 @@ inline void gate_logits(view<const float, 2> x, view<const float, 2> w, view<flo
   if (T <= 4) {
     // Decode: the product is ~E * H MACs per token, less than a fork/join costs; stay on this thread.
     for (index_t t = 0; t < T; ++t)
-      for (index_t e = 0; e < E; ++e)
-        logits(t, e) = detail::dot_row<simd::native>(row_ptr(x, t), row_ptr(w, e), H);
+      for (index_t e = 0; e < E; ++e) logits(t, e) = detail::dot_row<S>(row_ptr(x, t), row_ptr(w, e), H);
     return;
   }
-  gemm::matmul(x, w, logits);
+  detail::gemm_product<S>(x, w, logits);
 }
 
 // Routes T tokens to K of E experts (DeepSeek-V2 MoEGate, arXiv 2405.04434 and modeling_deepseek.py):
 //   scores[T, E]   = softmax(logits) or sigmoid(logits) (fp32)
 //   selection      = top-K of scores + bias (bias [E] or empty: auxiliary-loss-free balancing, DeepSeek-V3;
-//                    it steers the choice only); group_limited_greedy first keeps the topk_group groups with
-//                    the highest per-group max and drops the others.
+//                    it steers the choice only); group_limited_greedy first keeps the opt.topk_group groups
+//                    (of opt.n_group) with the highest per-group max and drops the others.
 //   topk_idx[T, K] = chosen experts, best first; ties go to the lower expert (and group) index.
-//   topk_w[T, K]   = unbiased scores of the chosen experts, normalised or scaled as router_config says.
-// k_active in [1, K] (default K) routes to the first k_active slots only (progressive activation); the other
-// slots are written -1 / 0. Logits and bias must be finite.
-template <router_config C>
+//   topk_w[T, K]   = unbiased scores of the chosen experts, normalised (opt.norm_topk_prob, k > 1) or times
+//                    opt.routed_scaling_factor: the weights combine uses as they are.
+// opt.k_active in [1, K] (default K) routes to the first k_active slots only (progressive activation); the
+// other slots are written -1 / 0. Logits and bias must be finite.
+template <router_config C, host_exec Exec = host>
 void route(view<const float, 2> logits, view<const float, 1> bias, view<float, 2> scores,
-           view<expert_id, 2> topk_idx, view<float, 2> topk_w, index_t k_active = -1) {
-  detail::check_router_config<C>();
+           view<expert_id, 2> topk_idx, view<float, 2> topk_w, const router_options& opt = {}) {
+  using S = exec_packet_t<Exec>;
   contract c{"moe::route"};
   const index_t T = logits.extent(0), E = logits.extent(1), K = topk_idx.extent(1);
+  c.require(opt.n_group >= 1, "opt.n_group", ">= 1", opt.n_group)
+      .require(opt.topk_group >= 1 && opt.topk_group <= opt.n_group, "opt.topk_group",
+               dsk::detail::concat("topk_group in [1, n_group = ", opt.n_group, "]"), opt.topk_group)
+      .require(std::isfinite(opt.routed_scaling_factor) && opt.routed_scaling_factor > 0.0f,
+               "opt.routed_scaling_factor", "a finite value > 0", opt.routed_scaling_factor);
   c.require(E >= 1, "logits", "at least one expert (extent(1) >= 1)", E)
       .extent("scores", scores, 0, T, "tokens")
       .extent("scores", scores, 1, E, "experts")
@@ -107,27 +143,29 @@ void route(view<const float, 2> logits, view<const float, 1> bias, view<float, 2
       .unit_inner_stride("logits", logits)
       .unit_inner_stride("scores", scores);
   if (bias.extent(0) != 0) c.extent("bias", bias, 0, E, "experts (or empty for no bias)");
-  if (k_active < 0) k_active = K;
+  const index_t k_active = opt.k_active < 0 ? K : opt.k_active;
   c.in_range<index_t>("k_active", k_active, 1, K);
+  const int n_group = C.method == topk_method::group_limited_greedy ? opt.n_group : 1;
+  const int topk_group = C.method == topk_method::group_limited_greedy ? opt.topk_group : 1;
   index_t group_size = E;
   if constexpr (C.method == topk_method::group_limited_greedy) {
-    c.require(E % C.n_group == 0, "logits", dsk::detail::concat("E divisible by n_group = ", C.n_group), E);
-    group_size = E / C.n_group;
-    c.require(k_active <= C.topk_group * group_size, "topk_idx",
-              dsk::detail::concat("k <= topk_group * E / n_group = ", C.topk_group * group_size), k_active);
+    c.require(E % n_group == 0, "logits", dsk::detail::concat("E divisible by n_group = ", n_group), E);
+    group_size = E / n_group;
+    c.require(k_active <= topk_group * group_size, "topk_idx",
+              dsk::detail::concat("k <= topk_group * E / n_group = ", topk_group * group_size), k_active);
   }
   detail::require_finite_rows(c, "logits", logits);
   for (index_t e = 0; e < bias.extent(0); ++e)
     if (!std::isfinite(bias(e)))
       c.require(false, "bias", "finite values", dsk::detail::concat("a non-finite value at ", e));
 
-  using S = simd::native;
+  const bool normalise = opt.norm_topk_prob && k_active > 1;
   // About a microsecond per token and 64 experts: fork only when each thread gets ~64K scores to route.
   parallel_for_chunks(0, T, std::max<index_t>(1, (index_t{1} << 16) / E), [&](index_t lo, index_t hi) {
     std::vector<float> sel(static_cast<std::size_t>(E));
     std::vector<expert_id> order(static_cast<std::size_t>(E));
-    std::vector<float> gmax(static_cast<std::size_t>(C.n_group));
-    std::vector<int> gorder(static_cast<std::size_t>(C.n_group));
+    std::vector<float> gmax(static_cast<std::size_t>(n_group));
+    std::vector<int> gorder(static_cast<std::size_t>(n_group));
     for (index_t t = lo; t < hi; ++t) {
       float* s = row_ptr(scores, t);
       if constexpr (C.score == scoring::softmax)
@@ -140,22 +178,21 @@ void route(view<const float, 2> logits, view<const float, 1> bias, view<float, 2
       index_t candidates = E;
       std::iota(order.begin(), order.end(), expert_id{0});
       if constexpr (C.method == topk_method::group_limited_greedy) {
-        for (int g = 0; g < C.n_group; ++g) {
+        for (int g = 0; g < n_group; ++g) {
           gmax[g] = *std::max_element(sel.begin() + g * group_size, sel.begin() + (g + 1) * group_size);
         }
         std::iota(gorder.begin(), gorder.end(), 0);
-        std::partial_sort(gorder.begin(), gorder.begin() + C.topk_group, gorder.end(),
+        std::partial_sort(gorder.begin(), gorder.begin() + topk_group, gorder.end(),
                           [&](int a, int b) { return gmax[a] > gmax[b] || (gmax[a] == gmax[b] && a < b); });
         candidates = 0;
-        for (int gi = 0; gi < C.topk_group; ++gi)
+        for (int gi = 0; gi < topk_group; ++gi)
           for (index_t e = 0; e < group_size; ++e)
             order[candidates++] = static_cast<expert_id>(gorder[gi] * group_size + e);
       }
       std::partial_sort(order.begin(), order.begin() + k_active, order.begin() + candidates, better);
       float sum = 0.0f;
       for (index_t j = 0; j < k_active; ++j) sum += s[order[j]];
-      const bool normalise = C.norm_topk_prob && k_active > 1;
-      const float factor = normalise ? 1.0f / (sum + 1e-20f) : C.routed_scaling_factor;
+      const float factor = normalise ? 1.0f / (sum + 1e-20f) : opt.routed_scaling_factor;
       for (index_t j = 0; j < K; ++j) {
         topk_idx(t, j) = j < k_active ? order[j] : expert_id{-1};
         topk_w(t, j) = j < k_active ? s[order[j]] * factor : 0.0f;
@@ -164,13 +201,12 @@ void route(view<const float, 2> logits, view<const float, 1> bias, view<float, 2
   });
 }
 
-template <router_config C>
+// The same without a selection bias.
+template <router_config C, host_exec Exec = host>
 void route(view<const float, 2> logits, view<float, 2> scores, view<expert_id, 2> topk_idx,
-           view<float, 2> topk_w, index_t k_active = -1) {
-  route<C>(logits, view<const float, 1>{}, scores, topk_idx, topk_w, k_active);
+           view<float, 2> topk_w, const router_options& opt = {}) {
+  route<C, Exec>(logits, view<const float, 1>{}, scores, topk_idx, topk_w, opt);
 }
-
-DSK_ISA_END
 
 // Orthogonal initialisation of a gate weight w[E, H] (Saxe et al., arXiv 1312.6120): the rows are orthonormal
 // (times `gain`) when E <= H, the columns when E > H, so experts start from maximally different directions.
@@ -233,5 +269,7 @@ struct topk_schedule {
     return k_start + static_cast<int>(static_cast<std::int64_t>(k_final - k_start) * step / warmup_steps);
   }
 };
+
+DSK_ISA_END
 
 }  // namespace dsk::moe
