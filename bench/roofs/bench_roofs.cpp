@@ -1,15 +1,13 @@
 // bench_roofs: the machine's roofs that the other benches are judged against, measured with dsk's own packet
 // layer (dsk::simd::native: AVX2+FMA, NEON or scalar, whichever this build targets), on 1 thread and on all
 // threads (dsk::num_threads(): DSK_NUM_THREADS or OpenMP's default).
-//   fma/t<T>:  fp32 FMA peak (counter flops, per second): 12 independent packet FMA chains per thread (more
-//   than latency x throughput
-//              of current cores), GFLOP/s = 2 * lanes * 12 per inner step.
-//   dram/t<T>: DRAM streaming read (counter bytes, per second): 8 streams read in lockstep (8 rows at once,
-//   GEMV-shaped: one sequential
-//              stream reaches only about half the bandwidth) from a buffer far larger than any L3, GB/s.
-// Results for the development machine: shared/reference/perf-roofs.md (99 / 196 GFLOP/s, ~21 / ~30 GB/s on
-// 2 Zen 3 vCPUs). Run: bench_roofs --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
-// (DSK_ROOFS_DRAM_MIB sets the DRAM buffer, default 1024 MiB).
+//   fma/t<T>   fp32 FMA peak, counter `flops` per second: 12 independent packet FMA chains per thread (more
+//              than FMA latency x throughput on current cores), 2 * lanes * 12 FLOP per inner step.
+//   dram/t<T>  DRAM streaming read, counter `bytes` per second: 8 streams read in lockstep (8 rows at once,
+//              GEMV-shaped; one sequential stream reaches only about half the bandwidth) from a buffer far
+//              larger than any L3 (DSK_ROOFS_DRAM_MIB, default 1024 MiB).
+// The development machine's figures: shared/reference/perf-roofs.md (99 / 196 GFLOP/s, ~21 / ~30 GB/s on 2
+// Zen 3 vCPUs). Run: bench_roofs --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 #include <benchmark/benchmark.h>
 
 #include <array>
