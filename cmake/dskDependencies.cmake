@@ -2,6 +2,9 @@
 # to install, instead of a generic "could not find" message.
 function(dsk_require_package name)
   cmake_parse_arguments(ARG "" "DEBIAN" "" ${ARGN})
+  if(name IN_LIST DSK_CROSS_PROVIDED)  # a cross build's header-only shim (cmake/dskCrossDeps.cmake)
+    return()
+  endif()
   find_package(${name} QUIET)
   if(NOT ${name}_FOUND)
     message(FATAL_ERROR

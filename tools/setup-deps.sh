@@ -3,8 +3,10 @@
 # missing ones with apt-get; otherwise it prints the exact command to run and exits 1.
 set -euo pipefail
 
+# libpcre2-dev:arm64 (Debian multiarch) is dsk::io's PCRE2 for the AArch64 cross build (tools/test.sh aarch64);
+# the cross build's other dependencies are header-only and come from the host packages.
 packages=(g++ cmake ninja-build pkg-config catch2 libfmt-dev libbenchmark-dev libopenblas-dev libeigen3-dev
-          nlohmann-json3-dev libcli11-dev libpcre2-dev g++-aarch64-linux-gnu qemu-user)
+          nlohmann-json3-dev libcli11-dev libpcre2-dev g++-aarch64-linux-gnu qemu-user libpcre2-dev:arm64)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -18,8 +20,20 @@ if ! command -v apt-get >/dev/null 2>&1; then
 fi
 if [ "$(id -u)" -ne 0 ]; then
   echo "dsk: missing Debian packages. Install them with:" >&2
+  if printf '%s\n' "${missing[@]}" | grep -q ':arm64$'; then
+    echo "    sudo dpkg --add-architecture arm64   # multiarch, for the AArch64 cross build's PCRE2" >&2
+  fi
   echo "    sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
   exit 1
+fi
+if [ "$(dpkg --print-architecture)" != arm64 ] && ! dpkg --print-foreign-architectures | grep -qx arm64; then
+  for p in "${missing[@]}"; do
+    if [[ $p == *:arm64 ]]; then
+      echo "dsk: enabling Debian multiarch for arm64 (for ${p}, used by the AArch64 cross build)"
+      dpkg --add-architecture arm64
+      break
+    fi
+  done
 fi
 echo "dsk: installing missing Debian packages: ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive

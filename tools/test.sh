@@ -3,6 +3,8 @@
 # SIMT emulation). Installs missing Debian packages first (as root) or says which to install.
 #   tools/test.sh          the release build (build/release)
 #   tools/test.sh asan     Debug + AddressSanitizer + UBSan (build/asan)
+#   tools/test.sh aarch64  every family's tests cross-compiled for AArch64 (static) and run under qemu-aarch64
+#                          (build/aarch64; families: DSK_AARCH64_TEST_FAMILIES in tests/CMakeLists.txt)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 preset="${1:-release}"

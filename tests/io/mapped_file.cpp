@@ -40,3 +40,32 @@ TEST_CASE("parse_json reports syntax errors with the source name", "[io][mapped_
   REQUIRE_THROWS_WITH(dsk::io::parse_json("{\"a\": ", "x.json"),
                       Catch::Contains("'x.json' is not valid JSON") && Catch::Contains("parse error"));
 }
+
+TEST_CASE("mapped_file::release keeps the bytes readable and checks its range", "[io][mapped_file]") {
+  temp_dir dir;
+  const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  std::string content(5 * page + 123, '\0');
+  for (std::size_t i = 0; i < content.size(); ++i) content[i] = static_cast<char>((i * 131) % 251);
+  dsk::test::write_bytes(dir / "f.bin", content);
+  const dsk::io::mapped_file f(dir / "f.bin");
+  const auto same = [&] { return std::string(reinterpret_cast<const char*>(f.data()), f.size()) == content; };
+  REQUIRE(same());           // every page touched
+  f.release(100, 3 * page);  // pages 1 and 2 lie inside, pages 0 and 3 are shared with bytes outside
+  REQUIRE(same());
+  f.release(page, 2 * page);  // exactly two pages
+  f.release(7, 5);            // inside one page: nothing to drop
+  f.release(0, 0);
+  f.release(0, f.size());  // the whole file, ending mid-page
+  REQUIRE(same());
+  f.release(f.size(), 0);  // an empty range at the end
+  REQUIRE_THROWS_WITH(f.release(f.size() - 1, 2),
+                      Catch::Contains("release of bytes") && Catch::Contains("f.bin") &&
+                          Catch::Contains("at most the file size " + std::to_string(f.size())));
+  REQUIRE_THROWS_AS(f.release(f.size() + 1, 0), dsk::error);
+  REQUIRE_THROWS_AS(f.release(1, static_cast<std::size_t>(-1)), dsk::error);  // offset + length overflows
+
+  dsk::test::write_bytes(dir / "empty.bin", "");
+  const dsk::io::mapped_file e(dir / "empty.bin");
+  e.release(0, 0);
+  REQUIRE_THROWS_AS(e.release(0, 1), dsk::error);
+}

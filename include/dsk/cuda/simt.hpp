@@ -102,7 +102,9 @@ inline float __bfloat162float(__nv_bfloat16 h) { return static_cast<float>(h); }
 #define __device__
 #define __host__
 #define __forceinline__ inline __attribute__((always_inline))
-#define __noinline__ __attribute__((noinline))
+// No __noinline__: libstdc++ spells the GNU attribute `__attribute__((__noinline__))`
+// (bits/shared_ptr_base.h, <stacktrace>), so a macro of that name breaks every standard header included after
+// this one. Kernels that need it write `__attribute__((noinline))`, which nvcc accepts too.
 #define __launch_bounds__(...)
 #define __align__(n) __attribute__((aligned(n)))
 // One copy per OS thread = one per running block, since an OS thread runs one block at a time.

@@ -56,6 +56,25 @@ class mapped_file {
   const std::byte* data() const { return data_; }
   std::span<const std::byte> bytes() const { return {data_, size_}; }
 
+  // Drops the resident pages of bytes [offset, offset + length) (madvise MADV_DONTNEED), for a loader that
+  // has converted a tensor and keeps only the result: resident memory then tracks the result, not every byte
+  // of the checkpoint read so far. The range is rounded INWARD to page boundaries, so pages shared with
+  // neighbouring bytes stay. The mapping is read-only and file-backed: the bytes stay readable and are
+  // reloaded from the file if touched again. Advisory (a refusal by the kernel only costs memory); without
+  // mmap (the file was read into memory) it does nothing. Throws unless the range lies inside the file.
+  void release(std::size_t offset, std::size_t length) const {
+    if (offset > size_ || length > size_ - offset)
+      fail("dsk::io: release of bytes [", offset, ", ", offset, " + ", length, ") of '", path_.string(),
+           "': offset + length must be at most the file size ", size_);
+#if DSK_IO_HAVE_MMAP
+    if (!data_ || length == 0) return;
+    const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+    const std::size_t lo = (offset + page - 1) / page * page;  // the mapping starts on a page boundary
+    const std::size_t hi = (offset + length) / page * page;
+    if (lo < hi) ::madvise(const_cast<std::byte*>(data_) + lo, hi - lo, MADV_DONTNEED);
+#endif
+  }
+
  private:
   void swap(mapped_file& o) noexcept {
     std::swap(path_, o.path_);

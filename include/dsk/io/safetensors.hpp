@@ -349,6 +349,14 @@ class tensor_source {
   template <class T, std::size_t R>
   tensor<T, R> read(std::string_view name, std::span<const index_t> expected_shape = {}) const;
 
+  // Drops the mapped pages of a tensor the caller has converted and no longer reads (mapped_file::release:
+  // only whole pages inside the tensor; its bytes stay readable, reloaded from the file when touched).
+  // Throws when there is no tensor of that name.
+  void release(std::string_view name) const {
+    const auto [f, t] = locate(name);
+    f->release_data_of(*t);
+  }
+
   // Throws unless the tensor has exactly this shape.
   void check_shape(std::string_view name, std::span<const index_t> expected) const {
     const auto [f, t] = locate(name);
@@ -396,6 +404,10 @@ class safetensors_file : public tensor_source<safetensors_file> {
   std::span<const std::byte> data_of(const tensor_info& t) const {
     return map_.bytes().subspan(static_cast<std::size_t>(header_.data_start + t.begin),
                                 static_cast<std::size_t>(t.byte_size()));
+  }
+  void release_data_of(const tensor_info& t) const {
+    map_.release(static_cast<std::size_t>(header_.data_start + t.begin),
+                 static_cast<std::size_t>(t.byte_size()));
   }
 
  private:

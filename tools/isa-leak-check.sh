@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# ISA-leak check: fails when an object file exports (global or weak, i.e. mergeable across TUs) a function of
+# dsk's whose mangled name has no ISA namespace (isa_avx2, isa_avx512, isa_neon, isa_scalar) but whose code uses
+# AVX registers (ymm/zmm). The linker keeps one copy of such a weak symbol for the whole program: linked with a
+# TU built for baseline x86-64, the AVX copy can win and crash a CPU without AVX (DESIGN.md: everything whose
+# code depends on -march sits in DSK_ISA_BEGIN/END). Symbols of the tests' own helpers (dsk::test) are skipped.
+#   tools/isa-leak-check.sh OBJECT...     (needs binutils' objdump, nm and c++filt)
+set -euo pipefail
+# (An argument may hold several paths separated by ';', as CMake's $<TARGET_OBJECTS:...> gives them.)
+objects=()
+for arg in "$@"; do
+  IFS=';' read -ra parts <<<"$arg"
+  objects+=("${parts[@]}")
+done
+[ ${#objects[@]} -gt 0 ] || { echo "usage: $0 OBJECT..." >&2; exit 2; }
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+leaks=$(
+  for obj in "${objects[@]}"; do
+    # Global/weak defined text symbols of dsk, outside any ISA namespace.
+    "${NM:-nm}" --defined-only "$obj" | awk '$2 ~ /^[TWi]$/ {print $3}' |
+      grep -E '^_ZZ?NK?3dsk' | grep -v 'isa_' | grep -vE '^_ZZ?NK?3dsk4test' | sort -u >"$tmp/syms" || true
+    # Functions whose disassembly touches a ymm or zmm register.
+    "${OBJDUMP:-objdump}" -d --no-show-raw-insn "$obj" | awk '
+      /^[0-9a-f]+ <.*>:$/ { sym = substr($2, 2, length($2) - 3); next }
+      /%[yz]mm[0-9]/ && sym != "" { print sym; sym = "" }' | sort -u >"$tmp/avx"
+    comm -12 "$tmp/syms" "$tmp/avx"
+  done | sort -u
+)
+if [ -n "$leaks" ]; then
+  n=$(printf '%s\n' "$leaks" | wc -l)
+  echo "dsk ISA leak: $n exported dsk function(s) outside an ISA namespace contain AVX (ymm/zmm) code:" >&2
+  printf '%s\n' "$leaks" | c++filt | sed 's/^/  /' >&2
+  echo "Put their definitions (or the kernel code they inline) inside DSK_ISA_BEGIN/DSK_ISA_END." >&2
+  exit 1
+fi
+echo "dsk ISA leak check: no exported dsk function outside an ISA namespace uses AVX registers (${#objects[@]} objects)"
