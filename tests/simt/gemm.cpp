@@ -69,7 +69,8 @@ void check_matmul(bool full) {
             } else {
               if (!DSK_SIMT_EMULATION && M > 8 && !std::is_same_v<X, W>) {
                 // Natively, M > 8 goes to cuBLASLt, which needs x and w of one type.
-                CHECK_THROWS_AS(gemm::matmul<gemm::matmul_config{}, B>(xs, ws, by.view()), dsk::unsupported);
+                CHECK_THROWS_AS((gemm::matmul<gemm::matmul_config{}, B>(xs, ws, by.view())),
+                                dsk::unsupported);
                 continue;
               }
               gemm::matmul<gemm::matmul_config{}, B>(xs, ws, by.view());
@@ -99,7 +100,7 @@ TEST_CASE("gemm kernels: cuda contracts and configuration", "[gemm][cuda]") {
   const auto x = put<B>(dsk::tensor<float, 2>(2, 8));
   const auto w = put<B>(dsk::tensor<float, 2>(3, 7));
   auto y = put<B>(dsk::tensor<float, 2>(2, 3));
-  CHECK_THROWS_WITH(gemm::matmul<gemm::matmul_config{}, B>(x.cview(), w.cview(), y.view()),
+  CHECK_THROWS_WITH((gemm::matmul<gemm::matmul_config{}, B>(x.cview(), w.cview(), y.view())),
                     Catch::Contains("gemm::matmul<cuda>") && Catch::Contains("argument 'w'"));
   // The GEMV path forced for a large M gives the same answer as the reference.
   const auto xh = random_matrix<float>(40, 33, 7), wh = random_matrix<float>(5, 33, 8);
@@ -113,5 +114,5 @@ TEST_CASE("gemm kernels: cuda contracts and configuration", "[gemm][cuda]") {
   const auto x0 = put<B>(dsk::tensor<float, 2>(0, 8));
   const auto w8 = put<B>(dsk::tensor<float, 2>(3, 8));
   auto y0 = put<B>(dsk::tensor<float, 2>(0, 3));
-  CHECK_NOTHROW(gemm::matmul<gemm::matmul_config{}, B>(x0.cview(), w8.cview(), y0.view()));
+  CHECK_NOTHROW((gemm::matmul<gemm::matmul_config{}, B>(x0.cview(), w8.cview(), y0.view())));
 }
