@@ -55,6 +55,14 @@ bool same_bits(const tensor<float, 2>& a, const tensor<float, 2>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), sizeof(float) * std::size_t(a.size())) == 0;
 }
 const index_t kLengths[] = {0, 1, 3, 7, 8, 9, 16, 17, 31, 100};
+
+// The execution tag is checked by the dsk::host_exec concept: a packet layer or dsk::host, nothing else.
+template <class E>
+constexpr bool silu_accepts = requires(dsk::view<const float, 2> x, dsk::view<float, 2> y) {
+  dsk::nn::silu<E>(x, y);
+};
+static_assert(silu_accepts<dsk::host> && silu_accepts<dsk::simd::scalar> && silu_accepts<dsk::simd::native>);
+static_assert(!silu_accepts<double> && !silu_accepts<dsk::cuda>);
 }  // namespace
 
 TEST_CASE("silu and sigmoid match the double formulas, scalar twin bit for bit", "[nn][elementwise]") {

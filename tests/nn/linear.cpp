@@ -326,3 +326,14 @@ TEST_CASE("linear and swiglu_mlp reject bad formats and shapes", "[nn][linear][e
       activations::int8);
   REQUIRE(to_string(adopted.format()) == "int4-g128-f16-a8");
 }
+
+TEST_CASE("quant::linear takes f16 weights", "[nn][linear][quant]") {
+  constexpr dsk::quant::linear_config c4{dsk::quant::quantize_config{dsk::quant::int4_g128_f16}};
+  const auto w = random_matrix<dsk::f16>(9, 200, 31);
+  const auto x = random_matrix<float>(3, 200, 32);
+  const dsk::quant::linear<c4> l(w.cview());
+  dsk::tensor<float, 2> y(3, 9), want(3, 9);
+  l.forward(x, y);
+  dsk::quant::matmul(x.cview(), dsk::quant::quantize<c4.quant>(w.cview()), want.view());
+  REQUIRE(flat(y) == flat(want));
+}

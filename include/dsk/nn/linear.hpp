@@ -200,15 +200,15 @@ class linear {
   // From a weight matrix in f32, bf16 or f16 and the format to hold it in (source: its own dtype).
   linear(view<const float, 2> weight, linear_format format, std::optional<view<const float, 1>> bias = {})
       : fmt_(format), w_(detail::make_storage("nn::linear", weight, format)) {
-    set_bias(bias);
+    finish(bias);
   }
   linear(view<const bf16, 2> weight, linear_format format, std::optional<view<const float, 1>> bias = {})
       : fmt_(format), w_(detail::make_storage("nn::linear", weight, format)) {
-    set_bias(bias);
+    finish(bias);
   }
   linear(view<const f16, 2> weight, linear_format format, std::optional<view<const float, 1>> bias = {})
       : fmt_(format), w_(detail::make_storage("nn::linear", weight, format)) {
-    set_bias(bias);
+    finish(bias);
   }
   // The weight's own dtype (format source).
   explicit linear(view<const float, 2> weight) : linear(weight, linear_format{}) {}
@@ -226,7 +226,7 @@ class linear {
                 : std::is_same_v<W, bf16> ? weight_type::bf16
                                           : weight_type::f16;
     w_ = std::move(packed);
-    set_bias(bias);
+    finish(bias);
   }
   // Adopts quantized weights (one of the compiled formats); act: weight-only or int8-activation product.
   template <quant::format F>
@@ -236,7 +236,7 @@ class linear {
                   "nn::linear: this quant::format is not among the compiled formats (see linear_formats)");
     fmt_ = {F.type == quant::qtype::int8 ? weight_type::int8 : weight_type::int4, F.group, F.scale, act};
     w_ = std::move(q);
-    set_bias(bias);
+    finish(bias);
   }
 
   index_t in_features() const { return in_; }
@@ -285,7 +285,8 @@ class linear {
   }
 
  private:
-  void set_bias(std::optional<view<const float, 1>> bias) {
+  // Records the shape, resolves format source to the dtype kept, copies the bias.
+  void finish(std::optional<view<const float, 1>> bias) {
     std::visit(
         [&](const auto& w) {
           if constexpr (requires { w.kind(); })
