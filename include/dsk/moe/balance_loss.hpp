@@ -1,8 +1,7 @@
-// Load-balance losses of the MoE router and their gradients with respect to the router logits: the simple
-// squared-deviation form, DeepSeek's expert-, device- and communication-level losses (arXiv 2405.04434,
-// 2401.06066) and the per-sequence seq_aux form of modeling_deepseek.py. Host only, O(T * E) in double with
-// no packet-layer code (no Exec tag), yet in the ISA namespace: the compiler vectorises the loops for -march.
-// Checked against dsk/moe/ref.hpp and central finite differences (tests/moe/balance_loss.cpp).
+// Load-balance losses of the MoE router and their logit gradients: simple, DeepSeek's expert / device /
+// communication losses (arXiv 2405.04434, 2401.06066) and modeling_deepseek.py's seq_aux. Host only, double,
+// no packet code (no Exec tag) but in the ISA namespace (the loops vectorise for -march). Checked against
+// dsk/moe/ref.hpp and central finite differences (tests/moe/balance_loss.cpp).
 #pragma once
 
 #include <cmath>

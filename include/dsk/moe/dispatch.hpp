@@ -1,10 +1,7 @@
-// MoE data movement on the host: dispatch_layout (tokens per expert / per rank), plan_dispatch +
-// dispatch_tokens (a deterministic counting sort of (token, slot) pairs by expert, with padding and
-// capacity), combine_tokens (weighted sum back into token order) and the backward of both. Host: op<Exec =
-// dsk::host>, Exec a dsk::host_exec (dsk::simd::scalar runs the scalar twin, same bits); checked against
-// dsk/moe/ref.hpp (tests/moe/dispatch.cpp, tests/moe/exec.cpp). Vocabulary from DeepEP (layout / dispatch /
-// combine / handle), with _tokens / _layout suffixes so the names never read as dsk::dispatch (runtime value
-// -> compile-time choice) or dsk::layout_right (a tensor layout); capacity as in GShard and MegaBlocks.
+// MoE data movement (DeepEP vocabulary; capacity as in GShard / MegaBlocks): dispatch_layout, plan_dispatch,
+// dispatch_tokens, combine_tokens and their backward. The _tokens / _layout names keep them apart from
+// dsk::dispatch and dsk::layout_right. Host: op<Exec = dsk::host> (simd::scalar gives the same bits);
+// checked against dsk/moe/ref.hpp in tests/moe/dispatch.cpp and exec.cpp.
 #pragma once
 
 #include <algorithm>

@@ -1,8 +1,7 @@
-// Grouped expert FFN of the MoE host path: SwiGLU down(silu(gate x) * up x) for every expert over its
-// contiguous segment of dispatched rows, with f32/bf16/f16 weights (dsk::gemm) or int8/int4 per-channel
-// weights (dsk::quant, weight-only or int8 activations), parallel over (expert, row block, column block)
-// items balanced by cost. Host: grouped_swiglu<Exec = dsk::host>, Exec a dsk::host_exec. Checked against
-// ref::swiglu (every expert on every row, double) in tests/moe/expert_ffn.cpp; scalar vs host in exec.cpp.
+// Grouped expert FFN: SwiGLU down(silu(gate x) * up x) per expert over its segment of dispatched rows, f32/
+// bf16/f16 banks (dsk::gemm; [E, I, H] or per-expert matrices) or int8/int4 banks (dsk::quant), balanced over
+// threads. Host: grouped_swiglu<Exec = dsk::host> (simd::scalar gives the same bits). Checked against
+// ref::swiglu in tests/moe/expert_ffn.cpp and exec.cpp.
 #pragma once
 
 #include <algorithm>

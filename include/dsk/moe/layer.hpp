@@ -1,8 +1,7 @@
 // A whole DeepSeekMoE layer on the host (arXiv 2401.06066, 2405.04434): gate -> route -> dispatch -> grouped
-// routed experts + shared experts -> combine. Built only from the family's public parts; each stage is
-// callable on its own (the benchmark times them separately). Checked against ref::moe_layer (every expert on
-// every token, masked) in tests/moe/layer.cpp; deepseek_moe<..., simd::scalar> against deepseek_moe<...,
-// host> bit for bit in tests/moe/exec.cpp.
+// routed + shared experts -> combine, from the family's public parts, each stage callable on its own.
+// deepseek_moe<R, Routed, Shared, Exec = dsk::host>. Checked against ref::moe_layer (every expert on every
+// token, masked) in tests/moe/layer.cpp; simd::scalar vs host bit for bit in tests/moe/exec.cpp.
 #pragma once
 
 #include <optional>

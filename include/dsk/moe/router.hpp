@@ -1,8 +1,7 @@
-// MoE router (DeepSeekMoE gate): gate logits, softmax/sigmoid scores, greedy and group-limited top-k with an
-// optional selection-only bias, weight normalisation/scaling; plus the orthogonal gate initialiser and the
-// progressive top-k schedule. Host: route<router_config, Exec = dsk::host>(..., router_options = {}), Exec a
-// dsk::host_exec (dsk::simd::scalar runs the scalar twin, same bits); checked against dsk/moe/ref.hpp
-// (tests/moe/router.cpp, tests/moe/exec.cpp).
+// MoE router (DeepSeekMoE gate): gate logits, softmax/sigmoid scores, greedy / group-limited top-k with an
+// optional selection-only bias, weight normalisation/scaling; orthogonal gate init, progressive top-k.
+// Host: route<router_config, Exec = dsk::host>(..., router_options = {}) (simd::scalar gives the same bits);
+// checked against dsk/moe/ref.hpp in tests/moe/router.cpp and exec.cpp.
 #pragma once
 
 #include <algorithm>
