@@ -5,6 +5,8 @@
 # TU built for baseline x86-64, the AVX copy can win and crash a CPU without AVX (DESIGN.md: everything whose
 # code depends on -march sits in DSK_ISA_BEGIN/END). Symbols of the tests' own helpers (dsk::test) are skipped.
 #   tools/isa-leak-check.sh OBJECT...     (needs binutils' objdump, nm and c++filt)
+# DSK_ISA_LEAK_STRICT=1 also counts VEX-encoded xmm instructions (vmovss, vaddps %xmm...: scalar and 128-bit
+# code compiled with -mavx is just as unrunnable without AVX); the default looks for ymm/zmm registers only.
 set -euo pipefail
 # (An argument may hold several paths separated by ';', as CMake's $<TARGET_OBJECTS:...> gives them.)
 objects=()
@@ -21,15 +23,16 @@ leaks=$(
     "${NM:-nm}" --defined-only "$obj" | awk '$2 ~ /^[TWi]$/ {print $3}' |
       grep -E '^_ZZ?NK?3dsk' | grep -v 'isa_' | grep -vE '^_ZZ?NK?3dsk4test' | sort -u >"$tmp/syms" || true
     # Functions whose disassembly touches a ymm or zmm register.
-    "${OBJDUMP:-objdump}" -d --no-show-raw-insn "$obj" | awk '
+    "${OBJDUMP:-objdump}" -d --no-show-raw-insn "$obj" | awk -v strict="${DSK_ISA_LEAK_STRICT:-0}" '
       /^[0-9a-f]+ <.*>:$/ { sym = substr($2, 2, length($2) - 3); next }
-      /%[yz]mm[0-9]/ && sym != "" { print sym; sym = "" }' | sort -u >"$tmp/avx"
+      sym != "" && (/%[yz]mm[0-9]/ || (strict == 1 && $2 ~ /^v/ && /%xmm[0-9]/)) { print sym; sym = "" }' |
+      sort -u >"$tmp/avx"
     comm -12 "$tmp/syms" "$tmp/avx"
   done | sort -u
 )
 if [ -n "$leaks" ]; then
   n=$(printf '%s\n' "$leaks" | wc -l)
-  echo "dsk ISA leak: $n exported dsk function(s) outside an ISA namespace contain AVX (ymm/zmm) code:" >&2
+  echo "dsk ISA leak: $n exported dsk function(s) outside an ISA namespace contain AVX code (ymm/zmm$([ "${DSK_ISA_LEAK_STRICT:-0}" = 1 ] && echo ", VEX xmm")):" >&2
   printf '%s\n' "$leaks" | c++filt | sed 's/^/  /' >&2
   echo "Put their definitions (or the kernel code they inline) inside DSK_ISA_BEGIN/DSK_ISA_END." >&2
   exit 1

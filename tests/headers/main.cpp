@@ -3,7 +3,8 @@
 #include <cstdio>
 
 int main() {
-  std::printf("dsk: %d public headers compile as the first include of a TU and link together\n",
-              DSK_HEADER_COUNT);
+  std::printf(
+      "dsk: %d public headers compile as the first include of a TU (the .hpp ones also link together)\n",
+      DSK_HEADER_COUNT);
   return 0;
 }

@@ -27,12 +27,16 @@ class unsupported : public error {
 };
 
 namespace detail {
+// In the ISA namespace: built with -march=x86-64-v3 the inlined ostringstream code uses ymm registers, and
+// one merged weak copy would then run on every CPU (tests/isa checks it).
+DSK_ISA_BEGIN
 template <class... Parts>
 std::string concat(const Parts&... parts) {
   std::ostringstream s;
   (s << ... << parts);
   return s.str();
 }
+DSK_ISA_END
 }  // namespace detail
 
 // Throws dsk::error with the parts streamed into one message.
