@@ -58,7 +58,9 @@ requires(sizeof...(Cs) > 0) decltype(auto) mla_dispatch(const mla_config& runtim
 
 // Latent KV cache of one sequence (one layer): rows [c_j ; k_pe_j] of kv_lora_rank + rope_dim values, stored
 // as T = float or bf16 (half the bytes; each value rounded to nearest even once, on append). Fixed capacity:
-// views stay valid while tokens are appended.
+// views stay valid while tokens are appended. In the ISA namespace: append's conversion loop is compiled (and
+// may be vectorised) with the TU's -march.
+DSK_ISA_BEGIN
 template <class T = float>
 class mla_cache {
   static_assert(std::is_same_v<T, float> || std::is_same_v<T, bf16>,
@@ -133,6 +135,7 @@ class mla_cache {
   index_t len_ = 0;
   int r_ = 0, dr_ = 0;
 };
+DSK_ISA_END
 
 namespace detail {
 template <class W>
@@ -191,6 +194,9 @@ auto as_cache(const C& c) {
   else
     return view<const bf16, 2>(c);
 }
+
+// From here on the code calls ISA-dependent kernels (dequantize, matmul, the packet layer): ISA namespace.
+DSK_ISA_BEGIN
 
 // Rows [r0, r0 + n) of a quantized weight as a weight of n rows.
 template <quant::format F>
@@ -256,8 +262,6 @@ float check_mla(const contract& c, view<const float, 3> q_nope, view<const float
   c.require(opts.query_offset >= -1, "opts.query_offset", ">= 0, or -1 for end alignment", opts.query_offset);
   return resolve_scale(opts.scale, C.qk_dim(), c);
 }
-
-DSK_ISA_BEGIN
 
 template <class S, mla_config C, class T, class Wv>
 void mla_absorbed_impl(view<const float, 3> q_nope, view<const float, 3> q_pe, view<const T, 2> cache,
