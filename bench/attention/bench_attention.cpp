@@ -173,6 +173,33 @@ void mla_decode(benchmark::State& st, index_t L) {
   bytes_counter(st, double(L) * 576 * 4);  // latent cache bytes: the memory the decode step must read
 }
 
+// The same absorbed decode over a bf16 latent cache (mla_cache<bf16>: half the bytes) with kv_b_proj in bf16
+// or int8 per channel: what the V2 runner holds without f32 copies.
+template <bool Int8>
+void mla_decode_bf16(benchmark::State& st, index_t L) {
+  constexpr att::mla_config C{};
+  const index_t H = 16;
+  const auto qn = filled<3>({1, H, 128}, 1), qp = filled<3>({1, H, 64}, 2);
+  att::mla_cache<dsk::bf16> cache(L, C);
+  cache.append(filled<2>({L, 576}, 3));
+  const auto w = filled<2>({H * 256, 512}, 4);
+  dsk::tensor<float, 3> o(1, H, 128);
+  auto run = [&](const auto& wk) {
+    for (auto _ : st) {
+      att::mla_absorbed<C>(qn, qp, cache, wk, o);
+      benchmark::DoNotOptimize(o.data());
+    }
+  };
+  if constexpr (Int8) {
+    run(dsk::quant::quantize<dsk::quant::quantize_config{.fmt = dsk::quant::int8_per_channel}>(w.cview()));
+  } else {
+    dsk::tensor<dsk::bf16, 2> wb(w.extent(0), w.extent(1));
+    for (index_t i = 0; i < w.size(); ++i) wb.data()[i] = dsk::bf16(w.data()[i]);
+    run(wb);
+  }
+  bytes_counter(st, double(L) * 576 * 2);  // bf16 latent cache bytes
+}
+
 // DSK_BENCH_CPU_TIME=1: rates per CPU second of the calling thread instead of wall time. Only meaningful with
 // DSK_NUM_THREADS=1; it filters out the time other processes take from a shared machine.
 bool cpu_time_mode() {
@@ -220,6 +247,8 @@ void register_all() {
     const std::string cs = "mla_decode_h16_ctx" + kname(L);
     reg("absorbed/" + cs, [=](benchmark::State& st) { mla_decode<true>(st, L); });
     reg("expanded/" + cs, [=](benchmark::State& st) { mla_decode<false>(st, L); });
+    reg("absorbed_bf16cache_bf16w/" + cs, [=](benchmark::State& st) { mla_decode_bf16<false>(st, L); });
+    reg("absorbed_bf16cache_int8w/" + cs, [=](benchmark::State& st) { mla_decode_bf16<true>(st, L); });
   }
 }
 }  // namespace

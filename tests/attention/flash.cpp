@@ -249,6 +249,18 @@ TEST_CASE("dense attention rejects bad shapes and unsupported head dims", "[atte
                                        tensor<float, 3>(5, 2, 96), tensor<float, 3>(2, 4, 96)),
                     Catch::Contains("(128, 128)"));
   CHECK_NOTHROW(att::dense_dynamic(q, k, v, o));
+  // The message is dsk::dispatch's over the compiled dense_configs: the rejected pair, then every choice.
+  CHECK_THROWS_WITH(
+      att::dense_dynamic(tensor<float, 3>(2, 4, 192), tensor<float, 3>(5, 2, 192),
+                         tensor<float, 3>(5, 2, 192), tensor<float, 3>(2, 4, 192)),
+      "dsk: attention::dense_dynamic (head_dim, value_dim) = (192, 192) is not supported; compiled "
+      "choices: (64, 64), (128, 128), (192, 128), (256, 256), (576, 512)");
+  CHECK_THROWS_WITH(att::dense_dynamic<true>(tensor<float, 3>(2, 4, 96), tensor<float, 3>(5, 2, 96),
+                                             tensor<float, 3>(5, 2, 96), tensor<float, 3>(2, 4, 96)),
+                    Catch::Contains("(96, 96) causal") && Catch::Contains("(576, 512) causal"));
+  CHECK_NOTHROW(att::dense_dynamic<true, dsk::simd::scalar>(q, k, v, o));
+  static_assert(att::dense_config{.head_dim = 64} == att::dense_config{.head_dim = 64, .value_dim = 64});
+  static_assert(!(att::dense_config{.head_dim = 64} == att::dense_config{.head_dim = 64, .causal = true}));
   // Paged: table too short, entry out of range.
   tensor<float, 4> kp(3, 4, 2, 64), vp(3, 4, 2, 64);
   std::vector<std::int32_t> table{0, 1};

@@ -34,7 +34,7 @@ DSK_ISA_BEGIN
 // v: [kv_len, kv_heads, value_dim], o: [q_len, heads, value_dim], lse: [q_len, heads] or {}.
 // Causal positions as in dense() (query t at opts.query_offset + t, default end-aligned). Query rows whose
 // listed blocks hold no visible key get o = 0, lse = -inf.
-template <bsr_config C, class Exec = host>
+template <bsr_config C, host_exec Exec = host>
 void bsr(view<const float, 3> q, view<const float, 3> k, view<const float, 3> v, const bsr_table& table,
          view<float, 3> o, view<float, 2> lse = {}, const options& opts = {}) {
   static_assert(C.block > 0 && C.block % 8 == 0,
@@ -67,7 +67,7 @@ void bsr(view<const float, 3> q, view<const float, 3> k, view<const float, 3> v,
                 "strictly increasing block indices within a row", col);
     }
   }
-  using S = typename detail::exec_isa<Exec>::type;
+  using S = exec_packet_t<Exec>;
   const detail::contiguous_kv kv{k.data(), k.stride(0), k.stride(1), v.data(), v.stride(0), v.stride(1)};
   detail::plan pl;
   pl.q_len = T;

@@ -7,12 +7,15 @@
 #include <cmath>
 #include <cstdint>
 #include <span>
+#include <sstream>
+#include <string>
 #include <type_traits>
 
 #include "dsk/attention/host/driver.hpp"
 #include "dsk/core/backend.hpp"
 #include "dsk/core/dispatch.hpp"
 #include "dsk/core/error.hpp"
+#include "dsk/core/exec.hpp"
 #include "dsk/core/view.hpp"
 #include "dsk/simd/simd.hpp"
 
@@ -29,7 +32,20 @@ struct dense_config {
   bool causal = false;
   int window = 0;
   constexpr int v_dim() const { return value_dim == 0 ? head_dim : value_dim; }
+  // Equal when they generate the same kernel: value_dim 0 and value_dim == head_dim are the same config.
+  friend constexpr bool operator==(const dense_config& a, const dense_config& b) {
+    return a.head_dim == b.head_dim && a.v_dim() == b.v_dim() && a.causal == b.causal && a.window == b.window;
+  }
 };
+
+// "(head_dim, value_dim)" plus " causal" / " window W": how dsk::dispatch lists dense configs.
+inline std::string to_string(const dense_config& c) {
+  std::ostringstream s;  // (not std::string operator+: GCC 12's -Wrestrict false positive)
+  s << '(' << c.head_dim << ", " << c.v_dim() << ')';
+  if (c.causal) s << " causal";
+  if (c.window > 0) s << " window " << c.window;
+  return s.str();
+}
 
 // Runtime options of one call.
 struct options {
@@ -42,20 +58,6 @@ struct options {
 };
 
 namespace detail {
-DSK_ISA_BEGIN
-// The packet layer an execution tag selects: dsk::host -> the best compiled in; a packet type -> itself.
-template <class E>
-struct exec_isa {
-  static_assert(simd::packet_isa<E>,
-                "dsk::attention: the execution argument must be dsk::host or a packet layer");
-  using type = E;
-};
-template <>
-struct exec_isa<host> {
-  using type = simd::native;
-};
-DSK_ISA_END
-
 template <dense_config C>
 consteval void check_config() {
   static_assert(C.head_dim > 0 && C.head_dim % 8 == 0,
@@ -131,7 +133,7 @@ DSK_ISA_BEGIN
 //   visible keys (optional: pass {} to skip). heads % kv_heads == 0; query head h reads KV head h / (heads /
 //   kv_heads). Rows that see no key (fully masked) get o = 0 and lse = -inf. Unit inner strides; any other
 //   strides. Exec = dsk::host (best SIMD compiled in) or a packet layer (simd::scalar).
-template <dense_config C, class Exec = host>
+template <dense_config C, host_exec Exec = host>
 void dense(view<const float, 3> q, view<const float, 3> k, view<const float, 3> v, view<float, 3> o,
            view<float, 2> lse = {}, const options& opts = {}) {
   detail::check_config<C>();
@@ -143,8 +145,7 @@ void dense(view<const float, 3> q, view<const float, 3> k, view<const float, 3> 
   const index_t off = detail::check_qo(c, q, k.extent(1), k.extent(0), C.head_dim, C.v_dim(), o, lse, opts);
   const float scale = detail::resolve_scale(opts.scale, C.head_dim, c);
   const detail::contiguous_kv kv{k.data(), k.stride(0), k.stride(1), v.data(), v.stride(0), v.stride(1)};
-  detail::run_dense<typename detail::exec_isa<Exec>::type, C>(q, kv, k.extent(0), k.extent(1), o, lse, scale,
-                                                              off);
+  detail::run_dense<exec_packet_t<Exec>, C>(q, kv, k.extent(0), k.extent(1), o, lse, scale, off);
 }
 
 // Dense attention over a paged KV cache (one sequence).
@@ -152,7 +153,7 @@ void dense(view<const float, 3> q, view<const float, 3> k, view<const float, 3> 
 //   value_dim]; page_table: page indices of the sequence, key j in page page_table[j / page_size] at slot j %
 //   page_size; kv_len: keys of the sequence (page_table must cover them; entries in [0, num_pages)).
 //   Otherwise as dense().
-template <dense_config C, class Exec = host>
+template <dense_config C, host_exec Exec = host>
 void dense_paged(view<const float, 3> q, view<const float, 4> k_pages, view<const float, 4> v_pages,
                  std::span<const std::int32_t> page_table, index_t kv_len, view<float, 3> o,
                  view<float, 2> lse = {}, const options& opts = {}) {
@@ -175,28 +176,35 @@ void dense_paged(view<const float, 3> q, view<const float, 4> k_pages, view<cons
   const detail::paged_kv kv{k_pages.data(),    k_pages.stride(0), k_pages.stride(1), k_pages.stride(2),
                             v_pages.data(),    v_pages.stride(0), v_pages.stride(1), v_pages.stride(2),
                             page_table.data(), page_size};
-  detail::run_dense<typename detail::exec_isa<Exec>::type, C>(q, kv, kv_len, k_pages.extent(2), o, lse, scale,
-                                                              off);
+  detail::run_dense<exec_packet_t<Exec>, C>(q, kv, kv_len, k_pages.extent(2), o, lse, scale, off);
 }
 
-// Runtime head-dim entry: dispatches (head_dim, value_dim) over the compiled pairs 64/64, 128/128, 192/128,
-// 256/256, 576/512 and throws dsk::unsupported for others. Same shapes as dense().
-template <bool Causal = false, class Exec = host>
+// Runtime head-dim entry: dispatches (head_dim, value_dim) = (q.extent(2), v.extent(2)) with dsk::dispatch
+// over the compiled dense_configs (64, 64), (128, 128), (192, 128), (256, 256), (576, 512) (causal = Causal)
+// and throws dsk::unsupported listing them for any other pair. Same shapes as dense().
+inline constexpr dense_config dense_dynamic_choices[] = {{.head_dim = 64, .value_dim = 64},
+                                                         {.head_dim = 128, .value_dim = 128},
+                                                         {.head_dim = 192, .value_dim = 128},
+                                                         {.head_dim = 256, .value_dim = 256},
+                                                         {.head_dim = 576, .value_dim = 512}};
+
+template <bool Causal = false, host_exec Exec = host>
 void dense_dynamic(view<const float, 3> q, view<const float, 3> k, view<const float, 3> v, view<float, 3> o,
                    view<float, 2> lse = {}, const options& opts = {}) {
-  const index_t pair = q.extent(2) * 10000 + v.extent(2);
-  auto run = [&](auto p) {
-    constexpr int d = static_cast<int>(decltype(p)::value / 10000),
-                  dv = static_cast<int>(decltype(p)::value % 10000);
-    dense<dense_config{.head_dim = d, .value_dim = dv, .causal = Causal}, Exec>(q, k, v, o, lse, opts);
+  constexpr auto with = [](dense_config c) {
+    c.causal = Causal;
+    return c;
   };
-  const auto supported = {640064, 1280128, 1920128, 2560256, 5760512};
-  if (std::find(supported.begin(), supported.end(), pair) == supported.end())
-    fail_unsupported(
-        "attention::dense_dynamic: (head_dim, value_dim) = (", q.extent(2), ", ", v.extent(2),
-        ") is not supported; compiled pairs: (64, 64), (128, 128), (192, 128), (256, 256), (576, 512)");
-  dispatch<index_t{640064}, index_t{1280128}, index_t{1920128}, index_t{2560256}, index_t{5760512}>(
-      "head_dim * 10000 + value_dim", pair, run);
+  // Extents beyond int (never a compiled choice) become -1: unsupported, listed as such.
+  constexpr auto narrow = [](index_t x) {
+    return x >= 1 && x <= (index_t{1} << 30) ? static_cast<int>(x) : -1;
+  };
+  const dense_config runtime{
+      .head_dim = narrow(q.extent(2)), .value_dim = narrow(v.extent(2)), .causal = Causal};
+  dispatch<with(dense_dynamic_choices[0]), with(dense_dynamic_choices[1]), with(dense_dynamic_choices[2]),
+           with(dense_dynamic_choices[3]), with(dense_dynamic_choices[4])>(
+      "attention::dense_dynamic (head_dim, value_dim)", runtime,
+      [&](auto cfg) { dense<decltype(cfg)::value, Exec>(q, k, v, o, lse, opts); });
 }
 
 // Merges two partial attention states over disjoint key sets into the state over their union:
@@ -204,10 +212,10 @@ void dense_dynamic(view<const float, 3> q, view<const float, 3> k, view<const fl
 // o_a, o_b, o: [tokens, heads, dim] (normalised outputs), lse_*: [tokens, heads]; an empty state has lse =
 // -inf (its o is ignored). o / lse may alias o_a / lse_a (or o_b / lse_b). Used by split-K decode and to
 // combine attention over different caches (e.g. a shared prefix and a per-request suffix).
-template <class Exec = host>
+template <host_exec Exec = host>
 void merge(view<const float, 3> o_a, view<const float, 2> lse_a, view<const float, 3> o_b,
            view<const float, 2> lse_b, view<float, 3> o, view<float, 2> lse) {
-  using S = typename detail::exec_isa<Exec>::type;
+  using S = exec_packet_t<Exec>;
   const contract c{"attention::merge"};
   for (std::size_t d = 0; d < 3; ++d) {
     c.extent("o_b", o_b, d, o_a.extent(d), "as o_a");

@@ -307,7 +307,7 @@ DSK_ISA_BEGIN
 //   weights: required for nsa_pooling::linear, ignored for mean; selected (optional): [n, kv_heads,
 //   sel_count] receives the chosen selection blocks per query and group (ascending, -1 padded).
 // heads % kv_heads == 0 (any group size); opts.scale as dense() (query_offset is not used).
-template <nsa_config C, class Exec = host>
+template <nsa_config C, host_exec Exec = host>
 void nsa_step(nsa_cache& cache, view<const float, 3> q, view<const float, 3> k_new,
               view<const float, 3> v_new, view<const float, 3> gates, view<float, 3> o,
               const nsa_weights* weights = nullptr, view<std::int32_t, 3> selected = {},
@@ -347,7 +347,7 @@ void nsa_step(nsa_cache& cache, view<const float, 3> q, view<const float, 3> k_n
     c.unit_inner_stride("weights.w_k", weights->w_k).unit_inner_stride("weights.w_v", weights->w_v);
   }
   const float scale = detail::resolve_scale(opts.scale, D, c);
-  using S = typename detail::exec_isa<Exec>::type;
+  using S = exec_packet_t<Exec>;
 
   // Append the raw keys/values.
   const index_t p0 = cache.len_;
@@ -374,7 +374,7 @@ void nsa_step(nsa_cache& cache, view<const float, 3> q, view<const float, 3> k_n
 
 // NSA prefill of a whole prompt (a fresh cache): q [T, heads, D], k [T, kv_heads, D], v [T, kv_heads, Dv],
 // gates [T, heads, 3], o [T, heads, Dv]. Equivalent to nsa_step on an empty cache.
-template <nsa_config C, class Exec = host>
+template <nsa_config C, host_exec Exec = host>
 void nsa(view<const float, 3> q, view<const float, 3> k, view<const float, 3> v, view<const float, 3> gates,
          view<float, 3> o, const nsa_weights* weights = nullptr, view<std::int32_t, 3> selected = {},
          const options& opts = {}) {

@@ -55,15 +55,15 @@ inline void reset_state(index_t n, int value_dim, float* acc, float* m, float* l
 
 // s[i][c] = q_i . k_c for R rows and nk4 keys (a multiple of 4). Dot products along head_dim, four keys at a
 // time, reduced together: no transposed copy of K, so the same code serves one decode row and a prefill tile.
-template <class S, int D, int R>
-DSK_ALWAYS_INLINE void qk_rows(const float* const* q, const float* const* kp, int nk4,
-                               float (*s)[tile_keys]) {
+// K: the key element type (float, or bf16 for a bf16 latent cache: widened exactly on load).
+template <class S, int D, int R, class K>
+DSK_ALWAYS_INLINE void qk_rows(const float* const* q, const K* const* kp, int nk4, float (*s)[tile_keys]) {
   using P = typename S::f32;
   for (int c = 0; c < nk4; c += 4) {
     P acc[R][4];
     for (int i = 0; i < R; ++i)
       for (int k = 0; k < 4; ++k) acc[i][k] = S::zero();
-    const float *k0 = kp[c], *k1 = kp[c + 1], *k2 = kp[c + 2], *k3 = kp[c + 3];
+    const K *k0 = kp[c], *k1 = kp[c + 1], *k2 = kp[c + 2], *k3 = kp[c + 3];
     for (int d = 0; d < D; d += S::width) {
       const P b0 = S::load(k0 + d), b1 = S::load(k1 + d), b2 = S::load(k2 + d), b3 = S::load(k3 + d);
       for (int i = 0; i < R; ++i) {
@@ -78,8 +78,8 @@ DSK_ALWAYS_INLINE void qk_rows(const float* const* q, const float* const* kp, in
   }
 }
 
-template <class S, int D>
-void qk_block(const float* const* q, int rows, const float* const* kp, int nk4, float (*s)[tile_keys]) {
+template <class S, int D, class K>
+void qk_block(const float* const* q, int rows, const K* const* kp, int nk4, float (*s)[tile_keys]) {
   for (int i = 0; i < rows; i += 3) {
     switch (std::min(3, rows - i)) {
       case 3:
@@ -97,8 +97,8 @@ void qk_block(const float* const* q, int rows, const float* const* kp, int nk4, 
 
 // acc_i[c0 .. c0 + NV*w) += sum_j p[i][j] v_j[...] for R rows; NV packets of columns per pass keep R*NV
 // independent FMA chains in flight.
-template <class S, int R, int NV>
-DSK_ALWAYS_INLINE void pv_cols(float* const* acc, const float (*p)[tile_keys], const float* const* vp, int n,
+template <class S, int R, int NV, class V>
+DSK_ALWAYS_INLINE void pv_cols(float* const* acc, const float (*p)[tile_keys], const V* const* vp, int n,
                                int c0) {
   using P = typename S::f32;
   P a[R][NV];
@@ -116,8 +116,8 @@ DSK_ALWAYS_INLINE void pv_cols(float* const* acc, const float (*p)[tile_keys], c
     for (int v = 0; v < NV; ++v) S::store(acc[i] + c0 + v * S::width, a[i][v]);
 }
 
-template <class S, int Dv, int R>
-void pv_rows(float* const* acc, const float (*p)[tile_keys], const float* const* vp, int n) {
+template <class S, int Dv, int R, class V>
+void pv_rows(float* const* acc, const float (*p)[tile_keys], const V* const* vp, int n) {
   constexpr int nv_max = std::max(1, std::min(8, 12 / R));
   constexpr int NV = std::min(nv_max, Dv / S::width);
   constexpr int step = NV * S::width;
@@ -126,8 +126,8 @@ void pv_rows(float* const* acc, const float (*p)[tile_keys], const float* const*
   for (; c0 < Dv; c0 += S::width) pv_cols<S, R, 1>(acc, p, vp, n, c0);
 }
 
-template <class S, int Dv>
-void pv_block(float* const* acc, int rows, const float (*p)[tile_keys], const float* const* vp, int n) {
+template <class S, int Dv, class V>
+void pv_block(float* const* acc, int rows, const float (*p)[tile_keys], const V* const* vp, int n) {
   switch (rows) {
     case 6:
       pv_rows<S, Dv, 6>(acc, p, vp, n);
@@ -188,14 +188,17 @@ bool softmax_step(float* s, int n, int clo, int chi, float scale, float& m, floa
 }
 
 // Attends the rows of `st` to the keys listed in `ranges` of KV head `kvh`, updating their running state.
-// KV provides key(j, h) and value(j, h): pointers to head_dim / value_dim contiguous floats.
+// KV provides key(j, h) and value(j, h): pointers to head_dim / value_dim contiguous elements (float or
+// bf16).
 template <class S, int D, int Dv, class KV>
 void attend(const KV& kv, index_t kvh, std::span<const key_range> ranges, const row_set& st, float scale) {
   static_assert(D % S::width == 0 && Dv % S::width == 0,
                 "attention engine: head dims must be multiples of 8");
+  using K = std::remove_cvref_t<decltype(*kv.key(0, 0))>;
+  using V = std::remove_cvref_t<decltype(*kv.value(0, 0))>;
   alignas(64) float s[row_block][tile_keys];
-  const float* kp[tile_keys + 4];
-  const float* vp[tile_keys];
+  const K* kp[tile_keys + 4];
+  const V* vp[tile_keys];
   const float* qb[row_block];
   float* ab[row_block];
   for (const key_range& r : ranges) {
@@ -256,15 +259,18 @@ void combine_state(float* acc_a, float& m_a, float& l_a, const float* acc_b, flo
   m_a = m;
 }
 
-// Key/value access of a contiguous cache: k [keys, kv_heads, head_dim], v [keys, kv_heads, value_dim].
-struct contiguous_kv {
-  const float* k;
+// Key/value access of a contiguous cache: k [keys, kv_heads, head_dim], v [keys, kv_heads, value_dim] of T
+// (float, or bf16 for MLA's bf16 latent cache).
+template <class T>
+struct contiguous_kv_of {
+  const T* k;
   index_t k_s0, k_s1;
-  const float* v;
+  const T* v;
   index_t v_s0, v_s1;
-  const float* key(index_t j, index_t h) const { return k + j * k_s0 + h * k_s1; }
-  const float* value(index_t j, index_t h) const { return v + j * v_s0 + h * v_s1; }
+  const T* key(index_t j, index_t h) const { return k + j * k_s0 + h * k_s1; }
+  const T* value(index_t j, index_t h) const { return v + j * v_s0 + h * v_s1; }
 };
+using contiguous_kv = contiguous_kv_of<float>;
 
 // Key/value access of a paged cache: pages [num_pages, page_size, kv_heads, dim], key j lives in page
 // table[j / page_size], slot j % page_size.
