@@ -172,14 +172,12 @@ class quantized_experts {
   bool int8_activations() const { return a8_; }
 
  private:
-  // TODO(issue 11 merge): quant::matmul<..., Exec> once quant takes an Exec; until then the packet-layer
-  // kernels behind quant::matmul / matmul_a8 (which are these with S = simd::native).
   template <class S>
   void product(view<const float, 2> x, const view_type& w, view<float, 2> y) const {
     if (a8_)
-      quant::detail::matmul_a8_with<S>(x, w, y);
+      quant::matmul_a8<F, S>(x, w, y);
     else
-      quant::detail::matmul_with<S>(x, w, y);
+      quant::matmul<F, S>(x, w, y);
   }
   static view_type rows(const view_type& w, index_t n0, index_t n1) {
     view_type r = w;

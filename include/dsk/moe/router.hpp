@@ -62,21 +62,14 @@ inline void require_finite_rows(const contract& c, std::string_view arg, view<co
 
 // y[M, N] = x[M, K] w[N, K]^T by dsk::gemm on the packet layer S (the same kernel for every S: scalar and
 // native give the same bits). Shapes are checked by the caller.
-// TODO(issue 11 merge): gemm::matmul<gemm::matmul_config{}, Exec>(x, w, y) once gemm takes an Exec.
 template <class S, class W>
 void gemm_product(view<const float, 2> x, view<const W, 2> w, view<float, 2> y) {
-  if constexpr (std::is_same_v<S, simd::native>)
-    gemm::matmul(x, w, y);
-  else
-    gemm::detail::run_rows<S, gemm::config{}>(x, w, w, false, nullptr, y);
+  gemm::matmul<gemm::matmul_config{}, S>(x, w, y);
 }
 // h[M, N] = silu(x g^T) * (x u^T), likewise.
 template <class S, class W>
 void gemm_swiglu(view<const float, 2> x, view<const W, 2> g, view<const W, 2> u, view<float, 2> h) {
-  if constexpr (std::is_same_v<S, simd::native>)
-    gemm::swiglu(x, g, u, h);
-  else
-    gemm::detail::run_rows<S, gemm::config{}>(x, g, u, true, nullptr, h);
+  gemm::swiglu<gemm::matmul_config{}, S>(x, g, u, h);
 }
 DSK_ISA_END
 }  // namespace detail
