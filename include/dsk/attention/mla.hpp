@@ -216,27 +216,27 @@ struct wrows {
   index_t ld;
   const E* row(index_t r) const { return p + r * ld; }
 };
-template <class T>
+template <class S, class T>
 wrows<T> rows_of(const view<const T, 2>& w, index_t r0, index_t, std::vector<float>&) {
   return {w.data() + r0 * w.stride(0), w.stride(0)};
 }
-template <quant::format F>
+template <class S, quant::format F>
 wrows<float> rows_of(const quant::qweight_view<F>& w, index_t r0, index_t n, std::vector<float>& scratch) {
   scratch.resize(static_cast<std::size_t>(n * w.cols));
-  quant::dequantize(qrows(w, r0, n), view<float, 2>(scratch.data(), dims<2>(n, w.cols), {w.cols, 1}));
+  quant::dequantize<F, S>(qrows(w, r0, n), view<float, 2>(scratch.data(), dims<2>(n, w.cols), {w.cols, 1}));
   return {scratch.data(), w.cols};
 }
 
 // y = x w[r0 .. r0 + n)^T: the gemm or quant matmul of the weight's format.
-template <class T>
+template <class S, class T>
 void matmul_rows(view<const float, 2> x, const view<const T, 2>& w, index_t r0, index_t n, view<float, 2> y) {
-  gemm::matmul(x, view<const T, 2>(w.data() + r0 * w.stride(0), dims<2>(n, w.extent(1)), {w.stride(0), 1}),
-               y);
+  gemm::matmul<gemm::matmul_config{}, S>(
+      x, view<const T, 2>(w.data() + r0 * w.stride(0), dims<2>(n, w.extent(1)), {w.stride(0), 1}), y);
 }
-template <quant::format F>
+template <class S, quant::format F>
 void matmul_rows(view<const float, 2> x, const quant::qweight_view<F>& w, index_t r0, index_t n,
                  view<float, 2> y) {
-  quant::matmul(x, qrows(w, r0, n), y);
+  quant::matmul<F, S>(x, qrows(w, r0, n), y);
 }
 
 // Shared argument checks; returns the softmax scale.
@@ -286,7 +286,7 @@ void mla_absorbed_impl(view<const float, 3> q_nope, view<const float, 3> q_pe, v
   over_heads([&](index_t h0, index_t h1) {
     std::vector<float> scratch;
     for (index_t h = h0; h < h1; ++h) {
-      const auto w = rows_of(w_kv_b, h * per_head, Dn, scratch);
+      const auto w = rows_of<S>(w_kv_b, h * per_head, Dn, scratch);
       for (index_t t = 0; t < T_; ++t) {
         float* dst = &q_abs(t, h, 0);
         for (int cc = 0; cc < R; cc += S::width) {
@@ -314,7 +314,7 @@ void mla_absorbed_impl(view<const float, 3> q_nope, view<const float, 3> q_pe, v
     over_heads([&](index_t h0, index_t h1) {
       std::vector<float> scratch;
       for (index_t h = h0; h < h1; ++h) {
-        const auto w = rows_of(w_kv_b, h * per_head + Dn, Dv, scratch);
+        const auto w = rows_of<S>(w_kv_b, h * per_head + Dn, Dv, scratch);
         for (index_t t = 0; t < T_; ++t)
           for (int r = 0; r < Dv; ++r) {
             const auto* wr = w.row(r);
@@ -334,8 +334,8 @@ void mla_absorbed_impl(view<const float, 3> q_nope, view<const float, 3> q_pe, v
   }
   for (index_t h = 0; h < H; ++h) {
     const view<const float, 2> x(&o_lat(0, h, 0), dims<2>(T_, R), {H * R, 1});
-    matmul_rows(x, w_kv_b, h * per_head + Dn, Dv,
-                view<float, 2>(o.data() + h * o.stride(1), dims<2>(T_, Dv), {o.stride(0), 1}));
+    matmul_rows<S>(x, w_kv_b, h * per_head + Dn, Dv,
+                   view<float, 2>(o.data() + h * o.stride(1), dims<2>(T_, Dv), {o.stride(0), 1}));
   }
 }
 
@@ -351,15 +351,15 @@ void mla_expanded_impl(view<const float, 3> q_nope, view<const float, 3> q_pe, v
   tensor<float, 2> kv(std::array<index_t, 2>{L, H * per_head}, uninitialized);
   if (L > 0) {
     if constexpr (std::is_same_v<T, float>) {
-      matmul_rows(view<const float, 2>(cache.data(), dims<2>(L, R), {cache.stride(0), 1}), w_kv_b, 0,
-                  H * per_head, kv.view());
+      matmul_rows<S>(view<const float, 2>(cache.data(), dims<2>(L, R), {cache.stride(0), 1}), w_kv_b, 0,
+                     H * per_head, kv.view());
     } else {
       tensor<float, 2> lat(std::array<index_t, 2>{L, index_t{R}}, uninitialized);
       parallel_for_chunks(0, L, 64, [&](index_t j0, index_t j1) {
         for (index_t j = j0; j < j1; ++j)
           for (int x = 0; x < R; x += S::width) S::store(&lat(j, index_t{x}), S::load(&cache(j, index_t{x})));
       });
-      matmul_rows(lat.cview(), w_kv_b, 0, H * per_head, kv.view());
+      matmul_rows<S>(lat.cview(), w_kv_b, 0, H * per_head, kv.view());
     }
   }
   tensor<float, 3> k(std::array<index_t, 3>{L, H, index_t{Dq}}, uninitialized);

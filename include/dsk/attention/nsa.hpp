@@ -387,8 +387,9 @@ void nsa(view<const float, 3> q, view<const float, 3> k, view<const float, 3> v,
 
 // Gates from the input: g[t, h, b] = sigmoid(x[t] . w[h * 3 + b] + bias[h * 3 + b]).
 //   x: [T, hidden], w: [3 * heads, hidden], bias: [3 * heads] or {}, g: [T, heads, 3] (contiguous).
-inline void nsa_gates(view<const float, 2> x, view<const float, 2> w, view<const float, 1> bias,
-                      view<float, 3> g) {
+template <host_exec Exec = host>
+void nsa_gates(view<const float, 2> x, view<const float, 2> w, view<const float, 1> bias, view<float, 3> g) {
+  using S = exec_packet_t<Exec>;
   const contract c{"attention::nsa_gates"};
   c.extent("w", w, 0, 3 * g.extent(1), "3 * heads").extent("w", w, 1, x.extent(1), "x.extent(1) (hidden)");
   c.extent("g", g, 0, x.extent(0), "x tokens").extent("g", g, 2, 3, "3 branches");
@@ -396,9 +397,9 @@ inline void nsa_gates(view<const float, 2> x, view<const float, 2> w, view<const
   if (bias.data()) c.extent("bias", bias, 0, w.extent(0), "3 * heads");
   const dense_view<float, 2> y(g.data(), x.extent(0), 3 * g.extent(1));
   if (bias.data())
-    gemm::matmul(x, w, bias, view<float, 2>(y));
+    gemm::matmul<gemm::matmul_config{}, S>(x, w, bias, view<float, 2>(y));
   else
-    gemm::matmul(x, w, view<float, 2>(y));
+    gemm::matmul<gemm::matmul_config{}, S>(x, w, view<float, 2>(y));
   for (index_t i = 0; i < x.extent(0) * w.extent(0); ++i) g.data()[i] = nn::packet::sigmoid1(g.data()[i]);
 }
 
