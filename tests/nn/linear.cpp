@@ -150,6 +150,7 @@ TEST_CASE("linear_format: parse and to_string round trip; bad names", "[nn][line
     REQUIRE(to_string(dsk::nn::parse_linear_format(s)) == s);
   for (const char* s : kQuantFormats) REQUIRE(to_string(dsk::nn::parse_linear_format(s)) == s);
   REQUIRE(dsk::nn::parse_linear_format("checkpoint") == linear_format{});
+  REQUIRE(to_string(dsk::nn::parse_linear_format("int8-g64-bf16")) == "int8-g64-bf16");
   REQUIRE(dsk::nn::parse_linear_format("int4-g128-f16") ==
           linear_format{weight_type::int4, 128, dsk::quant::scale_type::f16});
   for (const char* s : {"", "int2", "f64", "int4-g16", "int4-g256", "int8-a8-g32", "bf16-a8", "int4-"})

@@ -46,7 +46,8 @@ struct linear_format {
 inline constexpr bool is_quantized(weight_type t) { return t == weight_type::int8 || t == weight_type::int4; }
 
 // "source", "f32", "bf16", "f16", "int8", "int4", then for int8 / int4 optional suffixes "-g32" / "-g64" /
-// "-g128" (group), "-f16" (f16 scales), "-a8" (int8 activations), in that order: "int4-g128-f16-a8".
+// "-g128" (group), "-f16" / "-bf16" (scale type; bf16 scales parse but are not compiled in), "-a8" (int8
+// activations), in that order: "int4-g128-f16-a8".
 inline std::string to_string(const linear_format& f) {
   static constexpr const char* names[] = {"source", "f32", "bf16", "f16", "int8", "int4"};
   std::string s = names[static_cast<int>(f.type)];
@@ -92,7 +93,10 @@ inline linear_format parse_linear_format(std::string_view s) {
     f.group = 64;
   else if (take("-g32"))
     f.group = 32;
-  if (take("-f16")) f.scale = quant::scale_type::f16;
+  if (take("-f16"))
+    f.scale = quant::scale_type::f16;
+  else if (take("-bf16"))
+    f.scale = quant::scale_type::bf16;
   if (take("-a8")) f.act = quant::activations::int8;
   return s.empty() ? f : bad();
 }
