@@ -12,8 +12,8 @@
 #include <random>
 #include <sstream>
 
+#include "dsk/nn/sampling.hpp"
 #include "model.hpp"
-#include "sampling.hpp"
 
 namespace {
 
@@ -44,10 +44,10 @@ std::vector<std::int32_t> parse_ids(const std::string& s, dsk::index_t vocab) {
 
 int main(int argc, char** argv) {
   CLI::App app{"dsk_v2: DeepSeek-V2 / V2-Lite inference with dsk kernels (host)"};
-  std::string model_dir, prompt, tokens_arg, weights = "checkpoint", form = "expanded";
+  std::string model_dir, prompt, tokens_arg, weights = "checkpoint", form = "expanded", cache_type = "f32";
   int max_new = 64, threads = 0, top_k = 30, layers = 0;
   std::string preset_name = "tiny";
-  double temperature = 0.7, top_p = 1.0;
+  double temperature = 0.7, top_p = 1.0, min_p = 0.0, repetition_penalty = 1.0;
   std::uint64_t seed = 0;
   bool greedy = false, quiet = false;
   app.add_option("--model", model_dir, "checkpoint directory: config.json, *.safetensors, tokenizer.json");
@@ -65,6 +65,13 @@ int main(int argc, char** argv) {
   app.add_option("--top-p", top_p, "nucleus sampling: smallest set with probability >= p")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 1.0));
+  app.add_option("--min-p", min_p, "drop tokens less likely than min-p times the most likely one")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
+  app.add_option("--repetition-penalty", repetition_penalty,
+                 "divide positive / multiply negative logits of tokens already seen (1: off)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.01, 100.0));
   app.add_option("--seed", seed, "sampling seed")->capture_default_str();
   app.add_flag("--greedy", greedy, "argmax decoding (ignores temperature, top-k, top-p)");
   app.add_option("--threads", threads, "worker threads (0: all cores)")
@@ -73,6 +80,10 @@ int main(int argc, char** argv) {
   app.add_option("--weights", weights, "weights in memory: checkpoint (file dtype), f32, bf16, int8, int4")
       ->capture_default_str()
       ->check(CLI::IsMember({"checkpoint", "auto", "f32", "bf16", "int8", "int4"}));
+  app.add_option("--cache", cache_type,
+                 "element type of the MLA latent KV cache: f32 or bf16 (half the bytes)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"f32", "bf16"}));
   app.add_option("--prefill-attention", form,
                  "MLA form of prefill: expanded or absorbed (decode is absorbed)")
       ->capture_default_str()
@@ -144,10 +155,15 @@ int main(int argc, char** argv) {
     }
 
     const dsk::index_t capacity = static_cast<dsk::index_t>(ids.size()) + max_new;
-    dsk_v2::kv_cache cache = m->new_cache(capacity);
+    dsk_v2::kv_cache cache =
+        m->new_cache(capacity, cache_type == "bf16" ? dsk_v2::cache_dtype::bf16 : dsk_v2::cache_dtype::f32);
     dsk::tensor<float, 2> logits(std::array<dsk::index_t, 2>{1, cfg.vocab_size});
-    dsk_v2::sampler smp(
-        {.temperature = greedy ? 0.0 : temperature, .top_k = top_k, .top_p = top_p, .seed = seed});
+    dsk::nn::sampler smp({.temperature = greedy ? 0.0 : temperature,
+                          .top_k = top_k,
+                          .top_p = top_p,
+                          .min_p = min_p,
+                          .repetition_penalty = repetition_penalty},
+                         seed);
     m->prof().reset();
 
     const auto t0 = std::chrono::steady_clock::now();
@@ -160,7 +176,9 @@ int main(int argc, char** argv) {
     };
     std::printf("output: ");
     for (int i = 0; i < max_new; ++i) {
-      const std::int32_t next = smp.sample(logits.cview());
+      std::vector<std::int32_t> seen(ids);  // the repetition penalty applies to prompt and output
+      seen.insert(seen.end(), out.begin(), out.end());
+      const auto next = static_cast<std::int32_t>(smp.sample(logits.cview(), seen));
       out.push_back(next);
       if (tok) {
         // Print the new part of the decoded text. A token may end inside a UTF-8 character, which decodes as

@@ -15,7 +15,6 @@
 #include <string>
 #include <variant>
 
-#include <sys/mman.h>
 #include <unistd.h>
 #include <vector>
 
@@ -24,6 +23,7 @@
 #include "dsk/io/io.hpp"
 #include "dsk/moe/layer.hpp"
 #include "dsk/moe/router.hpp"
+#include "dsk/nn/elementwise.hpp"
 #include "dsk/nn/embedding.hpp"
 #include "dsk/nn/linear.hpp"
 #include "dsk/nn/rmsnorm.hpp"
@@ -93,18 +93,17 @@ inline constexpr attention::mla_config mla_v2{
     .kv_lora_rank = 512, .rope_dim = 64, .nope_dim = 128, .v_dim = 128};
 inline constexpr attention::mla_config mla_tiny{.kv_lora_rank = 16, .rope_dim = 8, .nope_dim = 8, .v_dim = 8};
 
+// The runtime MLA widths of a config, dispatched onto mla_v2 / mla_tiny by attention::mla_dispatch (which
+// throws dsk::unsupported listing the compiled choices).
+inline attention::mla_config mla_widths(const io::v2_config& c) {
+  return {.kv_lora_rank = static_cast<int>(c.kv_lora_rank),
+          .rope_dim = static_cast<int>(c.qk_rope_head_dim),
+          .nope_dim = static_cast<int>(c.qk_nope_head_dim),
+          .v_dim = static_cast<int>(c.v_head_dim)};
+}
 template <class F>
 decltype(auto) with_mla(const io::v2_config& c, F&& f) {
-  auto is = [&](const attention::mla_config& m) {
-    return c.kv_lora_rank == m.kv_lora_rank && c.qk_rope_head_dim == m.rope_dim &&
-           c.qk_nope_head_dim == m.nope_dim && c.v_head_dim == m.v_dim;
-  };
-  if (is(mla_v2)) return f(std::integral_constant<int, 0>{});
-  if (is(mla_tiny)) return f(std::integral_constant<int, 1>{});
-  throw unsupported("dsk_v2: MLA widths (kv_lora_rank, qk_rope_head_dim, qk_nope_head_dim, v_head_dim) = (" +
-                    std::to_string(c.kv_lora_rank) + ", " + std::to_string(c.qk_rope_head_dim) + ", " +
-                    std::to_string(c.qk_nope_head_dim) + ", " + std::to_string(c.v_head_dim) +
-                    ") are not compiled in; choices: (512, 64, 128, 128), (16, 8, 8, 8)");
+  return attention::mla_dispatch<mla_v2, mla_tiny>(mla_widths(c), std::forward<F>(f));
 }
 
 // ---- time per kernel family and expert load --------------------------------------------------------------
@@ -131,39 +130,21 @@ struct profile {
 };
 
 // ---- weights in any format ----------------------------------------------------------------------------
-inline constexpr quant::linear_config q8{.quant = {.fmt = quant::int8_per_channel}};
-inline constexpr quant::linear_config q4{.quant = {.fmt = quant::int4_per_channel}};
-
-// A bias-free linear layer W [out, in] in f32, bf16, f16, int8 or int4; forward(x [T, in], y [T, out]).
-class any_linear {
- public:
-  any_linear() = default;
-  template <class L>
-  explicit any_linear(L l) : l_(std::move(l)) {}
-
-  index_t in_features() const {
-    return std::visit([](const auto& l) -> index_t { return l.in_features(); }, l_);
+inline nn::linear_format to_linear_format(weight_format f) {
+  switch (f) {
+    case weight_format::f32:
+      return nn::parse_linear_format("f32");
+    case weight_format::bf16:
+      return nn::parse_linear_format("bf16");
+    case weight_format::int8:
+      return nn::parse_linear_format("int8");
+    case weight_format::int4:
+      return nn::parse_linear_format("int4");
+    case weight_format::checkpoint:
+      break;
   }
-  index_t out_features() const {
-    return std::visit([](const auto& l) -> index_t { return l.out_features(); }, l_);
-  }
-  std::int64_t bytes() const {
-    return std::visit(
-        [](const auto& l) -> std::int64_t {
-          if constexpr (requires { l.weights(); })
-            return l.weights().bytes();
-          else
-            return l.weight().bytes();
-        },
-        l_);
-  }
-  void forward(view<const float, 2> x, view<float, 2> y) const {
-    std::visit([&](const auto& l) { l.forward(x, y); }, l_);
-  }
-
- private:
-  std::variant<nn::linear<float>, nn::linear<bf16>, nn::linear<f16>, quant::linear<q8>, quant::linear<q4>> l_;
-};
+  return {};
+}
 
 // Reads tensors of one checkpoint (or of the built-in random weights) into the chosen format.
 class loader {
@@ -173,8 +154,8 @@ class loader {
   const io::checkpoint& checkpoint() const { return ck_; }
 
   // A 2-D weight of exactly this shape, converted one tensor at a time.
-  any_linear linear(const std::string& name, index_t out, index_t in) const {
-    any_linear l = convert(name, out, in);
+  nn::linear linear(const std::string& name, index_t out, index_t in) const {
+    nn::linear l = convert(name, out, in);
     release(name);
     return l;
   }
@@ -194,163 +175,69 @@ class loader {
   // Drops the mapped file pages of a tensor that has been converted (the converted copy is what the model
   // keeps), so that resident memory while loading stays near the size of the result instead of growing by
   // every byte of the checkpoint read so far. The pages come back from the file if touched again.
-  void release(const std::string& name) const {
-#if DSK_IO_HAVE_MMAP
-    const auto b = ck_.bytes(name);
-    if (b.empty()) return;
-    const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
-    const auto lo = reinterpret_cast<std::uintptr_t>(b.data()) / page * page;
-    const auto hi = (reinterpret_cast<std::uintptr_t>(b.data()) + b.size() + page - 1) / page * page;
-    ::madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);  // advisory: failure only costs memory
-#else
-    (void)name;
-#endif
-  }
+  void release(const std::string& name) const { ck_.release(name); }
 
  private:
-  any_linear convert(const std::string& name, index_t out, index_t in) const {
+  nn::linear convert(const std::string& name, index_t out, index_t in) const {
     const std::array<index_t, 2> shape{out, in};
     ck_.check_shape(name, shape);
     const io::st_dtype dt = ck_.info(name).dtype;
-    const bool is_bf16 = dt == io::st_dtype::BF16;
-    switch (fmt_) {
-      case weight_format::checkpoint:
-        if (is_bf16) return any_linear(nn::linear<bf16>(ck_.view<bf16, 2>(name, shape)));
-        if (dt == io::st_dtype::F16) return any_linear(nn::linear<f16>(ck_.view<f16, 2>(name, shape)));
-        return any_linear(nn::linear<float>(f32(name, shape).cview()));
-      case weight_format::f32:
-        return any_linear(nn::linear<float>(f32(name, shape).cview()));
-      case weight_format::bf16:
-        if (is_bf16) return any_linear(nn::linear<bf16>(ck_.view<bf16, 2>(name, shape)));
-        return any_linear(nn::linear<bf16>(ck_.read<bf16, 2>(name, shape).cview()));
-      case weight_format::int8:
-        if (is_bf16) return any_linear(quant::linear<q8>(ck_.view<bf16, 2>(name, shape)));
-        return any_linear(quant::linear<q8>(f32(name, shape).cview()));
-      case weight_format::int4:
-        if (is_bf16) return any_linear(quant::linear<q4>(ck_.view<bf16, 2>(name, shape)));
-        return any_linear(quant::linear<q4>(f32(name, shape).cview()));
-    }
-    return {};
+    const auto f = to_linear_format(fmt_);
+    if (dt == io::st_dtype::BF16) return nn::linear(ck_.view<bf16, 2>(name, shape), f);
+    if (dt == io::st_dtype::F16) return nn::linear(ck_.view<f16, 2>(name, shape), f);
+    return nn::linear(ck_.read<float, 2>(name, shape).cview(), f);
   }
 
   const io::checkpoint& ck_;
   weight_format fmt_;
 };
 
-// SwiGLU MLP down(silu(gate x) * up x) over any_linear weights (the fused gemm::swiglu for f32/bf16/f16).
-class any_mlp {
- public:
-  any_mlp() = default;
-  any_mlp(const loader& ld, const std::string& prefix, index_t hidden, index_t inter) {
-    const std::array<index_t, 2> gu{inter, hidden};
-    const std::string g = prefix + ".gate_proj.weight", u = prefix + ".up_proj.weight";
-    const auto& ck = ld.checkpoint();
-    ck.check_shape(g, gu);
-    ck.check_shape(u, gu);
-    const bool bf = ck.info(g).dtype == io::st_dtype::BF16 && ck.info(u).dtype == io::st_dtype::BF16;
-    const auto fmt = ld.format();
-    if (fmt == weight_format::bf16 || (fmt == weight_format::checkpoint && bf)) {
-      gate_up_ =
-          bf ? gemm::packed_weights<bf16>::swiglu(ck.view<bf16, 2>(g), ck.view<bf16, 2>(u))
-             : gemm::packed_weights<bf16>::swiglu(ck.read<bf16, 2>(g).cview(), ck.read<bf16, 2>(u).cview());
-      ld.release(g);
-      ld.release(u);
-    } else if (fmt == weight_format::f32 || fmt == weight_format::checkpoint) {
-      gate_up_ = gemm::packed_weights<float>::swiglu(ld.f32(g, gu).cview(), ld.f32(u, gu).cview());
-    } else {
-      gate_ = ld.linear(g, inter, hidden);
-      up_ = ld.linear(u, inter, hidden);
-    }
-    down_ = ld.linear(prefix + ".down_proj.weight", hidden, inter);
-    inter_ = inter;
-  }
-  index_t intermediate() const { return inter_; }
-  std::int64_t bytes() const {
-    std::int64_t b = down_.bytes();
-    std::visit(
-        [&](const auto& p) {
-          if constexpr (!std::is_same_v<std::decay_t<decltype(p)>, std::monostate>)
-            b += p.bytes();
-          else
-            b += gate_.bytes() + up_.bytes();
-        },
-        gate_up_);
-    return b;
-  }
-  // x [T, hidden] -> y [T, hidden]; h: scratch [T, intermediate].
-  void forward(view<const float, 2> x, view<float, 2> y, view<float, 2> h) const {
-    const bool fused = std::visit(
-        [&](const auto& p) {
-          if constexpr (std::is_same_v<std::decay_t<decltype(p)>, std::monostate>)
-            return false;
-          else {
-            gemm::swiglu(x, p, h);
-            return true;
-          }
-        },
-        gate_up_);
-    if (!fused) {
-      tensor<float, 2> u(std::array<index_t, 2>{x.extent(0), inter_}, uninitialized);
-      gate_.forward(x, h);
-      up_.forward(x, u.view());
-      for (index_t t = 0; t < x.extent(0); ++t)
-        for (index_t i = 0; i < inter_; ++i) {
-          const float g = h(t, i);
-          h(t, i) = g / (1.0f + std::exp(-g)) * u(t, i);
-        }
-    }
-    down_.forward(h, y);
-  }
+// SwiGLU MLP down(silu(gate x) * up x) in the loader's format.
+inline nn::swiglu_mlp load_mlp(const loader& ld, const std::string& prefix, index_t hidden, index_t inter) {
+  const std::array<index_t, 2> gu{inter, hidden}, dn{hidden, inter};
+  const std::string g = prefix + ".gate_proj.weight", u = prefix + ".up_proj.weight",
+                    d = prefix + ".down_proj.weight";
+  const auto& ck = ld.checkpoint();
+  const auto f = to_linear_format(ld.format());
+  const bool bf = ck.info(g).dtype == io::st_dtype::BF16 && ck.info(u).dtype == io::st_dtype::BF16 &&
+                  ck.info(d).dtype == io::st_dtype::BF16;
+  nn::swiglu_mlp m =
+      bf ? nn::swiglu_mlp(ck.view<bf16, 2>(g, gu), ck.view<bf16, 2>(u, gu), ck.view<bf16, 2>(d, dn), f)
+         : nn::swiglu_mlp(ck.read<float, 2>(g, gu).cview(), ck.read<float, 2>(u, gu).cview(),
+                          ck.read<float, 2>(d, dn).cview(), f);
+  ld.release(g), ld.release(u), ld.release(d);
+  return m;
+}
 
- private:
-  std::variant<std::monostate, gemm::packed_weights<float>, gemm::packed_weights<bf16>> gate_up_;
-  any_linear gate_, up_, down_;
-  index_t inter_ = 0;
-};
-
-// The routed and shared experts of one DeepSeekMoE layer, owned in the weight format, exposed as the
-// moe::expert_bank types that moe::deepseek_moe runs (grouped SwiGLU over the dispatched rows).
-// Float storage: gate/up [E, I, H], down [E, H, I] copied from the per-expert checkpoint tensors.
+// The routed and shared experts of one DeepSeekMoE layer in the weight format, as the moe::expert_bank types
+// that moe::deepseek_moe runs. Float storage: per-expert matrices, viewed in place in the mapped checkpoint
+// when it already holds the dtype (no [E, I, H] copy), else converted one tensor at a time.
 template <float_storage W>
 struct dense_expert_store {
-  tensor<W, 3> gate, up, down;        // routed
-  tensor<W, 3> s_gate, s_up, s_down;  // shared (one merged expert), empty when there is none
-  moe::dense_experts<W> routed() const { return {gate.cview(), up.cview(), down.cview()}; }
+  std::vector<tensor<W, 2>> owned;  // converted tensors (empty when the bank views the checkpoint)
+  std::vector<view<const W, 2>> gate, up, down, s_gate, s_up, s_down;
+  moe::dense_experts<W> routed() const { return {gate, up, down}; }
   std::optional<moe::dense_experts<W>> shared() const {
     if (s_gate.empty()) return std::nullopt;
-    return moe::dense_experts<W>(s_gate.cview(), s_up.cview(), s_down.cview());
-  }
-  std::int64_t bytes() const {
-    return (gate.size() + up.size() + down.size() + s_gate.size() + s_up.size() + s_down.size()) *
-           static_cast<std::int64_t>(sizeof(W));
-  }
-};
-// Quantized: per expert gate, up [I, H] and down [H, I] codes and scales.
-template <quant::format F>
-struct quant_expert_store {
-  std::vector<quant::quantized_weight<F>> gate, up, down, s_gate, s_up, s_down;
-  static moe::quantized_experts<F> bank(const std::vector<quant::quantized_weight<F>>& g,
-                                        const std::vector<quant::quantized_weight<F>>& u,
-                                        const std::vector<quant::quantized_weight<F>>& d) {
-    std::vector<quant::qweight_view<F>> gv, uv, dv;
-    for (std::size_t e = 0; e < g.size(); ++e) {
-      gv.push_back(g[e].view());
-      uv.push_back(u[e].view());
-      dv.push_back(d[e].view());
-    }
-    return {std::move(gv), std::move(uv), std::move(dv)};
-  }
-  moe::quantized_experts<F> routed() const { return bank(gate, up, down); }
-  std::optional<moe::quantized_experts<F>> shared() const {
-    if (s_gate.empty()) return std::nullopt;
-    return bank(s_gate, s_up, s_down);
+    return moe::dense_experts<W>(s_gate, s_up, s_down);
   }
   std::int64_t bytes() const {
     std::int64_t b = 0;
     for (const auto* v : {&gate, &up, &down, &s_gate, &s_up, &s_down})
-      for (const auto& w : *v) b += w.bytes();
+      for (const auto& m : *v) b += m.extent(0) * m.extent(1) * static_cast<std::int64_t>(sizeof(W));
     return b;
   }
+};
+// Quantized: per expert gate, up [I, H] and down [H, I] codes and scales, quantized one tensor at a time.
+template <quant::format F>
+struct quant_expert_store {
+  moe::quantized_expert_store<quant::quantize_config{.fmt = F}> routed_, shared_;
+  moe::quantized_experts<F> routed() const { return routed_.bank(); }
+  std::optional<moe::quantized_experts<F>> shared() const {
+    if (shared_.empty()) return std::nullopt;
+    return shared_.bank();
+  }
+  std::int64_t bytes() const { return routed_.bytes() + shared_.bytes(); }
 };
 using expert_store =
     std::variant<dense_expert_store<float>, dense_expert_store<bf16>,
@@ -368,25 +255,25 @@ inline expert_store load_experts(const loader& ld, const std::string& prefix, in
                  : prefix + "experts." + std::to_string(e) + "." + which + ".weight";
   };
   auto dense = [&]<class W>(dense_expert_store<W> st) -> expert_store {
-    auto fill = [&](tensor<W, 3>& g, tensor<W, 3>& u, tensor<W, 3>& d, index_t n, index_t inter,
-                    bool shared) {
-      g = tensor<W, 3>(std::array<index_t, 3>{n, inter, H}, uninitialized);
-      u = tensor<W, 3>(std::array<index_t, 3>{n, inter, H}, uninitialized);
-      d = tensor<W, 3>(std::array<index_t, 3>{n, H, inter}, uninitialized);
-      for (index_t e = 0; e < n; ++e) {
-        const index_t id = shared ? -1 : e;
-        auto copy = [&](const char* which, tensor<W, 3>& dst, index_t r, index_t c) {
-          const auto t = ck.read<W, 2>(name(id, which), std::array<index_t, 2>{r, c});
-          std::copy_n(t.data(), t.size(), &dst(e, 0, 0));
-          ld.release(name(id, which));
-        };
-        copy("gate_proj", g, inter, H);
-        copy("up_proj", u, inter, H);
-        copy("down_proj", d, H, inter);
-      }
+    auto matrix = [&](const std::string& n, index_t r, index_t c) -> view<const W, 2> {
+      const std::array<index_t, 2> shape{r, c};
+      if (ck.info(n).dtype == io::st_dtype_of_t<W>::value)
+        return ck.view<W, 2>(n, shape);  // mapped, not copied
+      st.owned.push_back(ck.read<W, 2>(n, shape));
+      ld.release(n);
+      return st.owned.back().cview();
     };
-    fill(st.gate, st.up, st.down, E, I, false);
-    if (shared_inter > 0) fill(st.s_gate, st.s_up, st.s_down, 1, shared_inter, true);
+    st.owned.reserve(static_cast<std::size_t>(3 * (E + 1)));  // views into owned stay valid
+    for (index_t e = 0; e < E; ++e) {
+      st.gate.push_back(matrix(name(e, "gate_proj"), I, H));
+      st.up.push_back(matrix(name(e, "up_proj"), I, H));
+      st.down.push_back(matrix(name(e, "down_proj"), H, I));
+    }
+    if (shared_inter > 0) {
+      st.s_gate.push_back(matrix(name(-1, "gate_proj"), shared_inter, H));
+      st.s_up.push_back(matrix(name(-1, "up_proj"), shared_inter, H));
+      st.s_down.push_back(matrix(name(-1, "down_proj"), H, shared_inter));
+    }
     return st;
   };
   auto quant = [&]<quant::format F>(quant_expert_store<F> st) -> expert_store {
@@ -400,16 +287,13 @@ inline expert_store load_experts(const loader& ld, const std::string& prefix, in
       ld.release(n);
       return w;
     };
-    for (index_t e = 0; e < E; ++e) {
-      st.gate.push_back(q(name(e, "gate_proj"), I, H));
-      st.up.push_back(q(name(e, "up_proj"), I, H));
-      st.down.push_back(q(name(e, "down_proj"), H, I));
-    }
-    if (shared_inter > 0) {
-      st.s_gate.push_back(q(name(-1, "gate_proj"), shared_inter, H));
-      st.s_up.push_back(q(name(-1, "up_proj"), shared_inter, H));
-      st.s_down.push_back(q(name(-1, "down_proj"), H, shared_inter));
-    }
+    for (index_t e = 0; e < E; ++e)
+      st.routed_.add_quantized(q(name(e, "gate_proj"), I, H), q(name(e, "up_proj"), I, H),
+                               q(name(e, "down_proj"), H, I));
+    if (shared_inter > 0)
+      st.shared_.add_quantized(q(name(-1, "gate_proj"), shared_inter, H),
+                               q(name(-1, "up_proj"), shared_inter, H),
+                               q(name(-1, "down_proj"), H, shared_inter));
     return st;
   };
   switch (fmt) {
@@ -431,16 +315,29 @@ inline expert_store load_experts(const loader& ld, const std::string& prefix, in
 // Which MLA form prefill uses. Decode (one new token) always runs the absorbed form over the latent cache.
 enum class attention_form { expanded, absorbed };
 
-// Per-sequence state: for every layer the latent cache rows [kv_a_layernorm(c) (kv_lora_rank) ; rotated k_pe
-// (rope_dim)], and how many positions are filled.
+// Element type of the latent KV cache. f32 reproduces transformers' logits to ~1e-6; bf16 halves the cache
+// (each value rounded once, on append).
+enum class cache_dtype { f32, bf16 };
+
+// Per-sequence state: for every layer an attention::mla_cache of rows [kv_a_layernorm(c) (kv_lora_rank) ;
+// rotated k_pe (rope_dim)]; length = positions filled (the same in every layer).
 struct kv_cache {
-  std::vector<tensor<float, 2>> layers;  // [capacity, kv_lora_rank + rope_dim]
+  std::variant<std::vector<attention::mla_cache<float>>, std::vector<attention::mla_cache<bf16>>> layers;
   index_t length = 0;
-  index_t capacity() const { return layers.empty() ? 0 : layers[0].extent(0); }
+  index_t num_layers() const {
+    return std::visit([](const auto& l) { return static_cast<index_t>(l.size()); }, layers);
+  }
+  index_t capacity() const {
+    return std::visit([](const auto& l) { return l.empty() ? index_t{0} : l[0].capacity(); }, layers);
+  }
   std::int64_t bytes() const {
-    std::int64_t b = 0;
-    for (const auto& l : layers) b += l.size() * static_cast<std::int64_t>(sizeof(float));
-    return b;
+    return std::visit(
+        [](const auto& l) {
+          std::int64_t b = 0;
+          for (const auto& c : l) b += c.bytes();
+          return b;
+        },
+        layers);
   }
 };
 
@@ -483,9 +380,18 @@ class model {
       }
       L.kv_a = ld.linear(p + "self_attn.kv_a_proj_with_mqa.weight", R + Dr, D);
       L.kv_a_norm = ld.vec(p + "self_attn.kv_a_layernorm.weight", R);
-      // dsk::attention's MLA takes kv_b_proj in f32 (it is read per head in both forms): kept in f32 whatever
-      // the weight format (V2-Lite: 8 MiB a layer).
-      L.kv_b = ld.f32(p + "self_attn.kv_b_proj.weight", {H * (cfg_.qk_nope_head_dim + cfg_.v_head_dim), R});
+      // kv_b_proj (read per head by both MLA forms) stays in the checkpoint's bf16 (f32 when asked for f32 or
+      // when the file holds f32): small next to the experts, and it keeps MLA exact for bf16 checkpoints.
+      {
+        const std::string n = p + "self_attn.kv_b_proj.weight";
+        const std::array<index_t, 2> shape{H * (cfg_.qk_nope_head_dim + cfg_.v_head_dim), R};
+        ck.check_shape(n, shape);
+        if (fmt == weight_format::f32 || ck.info(n).dtype != io::st_dtype::BF16)
+          L.kv_b = ck.read<float, 2>(n, shape);
+        else
+          L.kv_b = ck.read<bf16, 2>(n, shape);
+        ld.release(n);
+      }
       L.o = ld.linear(p + "self_attn.o_proj.weight", D, H * cfg_.v_head_dim);
       if (cfg_.is_moe_layer(i)) {
         const index_t E = cfg_.n_routed_experts;
@@ -494,7 +400,7 @@ class model {
         L.experts = load_experts(ld, p + "mlp.", E, D, cfg_.moe_intermediate_size,
                                  cfg_.moe_intermediate_size * cfg_.n_shared_experts);
       } else {
-        L.mlp = any_mlp(ld, p + "mlp", D, cfg_.intermediate_size);
+        L.mlp = load_mlp(ld, p + "mlp", D, cfg_.intermediate_size);
       }
     }
     prof_.expert_tokens.assign(static_cast<std::size_t>(cfg_.num_hidden_layers),
@@ -589,7 +495,8 @@ class model {
     b += lm_head_.bytes();
     for (const auto& L : layers_) {
       b += L.q_a.has_value() ? L.q_a->bytes() + L.q_b->bytes() : L.q->bytes();
-      b += L.kv_a.bytes() + L.o.bytes() + L.kv_b.size() * 4;
+      b += L.kv_a.bytes() + L.o.bytes() +
+           std::visit([](const auto& t) { return t.size() * std::int64_t(sizeof(*t.data())); }, L.kv_b);
       if (L.moe) {
         b += L.gate.size() * 4 + std::visit([](const auto& st) { return st.bytes(); }, L.experts);
       } else {
@@ -599,12 +506,19 @@ class model {
     return b;
   }
 
-  kv_cache new_cache(index_t capacity) const {
+  kv_cache new_cache(index_t capacity, cache_dtype dtype = cache_dtype::f32) const {
     const contract c{"dsk_v2::model::new_cache"};
     c.in_range<index_t>("capacity", capacity, 1, cfg_.max_position_embeddings);
     kv_cache k;
-    for (index_t i = 0; i < cfg_.num_hidden_layers; ++i)
-      k.layers.emplace_back(std::array<index_t, 2>{capacity, cfg_.kv_lora_rank + cfg_.qk_rope_head_dim});
+    auto fill = [&]<class T>(std::type_identity<T>) {
+      std::vector<attention::mla_cache<T>> layers;
+      for (index_t i = 0; i < cfg_.num_hidden_layers; ++i) layers.emplace_back(capacity, mla_widths(cfg_));
+      k.layers = std::move(layers);
+    };
+    if (dtype == cache_dtype::bf16)
+      fill(std::type_identity<bf16>{});
+    else
+      fill(std::type_identity<float>{});
     return k;
   }
 
@@ -616,8 +530,8 @@ class model {
     const contract c{"dsk_v2::model::forward"};
     const index_t T = static_cast<index_t>(tokens.size()), V = cfg_.vocab_size, D = cfg_.hidden_size;
     c.require(T >= 1, "tokens", "at least one token", T);
-    c.require(static_cast<index_t>(cache.layers.size()) == cfg_.num_hidden_layers, "cache",
-              "a cache made by this model's new_cache()", static_cast<index_t>(cache.layers.size()));
+    c.require(cache.num_layers() == cfg_.num_hidden_layers, "cache",
+              "a cache made by this model's new_cache()", cache.num_layers());
     c.require(cache.length + T <= cache.capacity(), "cache",
               "room for the tokens (capacity " + std::to_string(cache.capacity()) + ")", cache.length + T);
     c.extent("logits", logits, 1, V, "vocab_size");
@@ -632,8 +546,12 @@ class model {
     }
     std::vector<index_t> pos(static_cast<std::size_t>(T));
     for (index_t t = 0; t < T; ++t) pos[static_cast<std::size_t>(t)] = cache.length + t;
-    for (index_t i = 0; i < cfg_.num_hidden_layers; ++i)
-      layer_forward(i, h.view(), pos, cache.layers[static_cast<std::size_t>(i)]);
+    std::visit(
+        [&](auto& layers) {
+          for (index_t i = 0; i < cfg_.num_hidden_layers; ++i)
+            layer_forward(i, h.view(), pos, layers[static_cast<std::size_t>(i)]);
+        },
+        cache.layers);
     cache.length += T;
 
     const index_t rows = logits.extent(0);
@@ -650,11 +568,11 @@ class model {
  private:
   struct layer {
     tensor<float, 1> input_norm, post_norm, q_a_norm, kv_a_norm;
-    std::optional<any_linear> q, q_a, q_b;
-    any_linear kv_a, o;
-    tensor<float, 2> kv_b;  // [H * (nope + v), kv_lora_rank], f32
+    std::optional<nn::linear> q, q_a, q_b;
+    nn::linear kv_a, o;
+    std::variant<tensor<float, 2>, tensor<bf16, 2>> kv_b;  // [H * (nope + v), kv_lora_rank]
     bool moe = false;
-    any_mlp mlp;            // dense layers
+    nn::swiglu_mlp mlp;     // dense layers
     tensor<float, 2> gate;  // [E, hidden], f32 (router logits in fp32)
     expert_store experts;
   };
@@ -695,8 +613,9 @@ class model {
   }
 
   // h [T, D] += attention, then h += MLP / MoE. pos: absolute positions of the T tokens (contiguous).
+  template <class CacheT>
   void layer_forward(index_t li, view<float, 2> h, std::span<const index_t> pos,
-                     tensor<float, 2>& cache) const {
+                     attention::mla_cache<CacheT>& cache) const {
     const layer& L = layers_[static_cast<std::size_t>(li)];
     const index_t T = h.extent(0), D = cfg_.hidden_size, H = cfg_.num_attention_heads;
     const index_t Dn = cfg_.qk_nope_head_dim, Dr = cfg_.qk_rope_head_dim, Dv = cfg_.v_head_dim,
@@ -734,37 +653,39 @@ class model {
       auto tm = timed(profile::linear);
       L.kv_a.forward(x.cview(), ckv.view());
     }
-    const view<float, 2> cache_c(&cache(p0, 0), dims<2>(T, R), {Dc, 1});
-    const view<float, 2> cache_pe(&cache(p0, R), dims<2>(T, Dr), {Dc, 1});
+    const view<float, 2> latent(ckv.data(), dims<2>(T, R), {Dc, 1});
+    const view<float, 2> k_pe(ckv.data() + R, dims<2>(T, Dr), {Dc, 1});
     {
       auto tm = timed(profile::norm);
-      nn::rmsnorm(view<const float, 2>(ckv.data(), dims<2>(T, R), {Dc, 1}), L.kv_a_norm.cview(), eps,
-                  cache_c);
+      nn::rmsnorm(view<const float, 2>(latent), L.kv_a_norm.cview(), eps, latent);
     }
     const view<float, 3> q_nope(q.data(), dims<3>(T, H, Dn), {H * qk, qk, 1});
     const view<float, 3> q_pe(q.data() + Dn, dims<3>(T, H, Dr), {H * qk, qk, 1});
     {
       auto tm = timed(profile::rope);
-      for (index_t t = 0; t < T; ++t)
-        for (index_t r = 0; r < Dr; ++r) cache_pe(t, r) = ckv(t, R + r);
-      nn::apply_rope(*rope_, pos, cache_pe);
+      nn::apply_rope(*rope_, pos, k_pe);
       nn::apply_rope(*rope_, pos, q_pe);
     }
-    // Attention over the cache rows [0, p0 + T); query t at position p0 + t.
+    // Attention over the cache rows [0, p0 + T) once this step's rows are appended; query t at p0 + t.
     tensor<float, 2> o(std::array<index_t, 2>{T, H * Dv}, uninitialized);
     {
       auto tm = timed(profile::attention);
-      const view<const float, 2> cv(cache.data(), dims<2>(p0 + T, Dc), {Dc, 1});
+      contract{"dsk_v2::model::forward"}.require(cache.size() == p0, "cache", "as many rows as the position",
+                                                 cache.size());
+      cache.append(ckv.cview());
       const view<float, 3> ov(o.data(), dims<3>(T, H, Dv), {H * Dv, Dv, 1});
       const attention::options opts{.scale = static_cast<float>(cfg_.softmax_scale()), .query_offset = p0};
       const bool absorbed = T == 1 || prefill_form_ == attention_form::absorbed;
-      with_mla(cfg_, [&](auto which) {
-        constexpr attention::mla_config C = decltype(which)::value == 0 ? mla_v2 : mla_tiny;
-        if (absorbed)
-          attention::mla_absorbed<C>(q_nope, q_pe, cv, L.kv_b.cview(), ov, opts);
-        else
-          attention::mla_expanded<C>(q_nope, q_pe, cv, L.kv_b.cview(), ov, opts);
-        return 0;
+      with_mla(cfg_, [&](auto c) {
+        constexpr attention::mla_config C = decltype(c)::value;
+        std::visit(
+            [&](const auto& kv_b) {
+              if (absorbed)
+                attention::mla_absorbed<C>(q_nope, q_pe, cache, kv_b.cview(), ov, opts);
+              else
+                attention::mla_expanded<C>(q_nope, q_pe, cache, kv_b.cview(), ov, opts);
+            },
+            L.kv_b);
       });
     }
     tensor<float, 2> y(std::array<index_t, 2>{T, D}, uninitialized);
@@ -772,7 +693,7 @@ class model {
       auto tm = timed(profile::linear);
       L.o.forward(o.cview(), y.view());
     }
-    add(h, y.cview());
+    nn::residual_add(y.cview(), h);
 
     {
       auto tm = timed(profile::norm);
@@ -785,78 +706,48 @@ class model {
     } else {
       moe_forward(li, L, x.cview(), y.view());
     }
-    add(h, y.cview());
-  }
-
-  static void add(view<float, 2> h, view<const float, 2> y) {
-    for (index_t t = 0; t < h.extent(0); ++t)
-      for (index_t i = 0; i < h.extent(1); ++i) h(t, i) += y(t, i);
+    nn::residual_add(y.cview(), h);
   }
 
   // y = sum_k w_k Expert_{idx_k}(x) + Shared(x) (DeepSeekMoE) by moe::deepseek_moe: gate, route, dispatch
   // (rows grouped per expert), grouped SwiGLU of the routed experts and the shared expert, combine.
   void moe_forward(index_t li, const layer& L, view<const float, 2> x, view<float, 2> y) const {
-    with_router([&](auto rc) {
-      std::visit(
-          [&](const auto& st) {
-            using bank = decltype(st.routed());
-            const moe::deepseek_moe<decltype(rc)::value, bank> m(L.gate.cview(), st.routed(), st.shared(),
-                                                                 cfg_.num_experts_per_tok);
-            {
-              profile::timer tm{&prof_, profile::router};
-              m.route(x, ws_);
-              finish_weights(ws_.topk_w.view());
-            }
-            profile::timer tm{&prof_, profile::experts};
-            m.dispatch(x, ws_);
-            m.experts(x, ws_);
-            m.combine(ws_, y);
-          },
-          L.experts);
-    });
+    const bool grouped = cfg_.topk_method == io::topk_method::group_limited_greedy;
+    const moe::router_config rc{.method = grouped ? moe::topk_method::group_limited_greedy
+                                                  : moe::topk_method::greedy};
+    const moe::moe_options mo{
+        .route = {.n_group = grouped ? static_cast<int>(cfg_.n_group) : 1,
+                  .topk_group = grouped ? static_cast<int>(cfg_.topk_group) : 1,
+                  .norm_topk_prob = cfg_.norm_topk_prob,
+                  .routed_scaling_factor = static_cast<float>(cfg_.routed_scaling_factor)}};
+    dsk::dispatch<moe::router_config{}, moe::router_config{.method = moe::topk_method::group_limited_greedy}>(
+        "dsk_v2: topk_method", rc, [&](auto c) {
+          std::visit(
+              [&](const auto& st) {
+                using bank = decltype(st.routed());
+                const moe::deepseek_moe<decltype(c)::value, bank> m(L.gate.cview(), st.routed(), st.shared(),
+                                                                    cfg_.num_experts_per_tok, mo);
+                {
+                  profile::timer tm{&prof_, profile::router};
+                  m.route(x, ws_);
+                }
+                profile::timer tm{&prof_, profile::experts};
+                m.dispatch(x, ws_);
+                m.experts(x, ws_);
+                m.combine(ws_, y);
+              },
+              L.experts);
+        });
     auto& load = prof_.expert_tokens[static_cast<std::size_t>(li)];
     for (index_t t = 0; t < ws_.topk_idx.extent(0); ++t)
       for (index_t k = 0; k < ws_.topk_idx.extent(1); ++k)
         if (ws_.topk_idx(t, k) >= 0) ++load[static_cast<std::size_t>(ws_.topk_idx(t, k))];
   }
 
-  // f(constant<router_config>) for the compiled (method, n_group, topk_group) choices. routed_scaling_factor
-  // and norm_topk_prob are runtime config values but compile-time fields of moe::router_config: routing runs
-  // with factor 1 and no normalisation, and finish_weights() applies them exactly as router_config documents.
-  template <class F>
-  void with_router(F&& f) const {
-    using moe::router_config;
-    const auto& k = cfg_;
-    const bool group = k.topk_method == io::topk_method::group_limited_greedy;
-    if (!group || (k.n_group == 1 && k.topk_group == 1))
-      f(constant<router_config{.method = moe::topk_method::greedy}>{});
-    else if (k.n_group == 8 && k.topk_group == 3)
-      f(constant<router_config{
-            .method = moe::topk_method::group_limited_greedy, .n_group = 8, .topk_group = 3}>{});
-    else if (k.n_group == 4 && k.topk_group == 2)
-      f(constant<router_config{
-            .method = moe::topk_method::group_limited_greedy, .n_group = 4, .topk_group = 2}>{});
-    else
-      throw unsupported("dsk_v2: group_limited_greedy with (n_group, topk_group) = (" +
-                        std::to_string(k.n_group) + ", " + std::to_string(k.topk_group) +
-                        ") is not compiled in; choices: (8, 3), (4, 2)");
-  }
-
-  void finish_weights(view<float, 2> w) const {
-    const index_t K = w.extent(1);
-    for (index_t t = 0; t < w.extent(0); ++t) {
-      float sum = 0.0f;
-      for (index_t j = 0; j < K; ++j) sum += w(t, j);
-      const float f = cfg_.norm_topk_prob && K > 1 ? 1.0f / (sum + 1e-20f)
-                                                   : static_cast<float>(cfg_.routed_scaling_factor);
-      for (index_t j = 0; j < K; ++j) w(t, j) *= f;
-    }
-  }
-
   io::v2_config cfg_;
   std::variant<tensor<float, 2>, tensor<bf16, 2>> embed_;
   tensor<float, 1> final_norm_;
-  any_linear lm_head_;
+  nn::linear lm_head_;
   std::vector<layer> layers_;
   attention_form prefill_form_ = attention_form::expanded;
   nn::rope_layout rope_layout_ = nn::rope_layout::interleaved;
