@@ -166,8 +166,10 @@ void apply_rope(const rope_cache& cache, std::span<const index_t> positions, vie
       for (index_t i = 0; i < half; ++i) {
         float* a = v + i * step;
         const float x0 = a[0], x1 = a[off];
-        a[0] = x0 * cs[i] - x1 * sn[i];
-        a[off] = x0 * sn[i] + x1 * cs[i];
+        // Explicit fma: how a compiler contracts a*b - c*d differs between loops and ISAs (AArch64 GCC fused
+        // the two layouts' loops differently), and both layouts and both backends must give the same bits.
+        a[0] = std::fma(x0, cs[i], -(x1 * sn[i]));
+        a[off] = std::fma(x0, sn[i], x1 * cs[i]);
       }
     }
   });

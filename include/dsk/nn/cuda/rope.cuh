@@ -57,8 +57,10 @@ __global__ void apply_rope(const float* cos, const float* sin, index_t max_pos, 
     const index_t h = p / half, i = p - h * half;
     float* a = x + t * ld0 + h * ld1 + i * step;
     const float x0 = a[0], x1 = a[off];
-    a[0] = x0 * cs[i] - x1 * sn[i];
-    a[off] = x0 * sn[i] + x1 * cs[i];
+    // Explicit fma: how a compiler contracts a*b - c*d differs between loops and ISAs (AArch64 GCC fused
+    // the two layouts' loops differently), and both layouts and both backends must give the same bits.
+    a[0] = fmaf(x0, cs[i], -(x1 * sn[i]));
+    a[off] = fmaf(x0, sn[i], x1 * cs[i]);
   }
 }
 }  // namespace kernels
