@@ -5,7 +5,8 @@
 // -march=x86-64-v3 -fopenmp, best of 3 on a shared 2-vCPU Zen 3), against 1.6 s for dsk/core.hpp, 1.75 s for
 // dsk/gemm/matmul.hpp and 2.0 s for dsk/attention/attention.hpp alone: small next to what a TU instantiates.
 // Per-family headers for a TU that wants less: dsk/core.hpp, dsk/simd/simd.hpp, dsk/gemm/matmul.hpp (+
-// dsk/gemm/packed.hpp), dsk/nn/<op>.hpp (linear, rmsnorm, rope, softmax, argmax, embedding),
+// dsk/gemm/packed.hpp), dsk/nn/<op>.hpp (linear, rmsnorm, rope, softmax, argmax, embedding,
+// elementwise, sampling),
 // dsk/quant/quant.hpp, dsk/attention/attention.hpp, dsk/moe/moe.hpp.
 #pragma once
 
@@ -16,10 +17,12 @@
 #include "dsk/gemm/packed.hpp"
 
 #include "dsk/nn/argmax.hpp"
+#include "dsk/nn/elementwise.hpp"
 #include "dsk/nn/embedding.hpp"
 #include "dsk/nn/linear.hpp"
 #include "dsk/nn/rmsnorm.hpp"
 #include "dsk/nn/rope.hpp"
+#include "dsk/nn/sampling.hpp"
 #include "dsk/nn/softmax.hpp"
 
 #include "dsk/quant/quant.hpp"
