@@ -88,7 +88,7 @@ inline io::v2_config to_config(const preset& d) {
 
 // ---- compiled shape choices ---------------------------------------------------------------------------
 // MLA widths are template parameters of dsk::attention; the runner compiles V2's (also V2-Lite's and the
-// design card's) and the tiny preset's. Router shapes (n_group, topk_group) likewise.
+// design card's) and the tiny preset's.
 inline constexpr attention::mla_config mla_v2{
     .kv_lora_rank = 512, .rope_dim = 64, .nope_dim = 128, .v_dim = 128};
 inline constexpr attention::mla_config mla_tiny{.kv_lora_rank = 16, .rope_dim = 8, .nope_dim = 8, .v_dim = 8};
@@ -100,10 +100,6 @@ inline attention::mla_config mla_widths(const io::v2_config& c) {
           .rope_dim = static_cast<int>(c.qk_rope_head_dim),
           .nope_dim = static_cast<int>(c.qk_nope_head_dim),
           .v_dim = static_cast<int>(c.v_head_dim)};
-}
-template <class F>
-decltype(auto) with_mla(const io::v2_config& c, F&& f) {
-  return attention::mla_dispatch<mla_v2, mla_tiny>(mla_widths(c), std::forward<F>(f));
 }
 
 // ---- time per kernel family and expert load --------------------------------------------------------------
@@ -580,7 +576,8 @@ class model {
   void validate_config() const {
     const contract c{"dsk_v2::model"};
     const auto& k = cfg_;
-    with_mla(k, [](auto) { return 0; });  // throws dsk::unsupported for widths that are not compiled in
+    // dsk::unsupported for widths that are not compiled in, listing mla_v2 and mla_tiny.
+    attention::mla_dispatch<mla_v2, mla_tiny>(mla_widths(k), [](auto) {});
     c.require(k.vocab_size > 0 && k.hidden_size > 0 && k.num_hidden_layers > 0 && k.num_attention_heads > 0,
               "config", "positive vocab_size, hidden_size, num_hidden_layers, num_attention_heads",
               k.hidden_size);
@@ -676,7 +673,7 @@ class model {
       const view<float, 3> ov(o.data(), dims<3>(T, H, Dv), {H * Dv, Dv, 1});
       const attention::options opts{.scale = static_cast<float>(cfg_.softmax_scale()), .query_offset = p0};
       const bool absorbed = T == 1 || prefill_form_ == attention_form::absorbed;
-      with_mla(cfg_, [&](auto c) {
+      attention::mla_dispatch<mla_v2, mla_tiny>(mla_widths(cfg_), [&](auto c) {
         constexpr attention::mla_config C = decltype(c)::value;
         std::visit(
             [&](const auto& kv_b) {

@@ -252,7 +252,10 @@ TEST_CASE("models: malformed checkpoints and configs give clear errors", "[model
     model_temp_dir d;
     copy_case(name, d.path(), [](auto&, auto&, auto&, nlohmann::json& cfg) { cfg["kv_lora_rank"] = 24; });
     const auto e = error_of([&] { dsk_v2::model::load(d.path(), dsk_v2::weight_format::checkpoint); });
-    CHECK_THAT(e, Catch::Contains("kv_lora_rank") && Catch::Contains("not compiled in"));
+    // attention::mla_dispatch's dsk::unsupported: the rejected widths and the compiled choices.
+    CHECK_THAT(e, Catch::Contains("kv_lora_rank 24") &&
+                      Catch::Contains("is not supported; compiled choices") &&
+                      Catch::Contains("kv_lora_rank 512"));
   }
   SECTION("bad config: sizes that disagree with the tensors") {
     model_temp_dir d;
