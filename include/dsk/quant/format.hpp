@@ -74,7 +74,7 @@ DSK_HD constexpr quantize_config to_quantize_config(quantize_config c) { return 
 
 template <auto C>
 DSK_HD constexpr quantize_config spec_value() {
-  if constexpr (quantize_spec<std::remove_cv_t<decltype(C)>>)
+  if constexpr (quantize_spec<std::remove_cvref_t<decltype(C)>>)
     return to_quantize_config(C);
   else
     return quantize_config{};  // spec_of has said what is wrong
@@ -83,7 +83,7 @@ DSK_HD constexpr quantize_config spec_value() {
 // The quantize_config a spec C stands for, validated with a readable message.
 template <auto C>
 struct spec_of {
-  static_assert(quantize_spec<std::remove_cv_t<decltype(C)>>,
+  static_assert(quantize_spec<std::remove_cvref_t<decltype(C)>>,
                 "dsk::quant: the config must be a quant::format (e.g. quant::int4_per_channel) or a "
                 "quant::quantize_config");
   static constexpr quantize_config value = spec_value<C>();
