@@ -39,6 +39,10 @@ std::string concat(const Parts&... parts) {
 DSK_ISA_END
 }  // namespace detail
 
+// fail, fail_unsupported and contract stream values into messages (ostringstream code that -march=x86-64-v3
+// compiles with ymm registers when inlined): in the ISA namespace like concat.
+DSK_ISA_BEGIN
+
 // Throws dsk::error with the parts streamed into one message.
 template <class... Parts>
 [[noreturn]] void fail(const Parts&... parts) {
@@ -116,5 +120,7 @@ class contract {
  private:
   std::string_view where_;
 };
+
+DSK_ISA_END
 
 }  // namespace dsk
