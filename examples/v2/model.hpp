@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <random>
 #include <span>
@@ -342,11 +343,14 @@ class model {
   // Loads config.json and the safetensors checkpoint (one file or sharded) of a directory.
   static model load(const fs::path& dir, weight_format fmt) {
     const io::v2_config cfg = io::v2_config::load(dir);
-    const io::checkpoint ck(dir);
-    return model(cfg, ck, fmt);
+    return model(cfg, std::make_shared<const io::checkpoint>(dir), fmt);
   }
 
-  model(const io::v2_config& cfg, const io::checkpoint& ck, weight_format fmt) : cfg_(cfg) {
+  // The model keeps the checkpoint mapped: bf16 experts are viewed in place in it (no copy).
+  model(const io::v2_config& cfg, std::shared_ptr<const io::checkpoint> checkpoint, weight_format fmt)
+      : ck_(std::move(checkpoint)), cfg_(cfg) {
+    contract{"dsk_v2::model"}.require(ck_ != nullptr, "checkpoint", "a loaded checkpoint", "null");
+    const io::checkpoint& ck = *ck_;
     validate_config();
     const loader ld(ck, fmt);
     const index_t D = cfg_.hidden_size, H = cfg_.num_attention_heads, V = cfg_.vocab_size;
@@ -417,8 +421,8 @@ class model {
         fs::remove(p, ec);
       }
     } rm{path};
-    const io::checkpoint ck(path);
-    return model(cfg, ck, fmt);
+    // The mapping outlives the removed file (Linux keeps an unlinked file's pages while mapped).
+    return model(cfg, std::make_shared<const io::checkpoint>(path), fmt);
   }
 
   // Writes random bf16 weights (normal, std 0.02 like the HF initialiser; norms = 1) for preset d.
@@ -741,6 +745,7 @@ class model {
         if (ws_.topk_idx(t, k) >= 0) ++load[static_cast<std::size_t>(ws_.topk_idx(t, k))];
   }
 
+  std::shared_ptr<const io::checkpoint> ck_;  // first: destroyed after every view into its mapping
   io::v2_config cfg_;
   std::variant<tensor<float, 2>, tensor<bf16, 2>> embed_;
   tensor<float, 1> final_norm_;

@@ -56,8 +56,8 @@ TEST_CASE("models: the golden comparison detects a missing mscale^2 and a wrong 
     REQUIRE(cfg.rope_scaling.enabled);
     cfg.rope_scaling.mscale = cfg.rope_scaling.mscale_all_dim =
         0.0;  // cos/sin unchanged (ratio 1), no mscale^2
-    const io::checkpoint ck(dir);
-    const dsk_v2::model m(cfg, ck, dsk_v2::weight_format::checkpoint);
+    const dsk_v2::model m(cfg, std::make_shared<const io::checkpoint>(dir),
+                          dsk_v2::weight_format::checkpoint);
     CHECK(dsk::test::max_abs(dsk::test::prefill_logits(m, g.tokens), g.logits) > must_differ);
   }
   {

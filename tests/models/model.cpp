@@ -112,6 +112,36 @@ TEST_CASE("models: int8 / int4 quantized on load stay near the bf16 logits", "[m
   }
 }
 
+TEST_CASE("models: a bf16 latent cache stays near the f32 cache's logits", "[models]") {
+  // Every cached value is rounded once to bf16 (relative error <= 2^-9, attention::mla_cache); the scores and
+  // values built from them move by about that much per layer, so the logits' relative rms error should stay
+  // within a few times 2^-9 = 0.002 over the 2-3 layers of these checkpoints. bound: 5x that.
+  constexpr double bf16_cache_rel_tol = 5 * 0.001953125;
+  for (const char* name : {"v2_qlora_group", "lite_greedy"}) {
+    INFO("case " << name);
+    const auto g = dsk::test::load_golden(name);
+    const auto m = dsk_v2::model::load(dsk::test::models_data(name), dsk_v2::weight_format::checkpoint);
+    const index_t T = index_t(g.tokens.size()), V = m.config().vocab_size;
+    auto run = [&](dsk_v2::cache_dtype dt) {
+      auto cache = m.new_cache(T, dt);
+      tensor<float, 2> out(std::array<index_t, 2>{T, V});
+      for (index_t t = 0; t < T; ++t)
+        m.forward(std::span<const std::int32_t>(g.tokens).subspan(std::size_t(t), 1), cache,
+                  view<float, 2>(&out(t, 0), dims<2>(1, V), {V, 1}));
+      return std::pair{std::move(out), cache.bytes()};
+    };
+    const auto [f32, f32_bytes] = run(dsk_v2::cache_dtype::f32);
+    const auto [bf, bf_bytes] = run(dsk_v2::cache_dtype::bf16);
+    CHECK(2 * bf_bytes == f32_bytes);
+    tensor<float, 2> diff(std::array<index_t, 2>{T, V});
+    for (index_t i = 0; i < diff.size(); ++i) diff.data()[i] = bf.data()[i] - f32.data()[i];
+    const double rel = dsk::test::rms(diff) / dsk::test::rms(f32);
+    INFO("bf16 cache: rms rel error " << rel);
+    CHECK(rel < bf16_cache_rel_tol);
+    CHECK(rel > 0.0);  // the cache really was bf16
+  }
+}
+
 TEST_CASE("models: tiny preset on built-in random weights runs and is deterministic", "[models]") {
   const auto a = dsk_v2::model::random(dsk_v2::tiny, dsk_v2::weight_format::checkpoint);
   const auto b = dsk_v2::model::random(dsk_v2::tiny, dsk_v2::weight_format::checkpoint);
