@@ -3,7 +3,7 @@
 // and nn::swiglu_mlp: DeepSeek's dense MLP / expert FFN down(silu(gate x) * up x) over the same formats.
 // Host backend. Checked against gemm/ref.hpp and quant/ref.hpp in tests/nn/linear.cpp. Header-only, or
 // compiled into dsk::kernels (DSK_COMPILED_KERNELS=1: the members below are declared here and defined once
-// in src/kernels/nn_linear.cpp; see dsk/kernels/config.hpp).
+// in src/kernels/nn_linear_*.cpp; see dsk/kernels/config.hpp).
 #pragma once
 
 #include <array>
@@ -309,7 +309,15 @@ class swiglu_mlp {
 DSK_ISA_END
 
 // ---- definitions: inline here (header-only), or compiled once into dsk::kernels --------------------------
-#if DSK_KERNELS_DEFINE(NN_LINEAR)
+}  // namespace dsk::nn
+
+#if DSK_COMPILED_KERNELS
+#include "dsk/kernels.hpp"  // extern templates of the other compiled configs (quantize, MLA, MoE experts)
+#endif
+
+namespace dsk::nn {
+
+#if DSK_KERNELS_DEFINE(NN_LINEAR_BUILD)  // construction: packing / quantizing in every format
 DSK_ISA_BEGIN
 
 DSK_KERNEL_INLINE linear::linear(view<const float, 2> weight, linear_format format,
@@ -335,31 +343,6 @@ DSK_KERNEL_INLINE std::int64_t linear::bytes() const {
           return 0;
         else
           return w.bytes();
-      },
-      w_);
-}
-
-DSK_KERNEL_INLINE void linear::forward(view<const float, 2> x, view<float, 2> y) const {
-  std::visit(
-      [&](const auto& w) {
-        using T = std::decay_t<decltype(w)>;
-        if constexpr (std::is_same_v<T, std::monostate>) {
-          fail("nn::linear::forward: the layer is empty (default-constructed)");
-        } else if constexpr (requires { w.kind(); }) {  // gemm::packed_weights
-          if (bias_)
-            gemm::matmul(x, w, bias_->cview(), y);
-          else
-            gemm::matmul(x, w, y);
-        } else {
-          if (fmt_.act == quant::activations::int8)
-            quant::matmul_a8(x, w, y);
-          else
-            quant::matmul(x, w, y);
-          if (bias_)
-            detail::binary_rows<simd::native>(y.data(), y.stride(0), bias_->data(), 0, y.data(), y.stride(0),
-                                              y.extent(0), y.extent(1),
-                                              [](auto a, auto b) { return simd::native::add(a, b); });
-        }
       },
       w_);
 }
@@ -395,31 +378,6 @@ DSK_KERNEL_INLINE swiglu_mlp::swiglu_mlp(view<const f16, 2> gate, view<const f16
     : swiglu_mlp(0, gate, up, down, format) {}
 
 DSK_KERNEL_INLINE std::int64_t swiglu_mlp::bytes() const { return down_.bytes() + gate_up_bytes(); }
-
-DSK_KERNEL_INLINE void swiglu_mlp::forward(view<const float, 2> x, view<float, 2> y) const {
-  tensor<float, 2> h(std::array<index_t, 2>{x.extent(0), inter_}, uninitialized);
-  forward(x, y, h.view());
-}
-
-DSK_KERNEL_INLINE void swiglu_mlp::forward(view<const float, 2> x, view<float, 2> y, view<float, 2> h) const {
-  const contract c{"nn::swiglu_mlp::forward"};
-  c.extent("h", h, 0, x.extent(0), "x.extent(0) (tokens)").extent("h", h, 1, inter_, "intermediate()");
-  std::visit(
-      [&](const auto& p) {
-        using T = std::decay_t<decltype(p)>;
-        if constexpr (std::is_same_v<T, std::monostate>) {
-          if (!gate_up_q_) fail("nn::swiglu_mlp::forward: the layer is empty (default-constructed)");
-          c.extent("x", x, 1, hidden_, "hidden()");
-          tensor<float, 2> gu(std::array<index_t, 2>{x.extent(0), 2 * inter_}, uninitialized);
-          gate_up_q_->forward(x, gu.view());
-          swiglu(gu.cview(), h, gate_up_layout::halves);
-        } else {
-          gemm::swiglu(x, p, h);
-        }
-      },
-      gate_up_);
-  down_.forward(h, y);
-}
 
 template <class T>
 swiglu_mlp::swiglu_mlp(int, view<const T, 2> gate, view<const T, 2> up, view<const T, 2> down,
@@ -474,10 +432,62 @@ DSK_KERNEL_INLINE std::int64_t swiglu_mlp::gate_up_bytes() const {
 }
 
 DSK_ISA_END
-#endif  // DSK_KERNELS_DEFINE(NN_LINEAR)
+#endif  // DSK_KERNELS_DEFINE(NN_LINEAR_BUILD)
+
+#if DSK_KERNELS_DEFINE(NN_LINEAR_FORWARD)  // the products: gemm / quant::matmul / matmul_a8 per format
+DSK_ISA_BEGIN
+
+DSK_KERNEL_INLINE void linear::forward(view<const float, 2> x, view<float, 2> y) const {
+  std::visit(
+      [&](const auto& w) {
+        using T = std::decay_t<decltype(w)>;
+        if constexpr (std::is_same_v<T, std::monostate>) {
+          fail("nn::linear::forward: the layer is empty (default-constructed)");
+        } else if constexpr (requires { w.kind(); }) {  // gemm::packed_weights
+          if (bias_)
+            gemm::matmul(x, w, bias_->cview(), y);
+          else
+            gemm::matmul(x, w, y);
+        } else {
+          if (fmt_.act == quant::activations::int8)
+            quant::matmul_a8(x, w, y);
+          else
+            quant::matmul(x, w, y);
+          if (bias_)
+            detail::binary_rows<simd::native>(y.data(), y.stride(0), bias_->data(), 0, y.data(), y.stride(0),
+                                              y.extent(0), y.extent(1),
+                                              [](auto a, auto b) { return simd::native::add(a, b); });
+        }
+      },
+      w_);
+}
+
+DSK_KERNEL_INLINE void swiglu_mlp::forward(view<const float, 2> x, view<float, 2> y) const {
+  tensor<float, 2> h(std::array<index_t, 2>{x.extent(0), inter_}, uninitialized);
+  forward(x, y, h.view());
+}
+
+DSK_KERNEL_INLINE void swiglu_mlp::forward(view<const float, 2> x, view<float, 2> y, view<float, 2> h) const {
+  const contract c{"nn::swiglu_mlp::forward"};
+  c.extent("h", h, 0, x.extent(0), "x.extent(0) (tokens)").extent("h", h, 1, inter_, "intermediate()");
+  std::visit(
+      [&](const auto& p) {
+        using T = std::decay_t<decltype(p)>;
+        if constexpr (std::is_same_v<T, std::monostate>) {
+          if (!gate_up_q_) fail("nn::swiglu_mlp::forward: the layer is empty (default-constructed)");
+          c.extent("x", x, 1, hidden_, "hidden()");
+          tensor<float, 2> gu(std::array<index_t, 2>{x.extent(0), 2 * inter_}, uninitialized);
+          gate_up_q_->forward(x, gu.view());
+          swiglu(gu.cview(), h, gate_up_layout::halves);
+        } else {
+          gemm::swiglu(x, p, h);
+        }
+      },
+      gate_up_);
+  down_.forward(h, y);
+}
+
+DSK_ISA_END
+#endif  // DSK_KERNELS_DEFINE(NN_LINEAR_FORWARD)
 
 }  // namespace dsk::nn
-
-#if DSK_COMPILED_KERNELS
-#include "dsk/kernels.hpp"  // the extern templates of the other compiled configs (MLA, MoE experts)
-#endif
