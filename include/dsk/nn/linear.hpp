@@ -1,7 +1,9 @@
 // nn::linear: a dense layer y = x W^T (+ b) whose weight format is chosen at run time (f32, bf16, f16 through
 // dsk::gemm; int8 / int4 per channel or grouped, weight-only or with int8 activations, through dsk::quant),
 // and nn::swiglu_mlp: DeepSeek's dense MLP / expert FFN down(silu(gate x) * up x) over the same formats.
-// Host backend. Checked against gemm/ref.hpp and quant/ref.hpp in tests/nn/linear.cpp.
+// Host backend. Checked against gemm/ref.hpp and quant/ref.hpp in tests/nn/linear.cpp. Header-only, or
+// compiled into dsk::kernels (DSK_COMPILED_KERNELS=1: the members below are declared here and defined once
+// in src/kernels/nn_linear_*.cpp; see dsk/kernels/config.hpp).
 #pragma once
 
 #include <array>
@@ -19,6 +21,7 @@
 #include "dsk/core/view.hpp"
 #include "dsk/gemm/matmul.hpp"
 #include "dsk/gemm/packed.hpp"
+#include "dsk/kernels/config.hpp"
 #include "dsk/nn/elementwise.hpp"
 #include "dsk/quant/linear.hpp"
 #include "dsk/quant/matmul.hpp"
@@ -202,18 +205,9 @@ class linear {
  public:
   linear() = default;
   // From a weight matrix in f32, bf16 or f16 and the format to hold it in (source: its own dtype).
-  linear(view<const float, 2> weight, linear_format format, std::optional<view<const float, 1>> bias = {})
-      : fmt_(format), w_(detail::make_storage("nn::linear", weight, format)) {
-    finish(bias);
-  }
-  linear(view<const bf16, 2> weight, linear_format format, std::optional<view<const float, 1>> bias = {})
-      : fmt_(format), w_(detail::make_storage("nn::linear", weight, format)) {
-    finish(bias);
-  }
-  linear(view<const f16, 2> weight, linear_format format, std::optional<view<const float, 1>> bias = {})
-      : fmt_(format), w_(detail::make_storage("nn::linear", weight, format)) {
-    finish(bias);
-  }
+  linear(view<const float, 2> weight, linear_format format, std::optional<view<const float, 1>> bias = {});
+  linear(view<const bf16, 2> weight, linear_format format, std::optional<view<const float, 1>> bias = {});
+  linear(view<const f16, 2> weight, linear_format format, std::optional<view<const float, 1>> bias = {});
   // The weight's own dtype (format source).
   explicit linear(view<const float, 2> weight) : linear(weight, linear_format{}) {}
   explicit linear(view<const bf16, 2> weight) : linear(weight, linear_format{}) {}
@@ -249,66 +243,16 @@ class linear {
   // The format the weights are held in (source resolved to the dtype it kept).
   const linear_format& format() const { return fmt_; }
   // Bytes of the weights as stored (codes + scales for int8 / int4), bias excluded.
-  std::int64_t bytes() const {
-    return std::visit(
-        [](const auto& w) -> std::int64_t {
-          if constexpr (std::is_same_v<std::decay_t<decltype(w)>, std::monostate>)
-            return 0;
-          else
-            return w.bytes();
-        },
-        w_);
-  }
+  std::int64_t bytes() const;
   // The weights: a gemm::packed_weights<W> or a quant::quantized_weight<F> (std::get_if on the variant).
   const detail::linear_formats::storage& weights() const { return w_; }
 
   // x: [tokens, in_features] -> y: [tokens, out_features]; unit inner strides. Host.
-  void forward(view<const float, 2> x, view<float, 2> y) const {
-    std::visit(
-        [&](const auto& w) {
-          using T = std::decay_t<decltype(w)>;
-          if constexpr (std::is_same_v<T, std::monostate>) {
-            fail("nn::linear::forward: the layer is empty (default-constructed)");
-          } else if constexpr (requires { w.kind(); }) {  // gemm::packed_weights
-            if (bias_)
-              gemm::matmul(x, w, bias_->cview(), y);
-            else
-              gemm::matmul(x, w, y);
-          } else {
-            if (fmt_.act == quant::activations::int8)
-              quant::matmul_a8(x, w, y);
-            else
-              quant::matmul(x, w, y);
-            if (bias_)
-              detail::binary_rows<simd::native>(y.data(), y.stride(0), bias_->data(), 0, y.data(),
-                                                y.stride(0), y.extent(0), y.extent(1),
-                                                [](auto a, auto b) { return simd::native::add(a, b); });
-          }
-        },
-        w_);
-  }
+  void forward(view<const float, 2> x, view<float, 2> y) const;
 
  private:
   // Records the shape, resolves format source to the dtype kept, copies the bias.
-  void finish(std::optional<view<const float, 1>> bias) {
-    std::visit(
-        [&](const auto& w) {
-          if constexpr (requires { w.kind(); })
-            out_ = w.out_features(), in_ = w.in_features();
-          else if constexpr (requires { w.rows(); })
-            out_ = w.rows(), in_ = w.cols();
-        },
-        w_);
-    if (fmt_.type == weight_type::source)
-      fmt_.type = std::holds_alternative<gemm::packed_weights<float>>(w_)  ? weight_type::f32
-                  : std::holds_alternative<gemm::packed_weights<bf16>>(w_) ? weight_type::bf16
-                                                                           : weight_type::f16;
-    if (!bias) return;
-    const contract c{"nn::linear"};
-    c.extent("bias", *bias, 0, out_, "weight.extent(0) (out_features)");
-    bias_.emplace(std::array<index_t, 1>{out_}, uninitialized);
-    for (index_t i = 0; i < out_; ++i) (*bias_)(i) = (*bias)(i);
-  }
+  void finish(std::optional<view<const float, 1>> bias);
 
   linear_format fmt_{};
   detail::linear_formats::storage w_;
@@ -325,12 +269,10 @@ class swiglu_mlp {
  public:
   swiglu_mlp() = default;
   swiglu_mlp(view<const float, 2> gate, view<const float, 2> up, view<const float, 2> down,
-             linear_format format)
-      : swiglu_mlp(0, gate, up, down, format) {}
-  swiglu_mlp(view<const bf16, 2> gate, view<const bf16, 2> up, view<const bf16, 2> down, linear_format format)
-      : swiglu_mlp(0, gate, up, down, format) {}
-  swiglu_mlp(view<const f16, 2> gate, view<const f16, 2> up, view<const f16, 2> down, linear_format format)
-      : swiglu_mlp(0, gate, up, down, format) {}
+             linear_format format);
+  swiglu_mlp(view<const bf16, 2> gate, view<const bf16, 2> up, view<const bf16, 2> down,
+             linear_format format);
+  swiglu_mlp(view<const f16, 2> gate, view<const f16, 2> up, view<const f16, 2> down, linear_format format);
   // The weights' own dtype.
   swiglu_mlp(view<const float, 2> gate, view<const float, 2> up, view<const float, 2> down)
       : swiglu_mlp(gate, up, down, linear_format{}) {}
@@ -342,86 +284,19 @@ class swiglu_mlp {
   index_t hidden() const { return hidden_; }
   index_t intermediate() const { return inter_; }
   const linear_format& format() const { return down_.format(); }
-  std::int64_t bytes() const { return down_.bytes() + gate_up_bytes(); }
+  std::int64_t bytes() const;
   const linear& down() const { return down_; }
 
   // x: [tokens, hidden] -> y: [tokens, hidden]. Allocates the [tokens, intermediate] activation per call.
-  void forward(view<const float, 2> x, view<float, 2> y) const {
-    tensor<float, 2> h(std::array<index_t, 2>{x.extent(0), inter_}, uninitialized);
-    forward(x, y, h.view());
-  }
+  void forward(view<const float, 2> x, view<float, 2> y) const;
   // The same with a caller-provided activation buffer h: [tokens, intermediate] (the quantized formats also
   // allocate their [tokens, 2 intermediate] gate/up product).
-  void forward(view<const float, 2> x, view<float, 2> y, view<float, 2> h) const {
-    const contract c{"nn::swiglu_mlp::forward"};
-    c.extent("h", h, 0, x.extent(0), "x.extent(0) (tokens)").extent("h", h, 1, inter_, "intermediate()");
-    std::visit(
-        [&](const auto& p) {
-          using T = std::decay_t<decltype(p)>;
-          if constexpr (std::is_same_v<T, std::monostate>) {
-            if (!gate_up_q_) fail("nn::swiglu_mlp::forward: the layer is empty (default-constructed)");
-            c.extent("x", x, 1, hidden_, "hidden()");
-            tensor<float, 2> gu(std::array<index_t, 2>{x.extent(0), 2 * inter_}, uninitialized);
-            gate_up_q_->forward(x, gu.view());
-            swiglu(gu.cview(), h, gate_up_layout::halves);
-          } else {
-            gemm::swiglu(x, p, h);
-          }
-        },
-        gate_up_);
-    down_.forward(h, y);
-  }
+  void forward(view<const float, 2> x, view<float, 2> y, view<float, 2> h) const;
 
  private:
   template <class T>
-  swiglu_mlp(int, view<const T, 2> gate, view<const T, 2> up, view<const T, 2> down, linear_format f) {
-    const contract c{"nn::swiglu_mlp"};
-    detail::check_format("nn::swiglu_mlp", f);
-    c.extent("up", up, 0, gate.extent(0), "gate.extent(0) (intermediate size)")
-        .extent("up", up, 1, gate.extent(1), "gate.extent(1) (hidden size)");
-    c.extent("down", down, 1, gate.extent(0), "gate.extent(0) (intermediate size)");
-    c.extent("down", down, 0, gate.extent(1), "gate.extent(1) (hidden size)");
-    inter_ = gate.extent(0), hidden_ = gate.extent(1);
-    auto fused = [&]<class W>(std::type_identity<W>) {
-      if constexpr (std::is_same_v<W, T>)
-        gate_up_ = gemm::packed_weights<W>::swiglu(gate, up);
-      else
-        gate_up_ =
-            gemm::packed_weights<W>::swiglu(detail::convert<W>(gate).cview(), detail::convert<W>(up).cview());
-    };
-    switch (f.type) {
-      case weight_type::source:
-        fused(std::type_identity<T>{});
-        break;
-      case weight_type::f32:
-        fused(std::type_identity<float>{});
-        break;
-      case weight_type::bf16:
-        fused(std::type_identity<bf16>{});
-        break;
-      case weight_type::f16:
-        fused(std::type_identity<f16>{});
-        break;
-      default: {
-        tensor<T, 2> stacked(std::array<index_t, 2>{2 * inter_, hidden_}, uninitialized);
-        for (index_t i = 0; i < inter_; ++i)
-          for (index_t j = 0; j < hidden_; ++j) stacked(i, j) = gate(i, j), stacked(inter_ + i, j) = up(i, j);
-        gate_up_q_.emplace(stacked.cview(), f);
-      }
-    }
-    down_ = linear(down, f);
-  }
-  std::int64_t gate_up_bytes() const {
-    if (gate_up_q_) return gate_up_q_->bytes();
-    return std::visit(
-        [](const auto& p) -> std::int64_t {
-          if constexpr (std::is_same_v<std::decay_t<decltype(p)>, std::monostate>)
-            return 0;
-          else
-            return p.bytes();
-        },
-        gate_up_);
-  }
+  swiglu_mlp(int, view<const T, 2> gate, view<const T, 2> up, view<const T, 2> down, linear_format f);
+  std::int64_t gate_up_bytes() const;
 
   std::variant<std::monostate, gemm::packed_weights<float>, gemm::packed_weights<bf16>,
                gemm::packed_weights<f16>>
@@ -432,5 +307,187 @@ class swiglu_mlp {
 };
 
 DSK_ISA_END
+
+// ---- definitions: inline here (header-only), or compiled once into dsk::kernels --------------------------
+}  // namespace dsk::nn
+
+#if DSK_COMPILED_KERNELS
+#include "dsk/kernels.hpp"  // extern templates of the other compiled configs (quantize, MLA, MoE experts)
+#endif
+
+namespace dsk::nn {
+
+#if DSK_KERNELS_DEFINE(NN_LINEAR_BUILD)  // construction: packing / quantizing in every format
+DSK_ISA_BEGIN
+
+DSK_KERNEL_INLINE linear::linear(view<const float, 2> weight, linear_format format,
+                                 std::optional<view<const float, 1>> bias)
+    : fmt_(format), w_(detail::make_storage("nn::linear", weight, format)) {
+  finish(bias);
+}
+DSK_KERNEL_INLINE linear::linear(view<const bf16, 2> weight, linear_format format,
+                                 std::optional<view<const float, 1>> bias)
+    : fmt_(format), w_(detail::make_storage("nn::linear", weight, format)) {
+  finish(bias);
+}
+DSK_KERNEL_INLINE linear::linear(view<const f16, 2> weight, linear_format format,
+                                 std::optional<view<const float, 1>> bias)
+    : fmt_(format), w_(detail::make_storage("nn::linear", weight, format)) {
+  finish(bias);
+}
+
+DSK_KERNEL_INLINE std::int64_t linear::bytes() const {
+  return std::visit(
+      [](const auto& w) -> std::int64_t {
+        if constexpr (std::is_same_v<std::decay_t<decltype(w)>, std::monostate>)
+          return 0;
+        else
+          return w.bytes();
+      },
+      w_);
+}
+
+DSK_KERNEL_INLINE void linear::finish(std::optional<view<const float, 1>> bias) {
+  std::visit(
+      [&](const auto& w) {
+        if constexpr (requires { w.kind(); })
+          out_ = w.out_features(), in_ = w.in_features();
+        else if constexpr (requires { w.rows(); })
+          out_ = w.rows(), in_ = w.cols();
+      },
+      w_);
+  if (fmt_.type == weight_type::source)
+    fmt_.type = std::holds_alternative<gemm::packed_weights<float>>(w_)  ? weight_type::f32
+                : std::holds_alternative<gemm::packed_weights<bf16>>(w_) ? weight_type::bf16
+                                                                         : weight_type::f16;
+  if (!bias) return;
+  const contract c{"nn::linear"};
+  c.extent("bias", *bias, 0, out_, "weight.extent(0) (out_features)");
+  bias_.emplace(std::array<index_t, 1>{out_}, uninitialized);
+  for (index_t i = 0; i < out_; ++i) (*bias_)(i) = (*bias)(i);
+}
+
+DSK_KERNEL_INLINE swiglu_mlp::swiglu_mlp(view<const float, 2> gate, view<const float, 2> up,
+                                         view<const float, 2> down, linear_format format)
+    : swiglu_mlp(0, gate, up, down, format) {}
+DSK_KERNEL_INLINE swiglu_mlp::swiglu_mlp(view<const bf16, 2> gate, view<const bf16, 2> up,
+                                         view<const bf16, 2> down, linear_format format)
+    : swiglu_mlp(0, gate, up, down, format) {}
+DSK_KERNEL_INLINE swiglu_mlp::swiglu_mlp(view<const f16, 2> gate, view<const f16, 2> up,
+                                         view<const f16, 2> down, linear_format format)
+    : swiglu_mlp(0, gate, up, down, format) {}
+
+DSK_KERNEL_INLINE std::int64_t swiglu_mlp::bytes() const { return down_.bytes() + gate_up_bytes(); }
+
+template <class T>
+swiglu_mlp::swiglu_mlp(int, view<const T, 2> gate, view<const T, 2> up, view<const T, 2> down,
+                       linear_format f) {
+  const contract c{"nn::swiglu_mlp"};
+  detail::check_format("nn::swiglu_mlp", f);
+  c.extent("up", up, 0, gate.extent(0), "gate.extent(0) (intermediate size)")
+      .extent("up", up, 1, gate.extent(1), "gate.extent(1) (hidden size)");
+  c.extent("down", down, 1, gate.extent(0), "gate.extent(0) (intermediate size)");
+  c.extent("down", down, 0, gate.extent(1), "gate.extent(1) (hidden size)");
+  inter_ = gate.extent(0), hidden_ = gate.extent(1);
+  auto fused = [&]<class W>(std::type_identity<W>) {
+    if constexpr (std::is_same_v<W, T>)
+      gate_up_ = gemm::packed_weights<W>::swiglu(gate, up);
+    else
+      gate_up_ =
+          gemm::packed_weights<W>::swiglu(detail::convert<W>(gate).cview(), detail::convert<W>(up).cview());
+  };
+  switch (f.type) {
+    case weight_type::source:
+      fused(std::type_identity<T>{});
+      break;
+    case weight_type::f32:
+      fused(std::type_identity<float>{});
+      break;
+    case weight_type::bf16:
+      fused(std::type_identity<bf16>{});
+      break;
+    case weight_type::f16:
+      fused(std::type_identity<f16>{});
+      break;
+    default: {
+      tensor<T, 2> stacked(std::array<index_t, 2>{2 * inter_, hidden_}, uninitialized);
+      for (index_t i = 0; i < inter_; ++i)
+        for (index_t j = 0; j < hidden_; ++j) stacked(i, j) = gate(i, j), stacked(inter_ + i, j) = up(i, j);
+      gate_up_q_.emplace(stacked.cview(), f);
+    }
+  }
+  down_ = linear(down, f);
+}
+
+DSK_KERNEL_INLINE std::int64_t swiglu_mlp::gate_up_bytes() const {
+  if (gate_up_q_) return gate_up_q_->bytes();
+  return std::visit(
+      [](const auto& p) -> std::int64_t {
+        if constexpr (std::is_same_v<std::decay_t<decltype(p)>, std::monostate>)
+          return 0;
+        else
+          return p.bytes();
+      },
+      gate_up_);
+}
+
+DSK_ISA_END
+#endif  // DSK_KERNELS_DEFINE(NN_LINEAR_BUILD)
+
+#if DSK_KERNELS_DEFINE(NN_LINEAR_FORWARD)  // the products: gemm / quant::matmul / matmul_a8 per format
+DSK_ISA_BEGIN
+
+DSK_KERNEL_INLINE void linear::forward(view<const float, 2> x, view<float, 2> y) const {
+  std::visit(
+      [&](const auto& w) {
+        using T = std::decay_t<decltype(w)>;
+        if constexpr (std::is_same_v<T, std::monostate>) {
+          fail("nn::linear::forward: the layer is empty (default-constructed)");
+        } else if constexpr (requires { w.kind(); }) {  // gemm::packed_weights
+          if (bias_)
+            gemm::matmul(x, w, bias_->cview(), y);
+          else
+            gemm::matmul(x, w, y);
+        } else {
+          if (fmt_.act == quant::activations::int8)
+            quant::matmul_a8(x, w, y);
+          else
+            quant::matmul(x, w, y);
+          if (bias_)
+            detail::binary_rows<simd::native>(y.data(), y.stride(0), bias_->data(), 0, y.data(), y.stride(0),
+                                              y.extent(0), y.extent(1),
+                                              [](auto a, auto b) { return simd::native::add(a, b); });
+        }
+      },
+      w_);
+}
+
+DSK_KERNEL_INLINE void swiglu_mlp::forward(view<const float, 2> x, view<float, 2> y) const {
+  tensor<float, 2> h(std::array<index_t, 2>{x.extent(0), inter_}, uninitialized);
+  forward(x, y, h.view());
+}
+
+DSK_KERNEL_INLINE void swiglu_mlp::forward(view<const float, 2> x, view<float, 2> y, view<float, 2> h) const {
+  const contract c{"nn::swiglu_mlp::forward"};
+  c.extent("h", h, 0, x.extent(0), "x.extent(0) (tokens)").extent("h", h, 1, inter_, "intermediate()");
+  std::visit(
+      [&](const auto& p) {
+        using T = std::decay_t<decltype(p)>;
+        if constexpr (std::is_same_v<T, std::monostate>) {
+          if (!gate_up_q_) fail("nn::swiglu_mlp::forward: the layer is empty (default-constructed)");
+          c.extent("x", x, 1, hidden_, "hidden()");
+          tensor<float, 2> gu(std::array<index_t, 2>{x.extent(0), 2 * inter_}, uninitialized);
+          gate_up_q_->forward(x, gu.view());
+          swiglu(gu.cview(), h, gate_up_layout::halves);
+        } else {
+          gemm::swiglu(x, p, h);
+        }
+      },
+      gate_up_);
+  down_.forward(h, y);
+}
+
+DSK_ISA_END
+#endif  // DSK_KERNELS_DEFINE(NN_LINEAR_FORWARD)
 
 }  // namespace dsk::nn
