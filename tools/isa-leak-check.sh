@@ -3,7 +3,9 @@
 # dsk's whose mangled name has no ISA namespace (isa_avx2, isa_avx512, isa_neon, isa_scalar) but whose code uses
 # AVX registers (ymm/zmm). The linker keeps one copy of such a weak symbol for the whole program: linked with a
 # TU built for baseline x86-64, the AVX copy can win and crash a CPU without AVX (DESIGN.md: everything whose
-# code depends on -march sits in DSK_ISA_BEGIN/END). Symbols of the tests' own helpers (dsk::test) are skipped.
+# code depends on -march sits in DSK_ISA_BEGIN/END). Skipped: the tests' own helpers (dsk::test), the scalar
+# oracles (dsk::<family>::ref) and the SIMT emulation (dsk::simt and the emulated CUDA kernels, simt_emu): code
+# that only test binaries compile, all with one -march; they are not (yet) in ISA namespaces.
 #   tools/isa-leak-check.sh OBJECT...     (needs binutils' objdump, nm and c++filt)
 # DSK_ISA_LEAK_STRICT=1 also counts VEX-encoded xmm instructions (vmovss, vaddps %xmm...: scalar and 128-bit
 # code compiled with -mavx is just as unrunnable without AVX); the default looks for ymm/zmm registers only.
@@ -21,7 +23,7 @@ leaks=$(
   for obj in "${objects[@]}"; do
     # Global/weak defined text symbols of dsk, outside any ISA namespace.
     "${NM:-nm}" --defined-only "$obj" | awk '$2 ~ /^[TWi]$/ {print $3}' |
-      grep -E '^_ZZ?NK?3dsk' | grep -v 'isa_' | grep -vE '^_ZZ?NK?3dsk4test' | sort -u >"$tmp/syms" || true
+      grep -E '^_ZZ?NK?3dsk' | grep -v 'isa_' | grep -vE '^_ZZ?NK?3dsk4test|3ref[0-9]|4simt[0-9]|8simt_emu' | sort -u >"$tmp/syms" || true
     # Functions whose disassembly touches a ymm or zmm register.
     "${OBJDUMP:-objdump}" -d --no-show-raw-insn "$obj" | awk -v strict="${DSK_ISA_LEAK_STRICT:-0}" '
       /^[0-9a-f]+ <.*>:$/ { sym = substr($2, 2, length($2) - 3); next }

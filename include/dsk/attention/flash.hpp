@@ -39,6 +39,7 @@ struct dense_config {
 };
 
 // "(head_dim, value_dim)" plus " causal" / " window W": how dsk::dispatch lists dense configs.
+DSK_ISA_BEGIN
 inline std::string to_string(const dense_config& c) {
   std::ostringstream s;  // (not std::string operator+: GCC 12's -Wrestrict false positive)
   s << '(' << c.head_dim << ", " << c.v_dim() << ')';
@@ -46,6 +47,7 @@ inline std::string to_string(const dense_config& c) {
   if (c.window > 0) s << " window " << c.window;
   return s.str();
 }
+DSK_ISA_END
 
 // Runtime options of one call.
 struct options {

@@ -41,12 +41,14 @@ struct mla_config {
 
 // "{kv_lora_rank 512, rope_dim 64, nope_dim 128, v_dim 128}" (", bidirectional" when not causal): how
 // dsk::dispatch lists MLA configs in dsk::unsupported.
+DSK_ISA_BEGIN
 inline std::string to_string(const mla_config& c) {
   std::ostringstream s;
   s << "{kv_lora_rank " << c.kv_lora_rank << ", rope_dim " << c.rope_dim << ", nope_dim " << c.nope_dim
     << ", v_dim " << c.v_dim << (c.causal ? "}" : ", bidirectional}");
   return s.str();
 }
+DSK_ISA_END
 
 // Runtime MLA widths (e.g. read from config.json) -> one of the compiled configs Cs: calls
 // f(dsk::constant<C>{}) for the C == runtime (use decltype(c)::value as the template argument) and throws

@@ -10,6 +10,7 @@
 #include <string_view>
 #include <type_traits>
 
+#include "dsk/core/config.hpp"
 #include "dsk/core/error.hpp"
 
 namespace dsk {
@@ -18,6 +19,7 @@ template <auto V>
 using constant = std::integral_constant<decltype(V), V>;
 
 namespace detail {
+DSK_ISA_BEGIN
 template <class T>
 concept streamable = requires(std::ostream& s, const T& v) { s << v; };
 template <class T>
@@ -37,8 +39,11 @@ void write_choice(std::ostream& s, const T& v) {
                   "dsk::dispatch: a config used as a dispatch choice needs operator<< or to_string(config) (found "
                   "by ADL) so that dsk::unsupported can list the compiled choices");
 }
+DSK_ISA_END
 }  // namespace detail
 
+// In the ISA namespace: f's body (a kernel call, often inlined) is compiled with the TU's -march.
+DSK_ISA_BEGIN
 template <auto First, auto... Rest, class Value, class F>
 std::invoke_result_t<F&, constant<First>> dispatch(std::string_view what, const Value& value, F&& f) {
   using result = std::invoke_result_t<F&, constant<First>>;
@@ -68,5 +73,6 @@ std::invoke_result_t<F&, constant<First>> dispatch(std::string_view what, const 
     return *std::move(r);
   }
 }
+DSK_ISA_END
 
 }  // namespace dsk

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "dsk/core/config.hpp"
 #include "dsk/core/dtype.hpp"
 #include "dsk/core/error.hpp"
 #include "dsk/core/parallel.hpp"
@@ -15,6 +16,7 @@
 #include "dsk/core/view.hpp"
 
 namespace dsk::gemm {
+DSK_ISA_BEGIN  // compiled with the TU's -march: ISA-specific names (tests/isa)
 
 // Columns per panel (the N side of the 6x16 microkernel: two 8-lane registers).
 inline constexpr index_t panel_width = 16;
@@ -100,4 +102,5 @@ class packed_weights {
   aligned_buffer<W> data_;
 };
 
+DSK_ISA_END
 }  // namespace dsk::gemm

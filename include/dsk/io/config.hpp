@@ -20,6 +20,7 @@
 #include "dsk/io/mapped_file.hpp"
 
 namespace dsk::io {
+DSK_ISA_BEGIN  // compiled with the TU's -march: ISA-specific names (tests/isa)
 
 // How routed experts are picked from the softmax scores (DeepSeekMoE).
 enum class topk_method : std::uint8_t {
@@ -334,4 +335,5 @@ inline v2_config v2_config::load(const std::filesystem::path& path) {
   return parse(read_text_file(file, "config"), label);
 }
 
+DSK_ISA_END
 }  // namespace dsk::io

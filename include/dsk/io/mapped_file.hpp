@@ -16,6 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "dsk/core/config.hpp"
 #include "dsk/core/error.hpp"
 
 #if defined(__unix__) || defined(__APPLE__)
@@ -32,6 +33,7 @@
 #endif
 
 namespace dsk::io {
+DSK_ISA_BEGIN  // compiled with the TU's -march: ISA-specific names (tests/isa)
 
 // The bytes of one file, mapped read-only for the lifetime of the object (movable, not copyable). Pages are
 // loaded on first touch, so opening a 40 GB checkpoint shard costs address space, not memory.
@@ -152,4 +154,5 @@ inline nlohmann::json parse_json(std::string_view text, std::string_view source)
   }
 }
 
+DSK_ISA_END
 }  // namespace dsk::io

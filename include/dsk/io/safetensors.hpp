@@ -24,6 +24,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "dsk/core/config.hpp"
 #include "dsk/core/dtype.hpp"
 #include "dsk/core/error.hpp"
 #include "dsk/core/packed_int4.hpp"
@@ -32,6 +33,7 @@
 #include "dsk/io/mapped_file.hpp"
 
 namespace dsk::io {
+DSK_ISA_BEGIN  // compiled with the TU's -march: ISA-specific names (tests/isa)
 
 // Element types of the safetensors format (its dtype strings, e.g. "BF16"). A superset of dsk::dtype: a file
 // may hold types no dsk kernel takes; they can still be listed and read as raw bytes.
@@ -609,4 +611,5 @@ class checkpoint : public tensor_source<checkpoint> {
   std::map<std::string, std::string> metadata_;
 };
 
+DSK_ISA_END
 }  // namespace dsk::io

@@ -20,6 +20,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "dsk/core/config.hpp"
 #include "dsk/core/dtype.hpp"
 #include "dsk/core/error.hpp"
 #include "dsk/core/packed_int4.hpp"
@@ -28,6 +29,7 @@
 #include "dsk/io/safetensors.hpp"
 
 namespace dsk::io {
+DSK_ISA_BEGIN  // compiled with the TU's -march: ISA-specific names (tests/isa)
 
 class safetensors_writer {
  public:
@@ -173,4 +175,5 @@ inline void write_index(const std::filesystem::path& path,
   if (!out) fail("dsk::io::write_index: writing '", path.string(), "' failed");
 }
 
+DSK_ISA_END
 }  // namespace dsk::io

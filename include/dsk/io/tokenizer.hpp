@@ -31,6 +31,7 @@
 #include "dsk/io/mapped_file.hpp"
 
 namespace dsk::io {
+DSK_ISA_BEGIN  // compiled with the TU's -march: ISA-specific names (tests/isa)
 
 using token_id = std::int32_t;
 
@@ -785,4 +786,5 @@ class tokenizer {
   std::shared_ptr<detail::pre_step> gpt2_step_;
 };
 
+DSK_ISA_END
 }  // namespace dsk::io

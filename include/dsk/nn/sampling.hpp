@@ -13,10 +13,12 @@
 #include <span>
 #include <vector>
 
+#include "dsk/core/config.hpp"
 #include "dsk/core/error.hpp"
 #include "dsk/core/view.hpp"
 
 namespace dsk::nn {
+DSK_ISA_BEGIN  // compiled with the TU's -march: ISA-specific names (tests/isa)
 
 // xoshiro256** 1.0 (Blackman & Vigna, https://prng.di.unimi.it/xoshiro256starstar.c), its state filled by
 // four outputs of splitmix64 from the seed (as the authors recommend). The same seed gives the same stream on
@@ -176,4 +178,5 @@ class sampler {
   rng g_;
 };
 
+DSK_ISA_END
 }  // namespace dsk::nn
