@@ -33,6 +33,15 @@ inline tensor<float, 2> separated_logits(index_t T, index_t E, std::uint64_t see
   return l;
 }
 
+// E matrices [N, K] of W with values uniform in [-0.5, 0.5) (an [E, N, K] expert bank).
+template <class W>
+tensor<W, 3> random_weights(index_t E, index_t N, index_t K, std::uint64_t seed) {
+  tensor<W, 3> t(E, N, K);
+  const auto v = dsk::test::random_floats(static_cast<std::size_t>(t.size()), seed, -0.5f, 0.5f);
+  for (index_t i = 0; i < t.size(); ++i) t.data()[i] = from_float<W>(v[i]);
+  return t;
+}
+
 inline tensor<float, 2> random_tensor(index_t r, index_t c, std::uint64_t seed, float lo = -1.0f,
                                       float hi = 1.0f) {
   tensor<float, 2> a(r, c);

@@ -21,13 +21,7 @@ bool same_bits(const tensor<T, R>& a, const tensor<T, R>& b) {
          std::memcmp(a.data(), b.data(), sizeof(T) * static_cast<std::size_t>(a.size())) == 0;
 }
 
-template <class W>
-tensor<W, 3> random_weights(index_t E, index_t N, index_t K, std::uint64_t seed) {
-  tensor<W, 3> t(E, N, K);
-  const auto v = dsk::test::random_floats(static_cast<std::size_t>(t.size()), seed, -0.5f, 0.5f);
-  for (index_t i = 0; i < t.size(); ++i) t.data()[i] = from_float<W>(v[i]);
-  return t;
-}
+using moe_test::random_weights;
 
 // One separately allocated [N, K] matrix per expert with the values of t[e] (a checkpoint's per-expert
 // tensors), with a row stride larger than K to show that any row stride works.

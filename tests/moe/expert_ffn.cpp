@@ -23,13 +23,7 @@ constexpr double kNmseA8 = 1e-3;
 constexpr quant::quantize_config q8{quant::int8_per_channel};
 constexpr quant::quantize_config q4{quant::int4_per_channel};
 
-template <class W>
-tensor<W, 3> random_weights(index_t E, index_t N, index_t K, std::uint64_t seed) {
-  tensor<W, 3> t(E, N, K);
-  const auto v = dsk::test::random_floats(static_cast<std::size_t>(t.size()), seed, -0.5f, 0.5f);
-  for (index_t i = 0; i < t.size(); ++i) t.data()[i] = from_float<W>(v[i]);
-  return t;
-}
+using moe_test::random_weights;
 
 template <class W>
 ref::mat expert_mat(const tensor<W, 3>& t, index_t e) {
