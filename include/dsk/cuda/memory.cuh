@@ -147,6 +147,9 @@ void copy(T* dst, const T* src, index_t count, copy_kind kind, const stream& s) 
 #else
   (void)kind;
   (void)s;
+  // checked_bytes bounds it already; said again here so that GCC 12 (AArch64, -O3) sees the range and does not
+  // report a false -Wstringop-overflow for "sizes above PTRDIFF_MAX".
+  if (bytes > static_cast<std::size_t>(PTRDIFF_MAX)) fail("dsk::device::copy: argument 'count': too large");
   std::memmove(static_cast<void*>(dst), static_cast<const void*>(src), bytes);
 #endif
 }
