@@ -23,10 +23,7 @@ constexpr router_case norm_sigmoid{{.score = scoring::sigmoid}, {.norm_topk_prob
 
 template <class W>
 tensor<W, 3> weights(index_t E, index_t N, index_t K, std::uint64_t seed) {
-  tensor<W, 3> t(E, N, K);
-  const auto v = dsk::test::random_floats(static_cast<std::size_t>(t.size()), seed, -0.5f, 0.5f);
-  for (index_t i = 0; i < t.size(); ++i) t.data()[i] = from_float<W>(v[i]);
-  return t;
+  return moe_test::random_weights<W>(E, N, K, seed);
 }
 template <class W>
 ref::expert ref_expert(const tensor<W, 3>& g, const tensor<W, 3>& u, const tensor<W, 3>& d, index_t e) {
