@@ -18,6 +18,7 @@
 #include "dsk/core/config.hpp"
 #include "dsk/core/error.hpp"
 #include "dsk/io/mapped_file.hpp"
+#include "dsk/kernels/config.hpp"
 
 namespace dsk::io {
 DSK_ISA_BEGIN  // compiled with the TU's -march: ISA-specific names (tests/isa)
@@ -224,7 +225,8 @@ inline yarn_config parse_rope(const nlohmann::json& r, std::string_view source, 
 
 }  // namespace detail
 
-inline v2_config v2_config::parse(std::string_view json_text, std::string_view source) {
+#if DSK_KERNELS_DEFINE(IO)  // compiled mode: defined once in dsk::kernels (src/kernels/io.cpp)
+DSK_KERNEL_INLINE v2_config v2_config::parse(std::string_view json_text, std::string_view source) {
   const nlohmann::json j = parse_json(json_text, source);
   const detail::config_reader c(j, source);
   if (!j.is_object()) c.error_general("expected a JSON object, got ", j.type_name());
@@ -329,11 +331,13 @@ inline v2_config v2_config::parse(std::string_view json_text, std::string_view s
   return k;
 }
 
-inline v2_config v2_config::load(const std::filesystem::path& path) {
+DSK_KERNEL_INLINE v2_config v2_config::load(const std::filesystem::path& path) {
   const auto file = std::filesystem::is_directory(path) ? path / "config.json" : path;
   const std::string label = file.string();
   return parse(read_text_file(file, "config"), label);
 }
+
+#endif  // DSK_KERNELS_DEFINE(IO)
 
 DSK_ISA_END
 }  // namespace dsk::io

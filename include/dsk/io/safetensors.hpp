@@ -31,6 +31,7 @@
 #include "dsk/core/tensor.hpp"
 #include "dsk/core/view.hpp"
 #include "dsk/io/mapped_file.hpp"
+#include "dsk/kernels/config.hpp"
 
 namespace dsk::io {
 DSK_ISA_BEGIN  // compiled with the TU's -march: ISA-specific names (tests/isa)
@@ -382,10 +383,7 @@ class tensor_source {
 // One .safetensors file, mapped and validated on construction.
 class safetensors_file : public tensor_source<safetensors_file> {
  public:
-  explicit safetensors_file(const std::filesystem::path& path) : map_(path) {
-    header_ = parse_safetensors_header(map_.bytes(), path.string());
-    for (std::size_t i = 0; i < header_.tensors.size(); ++i) index_.emplace(header_.tensors[i].name, i);
-  }
+  explicit safetensors_file(const std::filesystem::path& path);
 
   const std::filesystem::path& path() const { return map_.path(); }
   std::string label() const { return map_.path().string(); }
@@ -522,30 +520,7 @@ tensor<T, R> tensor_source<Derived>::read(std::string_view name,
 // beside the index.
 class checkpoint : public tensor_source<checkpoint> {
  public:
-  explicit checkpoint(const std::filesystem::path& path) : root_(path) {
-    namespace fs = std::filesystem;
-    fs::path index, single;
-    if (fs::is_directory(path)) {
-      if (fs::exists(path / "model.safetensors.index.json"))
-        index = path / "model.safetensors.index.json";
-      else if (fs::exists(path / "model.safetensors"))
-        single = path / "model.safetensors";
-      else
-        fail("dsk::io::checkpoint: directory '", path.string(),
-             "' holds neither model.safetensors.index.json nor model.safetensors");
-    } else if (path.extension() == ".json") {
-      index = path;
-    } else {
-      single = path;
-    }
-    if (!single.empty()) {
-      shards_.push_back(std::make_unique<safetensors_file>(single));
-      for (const auto& t : shards_[0]->tensors()) where_.emplace(t.name, 0);
-      metadata_ = shards_[0]->metadata();
-    } else {
-      load_index(index);
-    }
-  }
+  explicit checkpoint(const std::filesystem::path& path);
 
   std::string label() const { return root_.string(); }
   std::size_t shard_count() const { return shards_.size(); }
@@ -610,6 +585,40 @@ class checkpoint : public tensor_source<checkpoint> {
   std::map<std::string, std::size_t> where_;
   std::map<std::string, std::string> metadata_;
 };
+
+// Out of line: in compiled mode (DSK_COMPILED_KERNELS=1) defined once in dsk::kernels (src/kernels/io.cpp),
+// so that a TU opening checkpoints does not generate the header parser again.
+#if DSK_KERNELS_DEFINE(IO)
+DSK_KERNEL_INLINE safetensors_file::safetensors_file(const std::filesystem::path& path) : map_(path) {
+  header_ = parse_safetensors_header(map_.bytes(), path.string());
+  for (std::size_t i = 0; i < header_.tensors.size(); ++i) index_.emplace(header_.tensors[i].name, i);
+}
+
+DSK_KERNEL_INLINE checkpoint::checkpoint(const std::filesystem::path& path) : root_(path) {
+  namespace fs = std::filesystem;
+  fs::path index, single;
+  if (fs::is_directory(path)) {
+    if (fs::exists(path / "model.safetensors.index.json"))
+      index = path / "model.safetensors.index.json";
+    else if (fs::exists(path / "model.safetensors"))
+      single = path / "model.safetensors";
+    else
+      fail("dsk::io::checkpoint: directory '", path.string(),
+           "' holds neither model.safetensors.index.json nor model.safetensors");
+  } else if (path.extension() == ".json") {
+    index = path;
+  } else {
+    single = path;
+  }
+  if (!single.empty()) {
+    shards_.push_back(std::make_unique<safetensors_file>(single));
+    for (const auto& t : shards_[0]->tensors()) where_.emplace(t.name, 0);
+    metadata_ = shards_[0]->metadata();
+  } else {
+    load_index(index);
+  }
+}
+#endif  // DSK_KERNELS_DEFINE(IO)
 
 DSK_ISA_END
 }  // namespace dsk::io

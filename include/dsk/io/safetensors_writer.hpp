@@ -27,6 +27,7 @@
 #include "dsk/core/tensor.hpp"
 #include "dsk/core/view.hpp"
 #include "dsk/io/safetensors.hpp"
+#include "dsk/kernels/config.hpp"
 
 namespace dsk::io {
 DSK_ISA_BEGIN  // compiled with the TU's -march: ISA-specific names (tests/isa)
@@ -103,46 +104,7 @@ class safetensors_writer {
   }
 
   // Writes the file (through a temporary beside it, renamed at the end: a reader never sees half a file).
-  void write(const std::filesystem::path& path) const {
-    std::vector<const entry*> order;
-    for (const auto& e : entries_) order.push_back(&e);
-    std::stable_sort(order.begin(), order.end(), [](const entry* a, const entry* b) {
-      return size_of(a->dtype) != size_of(b->dtype) ? size_of(a->dtype) > size_of(b->dtype)
-                                                    : a->name < b->name;
-    });
-    nlohmann::ordered_json h = nlohmann::ordered_json::object();
-    if (!metadata_.empty()) h["__metadata__"] = metadata_;
-    std::uint64_t off = 0;
-    for (const entry* e : order) {
-      h[e->name] = {
-          {"dtype", io::name(e->dtype)}, {"shape", e->shape}, {"data_offsets", {off, off + e->bytes.size()}}};
-      off += e->bytes.size();
-    }
-    std::string text = h.dump();
-    text.append((8 - text.size() % 8) % 8, ' ');
-    const std::uint64_t n = text.size();
-    std::array<char, 8> len{};
-    for (int i = 0; i < 8; ++i) len[static_cast<std::size_t>(i)] = static_cast<char>((n >> (8 * i)) & 0xff);
-
-    std::filesystem::path tmp = path;
-    tmp += ".tmp";
-    {
-      std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-      if (!out) fail("dsk::io::safetensors_writer: cannot create '", tmp.string(), "'");
-      out.write(len.data(), 8);
-      out.write(text.data(), static_cast<std::streamsize>(text.size()));
-      for (const entry* e : order)
-        out.write(reinterpret_cast<const char*>(e->bytes.data()),
-                  static_cast<std::streamsize>(e->bytes.size()));
-      out.close();
-      if (!out) fail("dsk::io::safetensors_writer: writing '", tmp.string(), "' failed (disk full?)");
-    }
-    std::error_code ec;
-    std::filesystem::rename(tmp, path, ec);
-    if (ec)
-      fail("dsk::io::safetensors_writer: cannot rename '", tmp.string(), "' to '", path.string(),
-           "': ", ec.message());
-  }
+  void write(const std::filesystem::path& path) const;
 
  private:
   struct entry {
@@ -161,6 +123,49 @@ class safetensors_writer {
   std::set<std::string> names_;
   std::map<std::string, std::string> metadata_;
 };
+
+// Out of line: in compiled mode (DSK_COMPILED_KERNELS=1) defined once in dsk::kernels (src/kernels/io.cpp).
+#if DSK_KERNELS_DEFINE(IO)
+DSK_KERNEL_INLINE void safetensors_writer::write(const std::filesystem::path& path) const {
+  std::vector<const entry*> order;
+  for (const auto& e : entries_) order.push_back(&e);
+  std::stable_sort(order.begin(), order.end(), [](const entry* a, const entry* b) {
+    return size_of(a->dtype) != size_of(b->dtype) ? size_of(a->dtype) > size_of(b->dtype) : a->name < b->name;
+  });
+  nlohmann::ordered_json h = nlohmann::ordered_json::object();
+  if (!metadata_.empty()) h["__metadata__"] = metadata_;
+  std::uint64_t off = 0;
+  for (const entry* e : order) {
+    h[e->name] = {
+        {"dtype", io::name(e->dtype)}, {"shape", e->shape}, {"data_offsets", {off, off + e->bytes.size()}}};
+    off += e->bytes.size();
+  }
+  std::string text = h.dump();
+  text.append((8 - text.size() % 8) % 8, ' ');
+  const std::uint64_t n = text.size();
+  std::array<char, 8> len{};
+  for (int i = 0; i < 8; ++i) len[static_cast<std::size_t>(i)] = static_cast<char>((n >> (8 * i)) & 0xff);
+
+  std::filesystem::path tmp = path;
+  tmp += ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) fail("dsk::io::safetensors_writer: cannot create '", tmp.string(), "'");
+    out.write(len.data(), 8);
+    out.write(text.data(), static_cast<std::streamsize>(text.size()));
+    for (const entry* e : order)
+      out.write(reinterpret_cast<const char*>(e->bytes.data()),
+                static_cast<std::streamsize>(e->bytes.size()));
+    out.close();
+    if (!out) fail("dsk::io::safetensors_writer: writing '", tmp.string(), "' failed (disk full?)");
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec)
+    fail("dsk::io::safetensors_writer: cannot rename '", tmp.string(), "' to '", path.string(),
+         "': ", ec.message());
+}
+#endif  // DSK_KERNELS_DEFINE(IO)
 
 // Writes model.safetensors.index.json: {"metadata": {"total_size": N}, "weight_map": {tensor: shard file}}.
 inline void write_index(const std::filesystem::path& path,

@@ -29,6 +29,7 @@
 #include "dsk/core/config.hpp"
 #include "dsk/core/error.hpp"
 #include "dsk/io/mapped_file.hpp"
+#include "dsk/kernels/config.hpp"
 
 namespace dsk::io {
 DSK_ISA_BEGIN  // compiled with the TU's -march: ISA-specific names (tests/isa)
@@ -323,79 +324,14 @@ inline constexpr std::string_view gpt2_split_regex =
 // Unicode tables may be of different versions.
 class tokenizer {
  public:
-  static tokenizer parse(std::string_view json_text, std::string_view source = "tokenizer.json") {
-    tokenizer t;
-    t.load_json(parse_json(json_text, source), std::string(source));
-    return t;
-  }
+  static tokenizer parse(std::string_view json_text, std::string_view source = "tokenizer.json");
   // tokenizer.json, or DIR/tokenizer.json when given a directory.
-  static tokenizer load(const std::filesystem::path& path) {
-    const auto file = std::filesystem::is_directory(path) ? path / "tokenizer.json" : path;
-    return parse(read_text_file(file, "tokenizer"), file.string());
-  }
+  static tokenizer load(const std::filesystem::path& path);
 
   // Ids of `text` (valid UTF-8; otherwise dsk::error naming the byte offset).
-  std::vector<token_id> encode(std::string_view text) const {
-    for (std::size_t i = 0; i < text.size();) {
-      const std::size_t n = detail::utf8_seq_len(text, i);
-      if (!n) fail("dsk::io::tokenizer::encode: the text is not valid UTF-8 at byte ", i);
-      i += n;
-    }
-    // Segments: text to tokenize (id -1) or an added token (its id).
-    std::vector<std::pair<std::string, token_id>> seg{{std::string(text), -1}};
-    split_added(seg, false);
-    split_added(seg, true);
-    std::vector<token_id> ids;
-    for (const auto& [s, id] : seg) {
-      if (id >= 0) {
-        ids.push_back(id);
-        continue;
-      }
-      std::vector<std::string> pieces{s};
-      for (const auto& st : steps_) {
-        if (st.kind == detail::pre_step::split) detail::apply_split(st, pieces);
-        if (st.kind == detail::pre_step::byte_level) {
-          if (st.add_prefix_space)
-            for (auto& p : pieces)
-              if (p.empty() || p[0] != ' ') {
-                std::string q(1, ' ');  // not p.insert(0, " "): GCC 12 -Wrestrict false positive
-                q += p;
-                p = std::move(q);
-              }
-          if (st.use_regex) detail::apply_split(*gpt2_step_, pieces);
-        }
-      }
-      for (const auto& p : pieces) bpe(p, ids);
-    }
-    return ids;
-  }
+  std::vector<token_id> encode(std::string_view text) const;
 
-  std::string decode(std::span<const token_id> ids, bool skip_special_tokens = false) const {
-    const auto& table = detail::byte_level_table::get();
-    std::string bytes;
-    for (const token_id id : ids) {
-      if (id < 0 || static_cast<std::size_t>(id) >= id_to_token_.size() ||
-          !has_token_[static_cast<std::size_t>(id)])
-        fail("dsk::io::tokenizer::decode: token id ", id, " is not in the vocabulary (", id_to_token_.size(),
-             " ids)");
-      if (skip_special_tokens && is_special_[static_cast<std::size_t>(id)]) continue;
-      const std::string& tok = id_to_token_[static_cast<std::size_t>(id)];
-      std::string mapped;
-      bool all_mapped = true;
-      for (std::size_t i = 0; i < tok.size();) {
-        const std::size_t n = detail::utf8_seq_len(tok, i);
-        const auto it = n ? table.to_byte.find(detail::utf8_decode(tok, i, n)) : table.to_byte.end();
-        if (it == table.to_byte.end()) {
-          all_mapped = false;
-          break;
-        }
-        mapped += static_cast<char>(it->second);
-        i += n;
-      }
-      bytes += all_mapped ? mapped : tok;
-    }
-    return detail::utf8_lossy(bytes);
-  }
+  std::string decode(std::span<const token_id> ids, bool skip_special_tokens = false) const;
 
   // One past the largest id (vocabulary and added tokens).
   index_t vocab_size() const { return static_cast<index_t>(id_to_token_.size()); }
@@ -785,6 +721,83 @@ class tokenizer {
   std::vector<detail::pre_step> steps_;
   std::shared_ptr<detail::pre_step> gpt2_step_;
 };
+
+// Out of line: in compiled mode (DSK_COMPILED_KERNELS=1) defined once in dsk::kernels (src/kernels/io.cpp),
+// so that a TU using the tokenizer does not generate the loader and BPE code again.
+#if DSK_KERNELS_DEFINE(IO)
+DSK_KERNEL_INLINE tokenizer tokenizer::parse(std::string_view json_text, std::string_view source) {
+  tokenizer t;
+  t.load_json(parse_json(json_text, source), std::string(source));
+  return t;
+}
+DSK_KERNEL_INLINE tokenizer tokenizer::load(const std::filesystem::path& path) {
+  const auto file = std::filesystem::is_directory(path) ? path / "tokenizer.json" : path;
+  return parse(read_text_file(file, "tokenizer"), file.string());
+}
+
+DSK_KERNEL_INLINE std::vector<token_id> tokenizer::encode(std::string_view text) const {
+  for (std::size_t i = 0; i < text.size();) {
+    const std::size_t n = detail::utf8_seq_len(text, i);
+    if (!n) fail("dsk::io::tokenizer::encode: the text is not valid UTF-8 at byte ", i);
+    i += n;
+  }
+  // Segments: text to tokenize (id -1) or an added token (its id).
+  std::vector<std::pair<std::string, token_id>> seg{{std::string(text), -1}};
+  split_added(seg, false);
+  split_added(seg, true);
+  std::vector<token_id> ids;
+  for (const auto& [s, id] : seg) {
+    if (id >= 0) {
+      ids.push_back(id);
+      continue;
+    }
+    std::vector<std::string> pieces{s};
+    for (const auto& st : steps_) {
+      if (st.kind == detail::pre_step::split) detail::apply_split(st, pieces);
+      if (st.kind == detail::pre_step::byte_level) {
+        if (st.add_prefix_space)
+          for (auto& p : pieces)
+            if (p.empty() || p[0] != ' ') {
+              std::string q(1, ' ');  // not p.insert(0, " "): GCC 12 -Wrestrict false positive
+              q += p;
+              p = std::move(q);
+            }
+        if (st.use_regex) detail::apply_split(*gpt2_step_, pieces);
+      }
+    }
+    for (const auto& p : pieces) bpe(p, ids);
+  }
+  return ids;
+}
+
+DSK_KERNEL_INLINE std::string tokenizer::decode(std::span<const token_id> ids,
+                                                bool skip_special_tokens) const {
+  const auto& table = detail::byte_level_table::get();
+  std::string bytes;
+  for (const token_id id : ids) {
+    if (id < 0 || static_cast<std::size_t>(id) >= id_to_token_.size() ||
+        !has_token_[static_cast<std::size_t>(id)])
+      fail("dsk::io::tokenizer::decode: token id ", id, " is not in the vocabulary (", id_to_token_.size(),
+           " ids)");
+    if (skip_special_tokens && is_special_[static_cast<std::size_t>(id)]) continue;
+    const std::string& tok = id_to_token_[static_cast<std::size_t>(id)];
+    std::string mapped;
+    bool all_mapped = true;
+    for (std::size_t i = 0; i < tok.size();) {
+      const std::size_t n = detail::utf8_seq_len(tok, i);
+      const auto it = n ? table.to_byte.find(detail::utf8_decode(tok, i, n)) : table.to_byte.end();
+      if (it == table.to_byte.end()) {
+        all_mapped = false;
+        break;
+      }
+      mapped += static_cast<char>(it->second);
+      i += n;
+    }
+    bytes += all_mapped ? mapped : tok;
+  }
+  return detail::utf8_lossy(bytes);
+}
+#endif  // DSK_KERNELS_DEFINE(IO)
 
 DSK_ISA_END
 }  // namespace dsk::io
