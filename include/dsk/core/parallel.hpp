@@ -1,6 +1,8 @@
-// Host parallelism: parallel_for over index ranges on OpenMP when the TU is built with it, serially
-// otherwise. The thread count comes from set_num_threads(), else the DSK_NUM_THREADS environment variable,
-// else OpenMP's default. Exceptions thrown by the body are carried out of the parallel region and rethrown.
+// Host parallelism: parallel_for over index ranges on dsk's persistent thread pool (core/thread_pool.hpp)
+// when threads are enabled (DSK_THREADS=1; the default when the TU is built with OpenMP, as dsk's CMake
+// targets are), serially otherwise. The thread count comes from set_num_threads(), else the
+// DSK_NUM_THREADS environment variable, else OpenMP's default (OMP_NUM_THREADS) or the hardware's.
+// Exceptions thrown by the body are carried out of the parallel region and rethrown.
 #pragma once
 
 #include <algorithm>
@@ -16,6 +18,20 @@
 
 #if defined(_OPENMP)
 #include <omp.h>
+#endif
+
+// 1: parallel_for runs on the thread pool; 0: always serial. Default: 1 when OpenMP is on (the switch
+// consumers already use to ask for threads), else 0. -DDSK_THREADS=1 enables threads without OpenMP.
+#ifndef DSK_THREADS
+#if defined(_OPENMP)
+#define DSK_THREADS 1
+#else
+#define DSK_THREADS 0
+#endif
+#endif
+
+#if DSK_THREADS
+#include "dsk/core/thread_pool.hpp"
 #endif
 
 namespace dsk {
@@ -36,20 +52,16 @@ inline int default_threads() {
   }
 #if defined(_OPENMP)
   return omp_get_max_threads();
+#elif DSK_THREADS
+  return static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 4096u));
 #else
   return 1;
 #endif
 }
 }  // namespace detail
 
-// True when this build can run bodies on several threads (OpenMP was enabled for the TU).
-constexpr bool parallel_enabled() {
-#if defined(_OPENMP)
-  return true;
-#else
-  return false;
-#endif
-}
+// True when this build can run bodies on several threads (DSK_THREADS, above).
+constexpr bool parallel_enabled() { return DSK_THREADS != 0; }
 
 // Threads that parallel_for uses.
 inline int num_threads() {
@@ -76,8 +88,10 @@ class thread_count_scope {
 };
 
 // Calls body(lo, hi) on consecutive chunks that cover [begin, end); each chunk holds at least `grain`
-// indices (except the last). Chunks are split statically over the threads, so the same thread count gives
-// the same split. Runs serially inside another parallel region or when one chunk covers the range.
+// indices (except the last). The range is split into as many even contiguous parts as threads run (at most
+// num_threads()), so the same thread count gives the same split. Runs serially (one chunk) inside another
+// parallel region or when one chunk covers the range. When another user thread holds the pool, the caller
+// runs the same parts itself, one after the other (same split, so the same results).
 template <class Body>
 void parallel_for_chunks(index_t begin, index_t end, index_t grain, Body&& body) {
   if (end <= begin) return;
@@ -85,26 +99,37 @@ void parallel_for_chunks(index_t begin, index_t end, index_t grain, Body&& body)
   const index_t n = end - begin;
   const index_t max_chunks = (n + grain - 1) / grain;
   const index_t threads = std::min<index_t>(num_threads(), max_chunks);
+#if DSK_THREADS
+  bool nested = detail::thread_pool::in_region();
 #if defined(_OPENMP)
-  if (threads > 1 && !omp_in_parallel()) {
-    std::exception_ptr first_error;
-    std::once_flag once;
-    std::atomic<bool> failed{false};
-#pragma omp parallel num_threads(static_cast <int>(threads))
-    {
-      const index_t t = omp_get_thread_num(), nt = omp_get_num_threads();
-      // Even split of [begin, end) into nt contiguous parts.
-      const index_t lo = begin + n * t / nt, hi = begin + n * (t + 1) / nt;
-      if (lo < hi && !failed.load(std::memory_order_relaxed)) {
-        try {
-          body(lo, hi);
-        } catch (...) {
-          std::call_once(once, [&] { first_error = std::current_exception(); });
-          failed = true;
-        }
+  nested = nested || omp_in_parallel();  // inside the caller's own OpenMP region: serial, as before
+#endif
+  if (threads > 1 && !nested) {
+    struct region {
+      Body& body;
+      index_t begin, n;
+      std::exception_ptr first_error;
+      std::once_flag once;
+      std::atomic<bool> failed{false};
+    } r{body, begin, n, {}, {}, {}};
+    // Part t of nt: [begin + n t / nt, begin + n (t + 1) / nt).
+    const auto part = [](void* ctx, index_t t, index_t nt) {
+      auto& rg = *static_cast<region*>(ctx);
+      const index_t lo = rg.begin + rg.n * t / nt, hi = rg.begin + rg.n * (t + 1) / nt;
+      if (lo >= hi || rg.failed.load(std::memory_order_relaxed)) return;
+      try {
+        rg.body(lo, hi);
+      } catch (...) {
+        std::call_once(rg.once, [&] { rg.first_error = std::current_exception(); });
+        rg.failed = true;
       }
+    };
+    if (!detail::thread_pool::instance().try_run(threads, part, &r)) {
+      detail::thread_pool::in_region() = true;  // nested calls inside these parts stay serial, as above
+      for (index_t t = 0; t < threads; ++t) part(&r, t, threads);
+      detail::thread_pool::in_region() = false;
     }
-    if (first_error) std::rethrow_exception(first_error);
+    if (r.first_error) std::rethrow_exception(r.first_error);
     return;
   }
 #endif
