@@ -111,3 +111,26 @@ TEST_CASE("block-sparse attention rejects malformed block tables", "[attention][
   CHECK_THROWS_WITH(run({0, 2, 1}, {0, 1}), Catch::Contains("row_ptr"));
   CHECK_THROWS_WITH(run({0, 1, 3}, {0, 1}), Catch::Contains("col_idx.size()"));
 }
+
+TEST_CASE("block-sparse attention rejects absurd query offsets and overlapping outputs",
+          "[attention][bsr][errors]") {
+  constexpr att::bsr_config C{.head_dim = 64, .block = 16, .causal = true};
+  tensor<float, 3> q(20, 2, 64), k(40, 1, 64), v(40, 1, 64), o(20, 2, 64);
+  const std::vector<std::int32_t> rp{0, 1, 3}, ci{0, 1, 2};
+  const att::bsr_table table{rp, ci};
+  CHECK_NOTHROW(att::bsr<C>(q, k, v, table, o));
+  CHECK_THROWS_WITH(att::bsr<C>(q, k, v, table, o, {}, {.query_offset = std::numeric_limits<index_t>::max()}),
+                    Catch::Contains("attention::bsr: argument 'opts.query_offset'"));
+  CHECK_THROWS_WITH(att::bsr<C>(q, k, v, table, q.view()),
+                    Catch::Contains("argument 'o'") && Catch::Contains("does not overlap q"));
+  CHECK_THROWS_WITH(
+      att::bsr<C>(q, k, v, table, dsk::view<float, 3>(v.data(), dsk::dims<3>(20, 2, 64), {128, 64, 1})),
+      Catch::Contains("does not overlap v"));
+  // lse written over the block table (one query block: row_ptr {0, 1}, 8 bytes = lse [1, 2]).
+  std::vector<std::int32_t> rp1{0, 1};
+  const std::vector<std::int32_t> ci1{0};
+  const dsk::view<float, 2> lse_on_table(reinterpret_cast<float*>(rp1.data()), dsk::dims<2>(1, 2), {2, 1});
+  tensor<float, 3> q1(1, 2, 64), o1(1, 2, 64);
+  CHECK_THROWS_WITH(att::bsr<C>(q1, k, v, att::bsr_table{rp1, ci1}, o1, lse_on_table),
+                    Catch::Contains("argument 'lse'") && Catch::Contains("does not overlap table.row_ptr"));
+}

@@ -270,3 +270,91 @@ TEST_CASE("dense attention rejects bad shapes and unsupported head dims", "[atte
   CHECK_THROWS_WITH(att::merge(o, tensor<float, 2>(2, 4), obad, tensor<float, 2>(2, 4), o, lse_bad),
                     Catch::Contains("attention::merge"));
 }
+
+TEST_CASE("decode with the key split gives the same bits for 1, 2 and 3 threads", "[attention][dense]") {
+  // The split count depends on the length only: the merged partial states are the same on every machine.
+  auto run = [](auto cfg, const shape& s, int threads, std::uint64_t seed) {
+    constexpr att::dense_config C = decltype(cfg)::value;
+    const auto q = random_tensor<3>({s.q_len, s.heads, C.head_dim}, seed);
+    const auto k = random_tensor<3>({s.kv_len, s.kv_heads, C.head_dim}, seed + 1);
+    const auto v = random_tensor<3>({s.kv_len, s.kv_heads, C.v_dim()}, seed + 2);
+    tensor<float, 3> o(s.q_len, s.heads, C.v_dim());
+    tensor<float, 2> lse(s.q_len, s.heads);
+    dsk::thread_count_scope scope(threads);
+    att::dense<C>(q, k, v, o, lse);
+    return std::make_pair(std::move(o), std::move(lse));
+  };
+  constexpr auto causal128 = dsk::constant<att::dense_config{.head_dim = 128, .causal = true}>{};
+  constexpr auto full64 = dsk::constant<att::dense_config{.head_dim = 64}>{};
+  // One KV head (head-major tasks split over the keys), several KV heads (the token-major decode walk, split
+  // into partial states too), a few queries (chunked decode / speculative), windowed and bidirectional.
+  const shape shapes[] = {{1, 5000, 16, 1}, {1, 4100, 8, 4}, {3, 3000, 2, 2}, {2, 2600, 1, 1}};
+  std::uint64_t seed = 900;
+  for (const shape& s : shapes) {
+    INFO("q_len " << s.q_len << " kv_len " << s.kv_len << " heads " << s.heads << "/" << s.kv_heads);
+    const auto one = run(causal128, s, 1, seed), two = run(causal128, s, 2, seed),
+               three = run(causal128, s, 3, seed);
+    CHECK(dsk::test::bit_equal(one.first, two.first));
+    CHECK(dsk::test::bit_equal(one.first, three.first));
+    CHECK(dsk::test::bit_equal(one.second, two.second));
+    CHECK(dsk::test::bit_equal(one.second, three.second));
+    const auto b1 = run(full64, s, 1, seed + 7), b3 = run(full64, s, 3, seed + 7);
+    CHECK(dsk::test::bit_equal(b1.first, b3.first));
+    seed += 10;
+  }
+}
+
+TEST_CASE("dense attention rejects absurd query offsets and overlapping outputs", "[attention][errors]") {
+  constexpr att::dense_config C{.head_dim = 64, .causal = true};
+  tensor<float, 3> q(2, 4, 64), k(5, 2, 64), v(5, 2, 64), o(2, 4, 64);
+  tensor<float, 2> lse(2, 4);
+  const index_t huge = std::numeric_limits<index_t>::max();
+  CHECK_THROWS_WITH(att::dense<C>(q, k, v, o, {}, {.query_offset = huge}),
+                    Catch::Contains("attention::dense: argument 'opts.query_offset'") &&
+                        Catch::Contains("[0, kv_len = 5]"));
+  CHECK_THROWS_WITH(att::dense<C>(q, k, v, o, {}, {.query_offset = 6}), Catch::Contains("opts.query_offset"));
+  CHECK_NOTHROW(att::dense<C>(q, k, v, o, {}, {.query_offset = 5}));  // right after the last key
+  tensor<float, 4> kp(3, 4, 2, 64), vp(3, 4, 2, 64);
+  const std::vector<std::int32_t> table{0, 1, 2};
+  CHECK_THROWS_WITH(att::dense_paged<C>(q, kp, vp, table, 9, o, {}, {.query_offset = huge}),
+                    Catch::Contains("attention::dense_paged: argument 'opts.query_offset'"));
+  // o == q (head_dim == value_dim): tasks read q rows that other tasks have already overwritten.
+  CHECK_THROWS_WITH(att::dense<C>(q, k, v, q.view()),
+                    Catch::Contains("argument 'o'") && Catch::Contains("does not overlap q"));
+  CHECK_THROWS_WITH(
+      att::dense<C>(q, v, v, dsk::view<float, 3>(v.data(), dsk::dims<3>(2, 4, 64), {256, 64, 1})),
+      Catch::Contains("does not overlap k"));
+  const dsk::view<float, 2> lse_in_o(o.data() + 8, dsk::dims<2>(2, 4), {4, 1});
+  CHECK_THROWS_WITH(att::dense<C>(q, k, v, o, lse_in_o),
+                    Catch::Contains("argument 'lse'") && Catch::Contains("does not overlap o"));
+  const dsk::view<float, 2> lse_in_table(reinterpret_cast<float*>(const_cast<std::int32_t*>(table.data())),
+                                         dsk::dims<2>(1, 2), {2, 1});
+  tensor<float, 3> q1(1, 2, 64), o1(1, 2, 64);
+  CHECK_THROWS_WITH(att::dense_paged<C>(q1, kp, vp, table, 9, o1, lse_in_table),
+                    Catch::Contains("argument 'lse'") && Catch::Contains("does not overlap page_table"));
+  CHECK_THROWS_WITH(att::dense_paged<C>(q, kp, vp, table, 9,
+                                        dsk::view<float, 3>(kp.data(), dsk::dims<3>(2, 4, 64), {256, 64, 1})),
+                    Catch::Contains("does not overlap k_pages"));
+}
+
+TEST_CASE("merge runs in place over either state and rejects partial overlaps",
+          "[attention][merge][errors]") {
+  const auto oa = random_tensor<3>({3, 2, 16}, 61), ob = random_tensor<3>({3, 2, 16}, 62);
+  const auto la = random_tensor<2>({3, 2}, 63), lb = random_tensor<2>({3, 2}, 64);
+  tensor<float, 3> o(3, 2, 16);
+  tensor<float, 2> lse(3, 2);
+  att::merge(oa, la, ob, lb, o, lse);
+  tensor<float, 3> a = oa;
+  tensor<float, 2> l = la;
+  att::merge(a, l, ob, lb, a, l);
+  CHECK(dsk::test::bit_equal(a, o));
+  CHECK(dsk::test::bit_equal(l, lse));
+  tensor<float, 3> buf(4, 2, 16);
+  const dsk::view<float, 3> shifted = buf.view().slice(0, 1, 4);
+  CHECK_THROWS_WITH(att::merge(buf.cview().slice(0, 0, 3), la, ob, lb, shifted, lse),
+                    Catch::Contains("attention::merge: argument 'o'") &&
+                        Catch::Contains("does not overlap o_a, or exactly o_a (in place)"));
+  const dsk::view<float, 2> lse_in_o(o.data(), dsk::dims<2>(3, 2), {2, 1});
+  CHECK_THROWS_WITH(att::merge(oa, la, ob, lb, o, lse_in_o),
+                    Catch::Contains("argument 'lse'") && Catch::Contains("does not overlap o"));
+}

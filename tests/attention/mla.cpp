@@ -2,6 +2,8 @@
 // against each other, decode and prefill shapes, the V2 / V2-Lite dimensions and a small one; errors.
 #include "dsk/attention/mla.hpp"
 
+#include <limits>
+
 #include <catch2/catch.hpp>
 
 #include "common.hpp"
@@ -330,4 +332,51 @@ TEST_CASE("mla_dispatch maps runtime MLA widths onto compiled configs", "[attent
   CHECK(to_string(tiny) == "{kv_lora_rank 16, rope_dim 8, nope_dim 8, v_dim 8}");
   CHECK(runtime == tiny);
   CHECK_FALSE(runtime == v2);
+}
+
+TEST_CASE("MLA rejects absurd query offsets and cache sizes, and outputs over the weights",
+          "[attention][mla][errors]") {
+  constexpr att::mla_config C{.kv_lora_rank = 32, .rope_dim = 8, .nope_dim = 16, .v_dim = 16};
+  const index_t T = 2, H = 2, L = 6;
+  const auto qn = random_tensor<3>({T, H, C.nope_dim}, 1), qp = random_tensor<3>({T, H, C.rope_dim}, 2);
+  const auto cache = random_tensor<2>({L, C.cache_dim()}, 3);
+  auto w = random_tensor<2>({H * (C.nope_dim + C.v_dim), C.kv_lora_rank}, 4, -0.2f, 0.2f);
+  tensor<float, 3> o(T, H, C.v_dim);
+  const index_t huge = std::numeric_limits<index_t>::max();
+  CHECK_THROWS_WITH(att::mla_absorbed<C>(qn, qp, cache, w, o, {.query_offset = huge}),
+                    Catch::Contains("attention::mla_absorbed: argument 'opts.query_offset'") &&
+                        Catch::Contains("[0, kv_len = 6]"));
+  CHECK_THROWS_WITH(att::mla_expanded<C>(qn, qp, cache, w, o, {.query_offset = huge}),
+                    Catch::Contains("attention::mla_expanded: argument 'opts.query_offset'"));
+  // o over W_UV (read while o is written).
+  const dsk::view<float, 3> o_on_w(w.data(), dsk::dims<3>(T, H, C.v_dim), {H * C.v_dim, C.v_dim, 1});
+  CHECK_THROWS_WITH(att::mla_absorbed<C>(qn, qp, cache, w, o_on_w),
+                    Catch::Contains("argument 'o'") && Catch::Contains("does not overlap w_kv_b"));
+  const auto qw = dsk::quant::quantize<dsk::quant::int8_per_channel>(w.cview());
+  const dsk::view<float, 3> o_on_codes(reinterpret_cast<float*>(const_cast<std::int8_t*>(qw.codes())),
+                                       dsk::dims<3>(T, H, C.v_dim), {H * C.v_dim, C.v_dim, 1});
+  CHECK_THROWS_WITH(att::mla_expanded<C>(qn, qp, cache, qw, o_on_codes),
+                    Catch::Contains("does not overlap w_kv_b.codes"));
+  // o over q_nope is fine: the queries are read before o is written (here: the same bits).
+  att::mla_absorbed<C>(qn, qp, cache, w, o);
+  tensor<float, 3> qo = qn;  // nope_dim == v_dim: o may take q_nope's place
+  att::mla_absorbed<C>(qo, qp, cache, w, qo);
+  CHECK(dsk::test::bit_equal(qo, o));
+  // Caches: an absurd capacity, and an append from the cache's own free rows.
+  CHECK_THROWS_WITH(att::mla_cache<float>(index_t{1} << 40, 512, 64),
+                    Catch::Contains("attention::mla_cache: argument 'capacity'"));
+  att::mla_cache<float> mc(8, C);
+  mc.append(cache.cview().slice(0, 0, 2));
+  const dsk::view<const float, 2> free_rows(mc.view().data() + 3 * C.cache_dim(),
+                                            dsk::dims<2>(2, C.kv_lora_rank), {C.cache_dim(), 1});
+  const dsk::view<const float, 2> pe(mc.view().data() + 3 * C.cache_dim() + C.kv_lora_rank,
+                                     dsk::dims<2>(2, C.rope_dim), {C.cache_dim(), 1});
+  CHECK_THROWS_WITH(mc.append(free_rows, pe),
+                    Catch::Contains("attention::mla_cache::append: argument 'latent'") &&
+                        Catch::Contains("does not overlap the cache's free rows"));
+  // Appending rows already in the cache (its filled part) is fine.
+  mc.append(dsk::view<const float, 2>(mc.view().data(), dsk::dims<2>(1, C.kv_lora_rank), {C.cache_dim(), 1}),
+            dsk::view<const float, 2>(mc.view().data() + C.kv_lora_rank, dsk::dims<2>(1, C.rope_dim),
+                                      {C.cache_dim(), 1}));
+  CHECK(mc.size() == 3);
 }

@@ -4,6 +4,8 @@
 // token-by-token decode equals prefill; argument errors.
 #include "dsk/attention/nsa.hpp"
 
+#include <limits>
+
 #include <catch2/catch.hpp>
 
 #include "common.hpp"
@@ -253,4 +255,37 @@ TEST_CASE("NSA gates are sigmoid of a linear layer", "[attention][nsa]") {
       for (index_t c = 0; c < 40; ++c) z += double(x(t, c)) * w(j, c);
       REQUIRE(std::abs(g(t, j / 3, j % 3) - 1.0 / (1.0 + std::exp(-z))) < 1e-6);
     }
+}
+
+TEST_CASE("NSA rejects overlapping outputs, keys from its own cache and absurd cache sizes",
+          "[attention][nsa][errors]") {
+  constexpr att::nsa_config C{
+      .head_dim = 64, .cmp_block = 16, .cmp_stride = 8, .sel_block = 32, .sel_count = 4, .window = 40};
+  const auto q = random_tensor<3>({5, 4, 64}, 1), k = random_tensor<3>({5, 2, 64}, 2),
+             v = random_tensor<3>({5, 2, 64}, 3), g = random_tensor<3>({5, 4, 3}, 4, 0.0f, 1.0f);
+  tensor<float, 3> o(5, 4, 64);
+  tensor<float, 3> qo = q;
+  CHECK_THROWS_WITH(
+      att::nsa<C>(qo, k, v, g, qo.view()),
+      Catch::Contains("attention::nsa_step: argument 'o'") && Catch::Contains("does not overlap q"));
+  tensor<std::int32_t, 3> sel(5, 2, 4);
+  const dsk::view<std::int32_t, 3> sel_on_o(reinterpret_cast<std::int32_t*>(o.data()), dsk::dims<3>(5, 2, 4),
+                                            {8, 4, 1});
+  CHECK_THROWS_WITH(att::nsa<C>(q, k, v, g, o, nullptr, sel_on_o),
+                    Catch::Contains("argument 'selected'") && Catch::Contains("does not overlap o"));
+  // k_new read from the cache's own keys: growing the cache may move them.
+  att::nsa_cache cache(2, 64, 64);
+  att::nsa_step<C>(cache, q, k, v, g, o);
+  CHECK_THROWS_WITH(
+      att::nsa_step<C>(cache, q, cache.k(), cache.v(), g, o),
+      Catch::Contains("argument 'k_new'") && Catch::Contains("does not overlap the cache's keys"));
+  CHECK_THROWS_WITH(att::nsa_cache(index_t{1} << 40, 64, 64), Catch::Contains("argument 'kv_heads'"));
+  att::nsa_cache small(2, 64, 64);
+  CHECK_THROWS_WITH(small.reserve(index_t{1} << 50), Catch::Contains("argument 'tokens'"));
+  // nsa_gates writing over its input.
+  auto x = random_tensor<2>({7, 12}, 5);
+  const auto w = random_tensor<2>({12, 12}, 6);
+  CHECK_THROWS_WITH(
+      att::nsa_gates(x, w, {}, dsk::view<float, 3>(x.data(), dsk::dims<3>(7, 4, 3), {12, 3, 1})),
+      Catch::Contains("attention::nsa_gates: argument 'g'") && Catch::Contains("does not overlap x"));
 }

@@ -284,3 +284,54 @@ TEST_CASE("matmul and swiglu reject mismatched arguments with a clear error", "[
   REQUIRE_THROWS_WITH(gemm::matmul(sq, wsq, sq), Catch::Contains("does not overlap x"));
   REQUIRE_THROWS_WITH(gemm::swiglu(sq, wsq, wsq, sq), Catch::Contains("does not overlap x"));
 }
+
+TEST_CASE("matmul and swiglu reject outputs that overlap the weights or the bias", "[gemm][errors]") {
+  // One buffer [N + M - 1, K]: w = rows [0, N), y = rows [N - 1, N - 1 + M) (K == N), so y's first row is
+  // w's last: the kernels would read that weight row after writing it.
+  const index_t M = 12, N = 16, K = 16;  // M > 8: the blocked GEMM; also M = 2 (the GEMV) below
+  dsk::tensor<float, 2> buf(N + M - 1, K), x(M, K);
+  const dsk::view<const float, 2> w = buf.cview().slice(0, 0, N);
+  const dsk::view<float, 2> y = buf.view().slice(0, N - 1, N - 1 + M);
+  REQUIRE_THROWS_WITH(gemm::matmul(x, w, y),
+                      Catch::Contains("gemm::matmul: argument 'y'") && Catch::Contains("does not overlap w"));
+  REQUIRE_THROWS_WITH(gemm::matmul(x.cview().slice(0, 0, 2), w, y.slice(0, 0, 2)),
+                      Catch::Contains("does not overlap w"));
+  // A bias inside y.
+  dsk::tensor<float, 2> w2(N, K), y2(M, N);
+  const dsk::view<const float, 1> bias_in_y = dsk::as_const(y2.view()[3]);
+  REQUIRE_THROWS_WITH(gemm::matmul(x, w2, bias_in_y, y2),
+                      Catch::Contains("argument 'y'") && Catch::Contains("does not overlap bias"));
+  // Packed weights: y over the panels.
+  const gemm::packed_weights<float> pw(w2.cview());
+  const dsk::view<float, 2> y_on_panels(const_cast<float*>(pw.panel(0)), dsk::dims<2>(M, N),
+                                        std::array<index_t, 2>{N, 1});
+  REQUIRE_THROWS_WITH(gemm::matmul(x, pw, y_on_panels), Catch::Contains("does not overlap w"));
+  const auto psw = gemm::packed_weights<float>::swiglu(w2.cview(), w2.cview());
+  const dsk::view<float, 2> y_on_swiglu(const_cast<float*>(psw.panel(0)), dsk::dims<2>(M, N),
+                                        std::array<index_t, 2>{N, 1});
+  REQUIRE_THROWS_WITH(gemm::swiglu(x, psw, y_on_swiglu), Catch::Contains("does not overlap gate_up"));
+  // Row-major swiglu: y over w_gate or w_up.
+  REQUIRE_THROWS_WITH(gemm::swiglu(x, w, w2.cview(), y), Catch::Contains("does not overlap w_gate"));
+  REQUIRE_THROWS_WITH(gemm::swiglu(x, w2.cview(), w, y), Catch::Contains("does not overlap w_up"));
+}
+
+TEST_CASE("matmul writes into a column slice of the buffer its input is another slice of", "[gemm][matmul]") {
+  // x = columns [0, K), y = columns [K, K + N) of the same rows: interleaved but disjoint, so allowed.
+  const index_t M = 20, N = 24, K = 40;
+  dsk::tensor<float, 2> buf(M, K + N), w(N, K);
+  auto g = dsk::test::rng(7);
+  std::uniform_real_distribution<float> d(-1.0f, 1.0f);
+  for (float& v : buf.span()) v = d(g);
+  for (float& v : w.span()) v = d(g);
+  dsk::tensor<float, 2> x(M, K), want(M, N);
+  for (index_t m = 0; m < M; ++m)
+    for (index_t k = 0; k < K; ++k) x(m, k) = buf(m, k);
+  gemm::matmul(x, w, want);
+  gemm::matmul(dsk::as_const(buf.view().slice(1, 0, K)), w, buf.view().slice(1, K, K + N));
+  for (index_t m = 0; m < M; ++m)
+    for (index_t n = 0; n < N; ++n) REQUIRE(buf(m, K + n) == want(m, n));
+  // The same buffer with y shifted one column left overlaps x's last column: rejected.
+  REQUIRE_THROWS_WITH(
+      gemm::matmul(dsk::as_const(buf.view().slice(1, 0, K)), w, buf.view().slice(1, K - 1, K - 1 + N)),
+      Catch::Contains("does not overlap x"));
+}

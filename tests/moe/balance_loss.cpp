@@ -151,4 +151,9 @@ TEST_CASE("balance losses: empty input and bad input", "[moe][loss]") {
   CHECK_THROWS_WITH(balance_loss_comm(s, scoring::softmax, i3, 2, 3, 1.0, {}),
                     Catch::Contains("'max_devices'"));
   CHECK_THROWS_WITH(balance_loss_seq_aux(s, scoring::softmax, i3, 2, 1.0, {}), Catch::Contains("'seq_len'"));
+  // The gradient added over the scores it is computed from.
+  CHECK_THROWS_WITH(balance_loss_simple(s, scoring::softmax, s.view()),
+                    Catch::Contains("argument 'dlogits'") && Catch::Contains("does not overlap scores"));
+  CHECK_THROWS_WITH(balance_loss_seq_aux(s, scoring::softmax, i3, 3, 1.0, s.view()),
+                    Catch::Contains("does not overlap scores"));
 }

@@ -5,6 +5,7 @@
 
 #include <catch2/catch.hpp>
 #include <cstring>
+#include <limits>
 
 #include "common.hpp"
 
@@ -261,4 +262,112 @@ TEST_CASE("dispatch: bad input is rejected with a clear error", "[moe][dispatch]
   dispatch_handle forged = h;
   forged.pair_row.pop_back();
   CHECK_THROWS_WITH(combine_tokens(ys, forged, w, y), Catch::Contains("'handle'"));
+}
+
+TEST_CASE("plan_dispatch: absurd capacity factors and blocks are handled or rejected",
+          "[moe][dispatch][errors]") {
+  const auto idx = idx_of({{0, 1}, {2, 3}, {1, 0}});
+  // A capacity beyond T * K keeps every pair: the same plan as dropless, capacity recorded as T * K.
+  const auto huge = plan_dispatch(idx, 4, {.capacity_factor = 1e300});
+  const auto dropless = plan_dispatch(idx, 4);
+  CHECK(huge.capacity == 6);
+  CHECK(huge.dropped == 0);
+  CHECK(huge.pair_row == dropless.pair_row);
+  CHECK(plan_dispatch(idx, 4, {.capacity_factor = 1.7976931348623157e308}).dropped == 0);
+  CHECK_THROWS_WITH(
+      plan_dispatch(idx, 4, {.block = std::numeric_limits<index_t>::max()}),
+      Catch::Contains("moe::plan_dispatch: argument 'opt.block'") && Catch::Contains("[1, 65536]"));
+  CHECK_THROWS_WITH(plan_dispatch(idx, 4, {.block = 65537}), Catch::Contains("'opt.block'"));
+  CHECK_NOTHROW(plan_dispatch(idx, 4, {.block = 65536}));
+  CHECK_THROWS_WITH(plan_dispatch(idx, index_t{1} << 40), Catch::Contains("argument 'E'"));
+  // More dispatched rows than the int32 tables hold: 2^15 experts with a pair each, padded to 2^16 rows.
+  const index_t T = index_t{1} << 15;
+  tensor<expert_id, 2> one_each(T, 1);
+  for (index_t t = 0; t < T; ++t) one_each(t, 0) = static_cast<expert_id>(t);
+  CHECK_THROWS_WITH(plan_dispatch(one_each, T, {.block = 65536}),
+                    Catch::Contains("'opt.block'") && Catch::Contains("2147483647"));
+}
+
+TEST_CASE("combine and dispatch validate a handle modified after planning", "[moe][dispatch][errors]") {
+  const index_t H = 8;
+  const auto idx = idx_of({{0, 1}, {2, 3}, {1, -1}});
+  const auto h = plan_dispatch(idx, 4, {.block = 2});
+  const auto x = moe_test::random_tensor(3, H, 1), w = moe_test::random_tensor(3, 2, 2);
+  tensor<float, 2> xs(h.rows(), H), y(3, H), dys(h.rows(), H), dw(3, 2);
+  dispatch_tokens(x, h, xs);
+  combine_tokens(xs, h, w, y);  // the original is fine
+  auto rejected = [&](const dispatch_handle& bad, const char* what) {
+    INFO(what);
+    CHECK_THROWS_WITH(combine_tokens(xs, bad, w, y),
+                      Catch::Contains("moe::combine_tokens: argument 'handle'") && Catch::Contains(what));
+    CHECK_THROWS_WITH(dispatch_tokens(x, bad, xs), Catch::Contains("argument 'handle'"));
+    CHECK_THROWS_WITH(dispatch_tokens_backward(xs, bad, y), Catch::Contains("argument 'handle'"));
+    CHECK_THROWS_WITH(combine_tokens_backward(y, xs, bad, w, dys, dw), Catch::Contains("argument 'handle'"));
+  };
+  dispatch_handle b = h;
+  b.pair_row[2] = 1000000;  // combine would read row 10^6 of ys: the heap overflow
+  rejected(b, "pair_row[2] = 1000000");
+  b = h;
+  b.row_token[0] = 7;  // dispatch would copy token 7 of 3
+  rejected(b, "row 0");
+  b = h;
+  b.offset[2] = b.offset[1] - 2;  // not monotone
+  rejected(b, "offset[2]");
+  b = h;
+  b.count[0] = 5;  // more rows than the segment
+  rejected(b, "count[0] = 5");
+  b = h;
+  b.count[3] = 0;  // the counts no longer cover the routed pairs
+  rejected(b, "padding row");
+  b = h;
+  b.pair_row[0] = h.pair_row[1];  // two pairs on one row
+  rejected(b, "pair");
+  b = h;
+  b.tokens = 4;  // tables sized for 3 tokens
+  rejected(b, "pair_row entries");
+  b = h;
+  b.offset.back() = 1000;
+  rejected(b, "for 1000 rows");
+}
+
+TEST_CASE("dispatch and combine reject outputs that overlap their inputs", "[moe][dispatch][errors]") {
+  // One slot per token, every token routed, block 1: rows == T, so y == ys has the right shape.
+  const index_t T = 6, H = 8;
+  const auto idx = idx_of({{0}, {1}, {2}, {0}, {1}, {2}});
+  const auto h = plan_dispatch(idx, 3);
+  REQUIRE(h.rows() == T);
+  auto x = moe_test::random_tensor(T, H, 3), w = moe_test::random_tensor(T, 1, 4, 0.0f, 1.0f);
+  const auto shared = moe_test::random_tensor(T, H, 5);
+  tensor<float, 2> ys(T, H), y(T, H), dw(T, 1);
+  dispatch_tokens(x, h, ys);
+  CHECK_THROWS_WITH(
+      combine_tokens(ys, h, w, ys.view()),
+      Catch::Contains("moe::combine_tokens: argument 'y'") && Catch::Contains("does not overlap ys"));
+  tensor<float, 2> ys1(h.rows(), 1);
+  CHECK_THROWS_WITH(combine_tokens(ys1, h, w, view<float, 2>(w.data(), dims<2>(T, 1), {1, 1})),
+                    Catch::Contains("does not overlap topk_w"));
+  CHECK_THROWS_WITH(dispatch_tokens(x, h, x.view()), Catch::Contains("moe::dispatch_tokens: argument 'xs'") &&
+                                                         Catch::Contains("does not overlap x"));
+  CHECK_THROWS_WITH(dispatch_tokens_backward(ys, h, ys.view()),
+                    Catch::Contains("'dx'") && Catch::Contains("does not overlap dxs"));
+  CHECK_THROWS_WITH(combine_tokens_backward(y, ys, h, w, y.view(), dw.view()),
+                    Catch::Contains("'dys'") && Catch::Contains("does not overlap dy"));
+  CHECK_THROWS_WITH(combine_tokens_backward(y, ys, h, w, x.view(), w.view()),
+                    Catch::Contains("'dtopk_w'") && Catch::Contains("does not overlap topk_w"));
+  // y == shared is in place: the same bits as a separate output. A partial overlap is rejected.
+  combine_tokens(ys, h, w, y, shared);
+  tensor<float, 2> acc = shared;
+  combine_tokens(ys, h, w, acc.view(), acc.cview());
+  CHECK(std::memcmp(acc.data(), y.data(), sizeof(float) * static_cast<std::size_t>(y.size())) == 0);
+  tensor<float, 2> buf(T + 1, H);
+  CHECK_THROWS_WITH(combine_tokens(ys, h, w, buf.view().slice(0, 1, T + 1), buf.cview().slice(0, 0, T)),
+                    Catch::Contains("does not overlap shared, or exactly shared (in place)"));
+  // dispatch_layout: counts written over the routing they are computed from.
+  tensor<expert_id, 2> idx2 = idx;
+  tensor<index_t, 1> tpr(1);
+  tensor<std::uint8_t, 2> in_rank(T, 1);
+  const view<index_t, 1> tpe_on_idx(reinterpret_cast<index_t*>(idx2.data()), dims<1>(3), {1});
+  CHECK_THROWS_WITH(dispatch_layout(idx2, 3, tpe_on_idx, tpr, in_rank),
+                    Catch::Contains("moe::dispatch_layout: argument 'tokens_per_expert'") &&
+                        Catch::Contains("does not overlap topk_idx"));
 }

@@ -148,3 +148,48 @@ TEST_CASE("grouped_swiglu: bad input is rejected with a clear error", "[moe][ffn
   CHECK_THROWS_WITH(run(off, cnt, ys_bad), Catch::Contains("'ys'"));
   CHECK_THROWS_WITH(run(off, std::vector<index_t>{2}, ys), Catch::Contains("'count'"));
 }
+
+TEST_CASE("grouped_swiglu: ys may overlap xs; h and ys may not overlap xs, h or the weights",
+          "[moe][ffn][errors]") {
+  const index_t E = 3, H = 16, I = 24, rows = 12;
+  const auto g = random_weights<float>(E, I, H, 1), u = random_weights<float>(E, I, H, 2),
+             d = random_weights<float>(E, H, I, 3);
+  const dense_experts<float> bank(g.cview(), u.cview(), d.cview());
+  const std::vector<index_t> off{0, 4, 8, 12}, cnt{4, 1, 3};
+  const auto xs = moe_test::random_tensor(rows, H, 4);
+  tensor<float, 2> h(rows, I), ys(rows, H);
+  auto run = [&](view<const float, 2> x, view<float, 2> hh, view<float, 2> y) {
+    grouped_swiglu(x, std::span<const index_t>(off), std::span<const index_t>(cnt), bank, hh, y);
+  };
+  run(xs, h, ys);
+  // ys == xs: every row of xs is read (gate/up pass) before ys is written (down pass).
+  tensor<float, 2> inplace = xs;
+  run(inplace, h, inplace);
+  CHECK(std::memcmp(inplace.data(), ys.data(), sizeof(float) * static_cast<std::size_t>(ys.size())) == 0);
+  // h over xs; ys over h; ys or h over a weight matrix.
+  tensor<float, 2> big(rows, I);
+  CHECK_THROWS_WITH(
+      run(dsk::as_const(big.view().slice(1, 0, H)), big, ys),
+      Catch::Contains("moe::grouped_swiglu: argument 'h'") && Catch::Contains("does not overlap xs"));
+  CHECK_THROWS_WITH(run(xs, big, big.view().slice(1, 0, H)),
+                    Catch::Contains("argument 'ys'") && Catch::Contains("does not overlap h"));
+  auto d2 = d;  // a bank over d2, and ys written into d2's first expert
+  const dense_experts<float> bank2(g.cview(), u.cview(), d2.cview());
+  const view<float, 2> ys_on_down(d2.data(), dims<2>(rows, H), {H, 1});
+  CHECK_THROWS_WITH(
+      grouped_swiglu(xs, std::span<const index_t>(off), std::span<const index_t>(cnt), bank2, h, ys_on_down),
+      Catch::Contains("argument 'ys'") && Catch::Contains("does not overlap the experts' down weights"));
+  // Quantized banks list their codes and scales too.
+  const quantized_expert_store<quant::quantize_config{quant::int8_per_channel}> store(g.cview(), u.cview(),
+                                                                                      d.cview());
+  const auto qbank = store.bank();
+  const view<float, 2> h_on_codes(
+      reinterpret_cast<float*>(const_cast<quant::code_t<quant::int8_per_channel>*>(store.gate()[1].codes())),
+      dims<2>(1, I), {I, 1});
+  const std::vector<index_t> off1{0, 0, 1, 1}, cnt1{0, 1, 0};
+  tensor<float, 2> ys1(1, H);
+  CHECK_THROWS_WITH(
+      grouped_swiglu(dsk::as_const(xs.view().slice(0, 0, 1)), std::span<const index_t>(off1),
+                     std::span<const index_t>(cnt1), qbank, h_on_codes, ys1),
+      Catch::Contains("argument 'h'") && Catch::Contains("does not overlap the experts' gate weights"));
+}

@@ -168,3 +168,21 @@ TEST_CASE("deepseek_moe: bad input is rejected with a clear error", "[moe][layer
   CHECK_THROWS_WITH(layer.forward(x, y, ws), Catch::Contains("'y'"));
   CHECK_THROWS_WITH(layer.forward(x, x, ws, 3), Catch::Contains("k_active"));
 }
+
+TEST_CASE("deepseek_moe: forward in place (y == x) gives the same bits", "[moe][layer]") {
+  const auto m = make_model(8, 32, 24, 21);
+  using bank = dense_experts<bf16>;
+  const deepseek_moe<greedy.cfg, bank> layer(m.gate, bank(m.g.cview(), m.u.cview(), m.d.cview()),
+                                             bank(m.sg.cview(), m.su.cview(), m.sd.cview()), 2);
+  const auto x = moe_test::random_tensor(10, 32, 22);
+  tensor<float, 2> y(10, 32);
+  moe_workspace ws;
+  layer.forward(x, y, ws);
+  tensor<float, 2> xy = x;
+  layer.forward(xy, xy, ws);
+  CHECK(std::memcmp(xy.data(), y.data(), sizeof(float) * static_cast<std::size_t>(y.size())) == 0);
+  // y over the workspace the combine reads is rejected there.
+  CHECK_THROWS_WITH(
+      layer.combine(ws, ws.ys.view().slice(0, 0, 10)),
+      Catch::Contains("moe::combine_tokens: argument 'y'") && Catch::Contains("does not overlap ys"));
+}

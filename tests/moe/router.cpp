@@ -330,3 +330,41 @@ TEST_CASE("route: dsk::dispatch maps a runtime method onto compiled router_confi
                     Catch::Contains("router = sigmoid/group_limited_greedy is not supported") &&
                         Catch::Contains("softmax/greedy, softmax/group_limited_greedy"));
 }
+
+TEST_CASE("route: scores may be computed in place over the logits; other overlaps are rejected",
+          "[moe][router][errors]") {
+  const index_t T = 40, E = 16, K = 4;
+  const auto logits = moe_test::separated_logits(T, E, 9);
+  tensor<float, 2> scores(T, E), w(T, K), bias(1, E);
+  tensor<expert_id, 2> idx(T, K);
+  route<router_config{}>(logits, scores, idx, w);
+  // scores == logits: each row is read before it is written, so the same bits.
+  tensor<float, 2> inplace = logits, w2(T, K);
+  tensor<expert_id, 2> idx2(T, K);
+  route<router_config{}>(inplace, inplace, idx2, w2);
+  CHECK(std::memcmp(inplace.data(), scores.data(), sizeof(float) * static_cast<std::size_t>(scores.size())) ==
+        0);
+  CHECK(std::equal(idx.data(), idx.data() + idx.size(), idx2.data()));
+  CHECK(std::memcmp(w.data(), w2.data(), sizeof(float) * static_cast<std::size_t>(w.size())) == 0);
+  // topk_w over the logits: later rows would be routed from overwritten logits.
+  tensor<float, 2> l2 = logits;
+  const view<float, 2> w_on_l(l2.data(), dims<2>(T, K), {K, 1});
+  CHECK_THROWS_WITH(
+      route<router_config{}>(l2, scores, idx, w_on_l),
+      Catch::Contains("moe::route: argument 'topk_w'") && Catch::Contains("does not overlap logits"));
+  // scores over the bias, topk_idx over the scores, scores shifted over the logits.
+  const view<const float, 1> bias_in_scores(scores.data() + E, dims<1>(E), {1});
+  CHECK_THROWS_WITH(route<router_config{}>(logits, bias_in_scores, scores, idx, w),
+                    Catch::Contains("argument 'scores'") && Catch::Contains("does not overlap bias"));
+  const view<expert_id, 2> idx_on_scores(reinterpret_cast<expert_id*>(scores.data()), dims<2>(T, K), {K, 1});
+  CHECK_THROWS_WITH(route<router_config{}>(logits, scores, idx_on_scores, w),
+                    Catch::Contains("argument 'topk_idx'") && Catch::Contains("does not overlap scores"));
+  tensor<float, 2> buf(T + 1, E);
+  CHECK_THROWS_WITH(route<router_config{}>(buf.cview().slice(0, 0, T), buf.view().slice(0, 1, T + 1), idx, w),
+                    Catch::Contains("does not overlap logits, or exactly logits (in place)"));
+  // gate_logits: logits over x (the decode path computes dot products row by row, the GEMM path packs x).
+  tensor<float, 2> x(2, E), gw(E, E);
+  CHECK_THROWS_WITH(gate_logits(x, gw, x.view()), Catch::Contains("moe::gate_logits: argument 'logits'") &&
+                                                      Catch::Contains("does not overlap x"));
+  CHECK_THROWS_WITH(gate_logits(x, gw, gw.view().slice(0, 0, 2)), Catch::Contains("does not overlap w"));
+}

@@ -4,6 +4,7 @@
 #include "dsk/quant/fake_quant.hpp"
 
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include <catch2/catch.hpp>
@@ -110,4 +111,37 @@ TEST_CASE("fake quantization contracts", "[quant][fake_quant]") {
                       Catch::Contains("channel 1") && Catch::Contains("finite scale >= 0"));
   REQUIRE_THROWS_WITH(fake_quantize<quantize_config{int8_per_channel}>(x.cview(), s_bad.cview(), y.view()),
                       Catch::Contains("'scales'"));
+}
+
+TEST_CASE("fake quantization runs in place exactly and rejects partial overlaps",
+          "[quant][fake_quant][errors]") {
+  constexpr quantize_config C{int4_per_channel};
+  const index_t N = 5, K = 37;
+  tensor<float, 2> x(N, K), dy(N, K), s(N, 1), y(N, K), dx(N, K);
+  const auto rx = test::random_floats(static_cast<std::size_t>(N * K), 11, -3.0f, 3.0f);
+  const auto rd = test::random_floats(static_cast<std::size_t>(N * K), 12);
+  std::copy(rx.begin(), rx.end(), x.data());
+  std::copy(rd.begin(), rd.end(), dy.data());
+  absmax_scales<C>(x.cview(), s.view());
+  fake_quantize<C>(x.cview(), s.cview(), y.view());
+  fake_quantize_backward<C>(x.cview(), s.cview(), dy.cview(), dx.view());
+  // y == x and dx == dy (each element from the same element only): the same bits as out of place.
+  tensor<float, 2> xi = x, dyi = dy;
+  fake_quantize_backward<C>(x.cview(), s.cview(), dyi.cview(), dyi.view());
+  fake_quantize<C>(xi.cview(), s.cview(), xi.view());
+  CHECK(std::memcmp(xi.data(), y.data(), sizeof(float) * static_cast<std::size_t>(y.size())) == 0);
+  CHECK(std::memcmp(dyi.data(), dx.data(), sizeof(float) * static_cast<std::size_t>(dx.size())) == 0);
+  // y shifted by one element over x, or over the scales, is rejected.
+  tensor<float, 2> buf(N + 1, K);
+  const view<float, 2> shifted(buf.data() + 1, dims<2>(N, K), {K, 1});
+  const view<const float, 2> xb(buf.data(), dims<2>(N, K), {K, 1});
+  REQUIRE_THROWS_WITH(fake_quantize<C>(xb, s.cview(), shifted),
+                      Catch::Contains("quant::fake_quantize: argument 'y'") &&
+                          Catch::Contains("does not overlap x, or exactly x (in place)"));
+  const view<float, 2> y_on_s(s.data(), dims<2>(1, 1), {1, 1});
+  const view<const float, 2> x1(x.data(), dims<2>(1, 1), {K, 1}), s1(s.data(), dims<2>(1, 1), {1, 1});
+  REQUIRE_THROWS_WITH(fake_quantize<C>(x1, s1, y_on_s), Catch::Contains("does not overlap scales"));
+  REQUIRE_THROWS_WITH(fake_quantize_backward<C>(xb, s.cview(), xb, shifted),
+                      Catch::Contains("quant::fake_quantize_backward: argument 'dx'") &&
+                          Catch::Contains("does not overlap dy"));
 }

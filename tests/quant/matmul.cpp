@@ -180,3 +180,25 @@ TEST_CASE("matmul names the format or deduces it, on every execution tag", "[qua
     REQUIRE(y4.data()[i] == y3.data()[i]);
   }
 }
+
+TEST_CASE("quantized matmul rejects outputs that overlap x or the weights", "[quant][matmul][errors]") {
+  // y == x (K == N): the kernels read every row of x for every output, so in place is silently wrong.
+  tensor<float, 2> w(8, 8), x(3, 8);
+  for (index_t i = 0; i < w.size(); ++i) w.data()[i] = static_cast<float>(i % 7) - 3.0f;
+  const auto q = quantize<quantize_config{int8_per_channel}>(w.cview());
+  REQUIRE_THROWS_WITH(matmul(x.cview(), q, x.view()), Catch::Contains("quant::matmul: argument 'y'") &&
+                                                          Catch::Contains("does not overlap x"));
+  REQUIRE_THROWS_WITH(matmul_a8(x.cview(), q, x.view()), Catch::Contains("quant::matmul_a8: argument 'y'") &&
+                                                             Catch::Contains("does not overlap x"));
+  // y over the codes or the scales of w (a weight view into the output buffer).
+  tensor<float, 2> y(3, 8);
+  qweight_view<int8_per_channel> on_y = q.view();
+  on_y.codes = reinterpret_cast<const std::int8_t*>(y.data());
+  REQUIRE_THROWS_WITH(matmul(x.cview(), on_y, y.view()), Catch::Contains("does not overlap w.codes"));
+  on_y = q.view();
+  on_y.scales = y.data() + 4;
+  REQUIRE_THROWS_WITH(matmul_a8(x.cview(), on_y, y.view()), Catch::Contains("does not overlap w.scales"));
+  // Separate buffers are fine (and an in-range but disjoint neighbour row of one buffer too).
+  tensor<float, 2> xy(6, 8);
+  CHECK_NOTHROW(matmul(dsk::as_const(xy.view().slice(0, 0, 3)), q, xy.view().slice(0, 3, 6)));
+}

@@ -308,7 +308,8 @@ static_assert(quantize_spec<format> && quantize_spec<quantize_config> && !quanti
 static_assert(quantized_operand<quantized_weight<int4_per_channel>> &&
               quantized_operand<qweight_view<int8_per_channel>>);
 static_assert(!quantized_operand<tensor<float, 2>>);
-static_assert(spec_v<int4_g128_f16>.fmt == int4_g128_f16 && spec_v<int4_g128_f16>.round == rounding::half_even);
+static_assert(spec_v<int4_g128_f16>.fmt == int4_g128_f16 &&
+              spec_v<int4_g128_f16>.round == rounding::half_even);
 
 TEST_CASE("quantize takes the format as its config, on every execution tag", "[quant][quantize]") {
   const auto w = awkward_weights(7, 131, 77);
@@ -331,4 +332,53 @@ TEST_CASE("quantize takes the format as its config, on every execution tag", "[q
     REQUIRE(d1.data()[i] == d2.data()[i]);
     REQUIRE(d1.data()[i] == d3.data()[i]);
   }
+}
+
+TEST_CASE("quantized_weight bounds its storage before allocating", "[quant][quantize][errors]") {
+  const index_t big = index_t{1} << 40;
+  REQUIRE_THROWS_WITH(
+      quantized_weight<int8_per_channel>(big, big),
+      Catch::Contains("quant::quantized_weight: arguments 'rows, cols'") && Catch::Contains("2^48 bytes"));
+  REQUIRE_THROWS_WITH(quantized_weight<int4_g128_f16>(1, std::numeric_limits<index_t>::max()),
+                      Catch::Contains("'rows, cols'"));
+  REQUIRE_THROWS_WITH(quantized_weight<int4_per_channel>(std::numeric_limits<index_t>::max(), 2),
+                      Catch::Contains("'rows, cols'"));
+  REQUIRE_THROWS_WITH(quantized_weight<int8_per_channel>(-1, 4), Catch::Contains("expected >= 0"));
+  // Just under the bound is a valid shape (not allocated here); zero extents are fine at any size.
+  CHECK_NOTHROW(quantized_weight<int8_per_channel>(0, big));
+  CHECK_NOTHROW(quantized_weight<int8_per_channel>(big, 0));
+}
+
+TEST_CASE("quantize, dequantize and quantize_tokens reject overlapping outputs",
+          "[quant][quantize][errors]") {
+  tensor<float, 2> w(4, 64);
+  for (index_t i = 0; i < w.size(); ++i) w.data()[i] = static_cast<float>(i % 11) - 5.0f;
+  const auto q = quantize<quantize_config{int8_per_channel}>(w.cview());
+  // dequantize into memory that holds the scales being read.
+  qweight_view<int8_per_channel> qv = q.view();
+  tensor<float, 2> out(4, 64);
+  qv.scales = out.data() + 64;
+  REQUIRE_THROWS_WITH(dequantize(qv, out.view()), Catch::Contains("quant::dequantize: argument 'out'") &&
+                                                      Catch::Contains("does not overlap q.scales"));
+  // quantize into storage that w is read from (w: a zero-row-stride view over the existing codes).
+  auto into = quantize<quantize_config{int8_per_channel}>(w.cview());
+  const view<const float, 2> w_on_codes(reinterpret_cast<const float*>(into.codes()), dims<2>(4, 64), {0, 1});
+  REQUIRE_THROWS_WITH(
+      quantize<quantize_config{int8_per_channel}>(w_on_codes, into),
+      Catch::Contains("quant::quantize: argument 'w'") && Catch::Contains("does not overlap out.codes"));
+  // quantize_tokens: codes over x (in place: an int8 row is narrower than the float row, so it would
+  // overwrite the next row before it is read), scales over x or q.
+  tensor<float, 2> x(3, 64);
+  tensor<float, 1> sx(3);
+  tensor<std::int8_t, 2> qx(3, 64);
+  const view<std::int8_t, 2> q_on_x(reinterpret_cast<std::int8_t*>(x.data()), dims<2>(3, 64), {64, 1});
+  REQUIRE_THROWS_WITH(
+      quantize_tokens(x.cview(), q_on_x, sx.view()),
+      Catch::Contains("quant::quantize_tokens: argument 'q'") && Catch::Contains("does not overlap x"));
+  const view<float, 1> s_on_x(x.data() + 70, dims<1>(3), {1});
+  REQUIRE_THROWS_WITH(quantize_tokens(x.cview(), qx.view(), s_on_x),
+                      Catch::Contains("argument 'scales'") && Catch::Contains("does not overlap x"));
+  const view<float, 1> s_on_q(reinterpret_cast<float*>(qx.data() + 4), dims<1>(3), {1});
+  REQUIRE_THROWS_WITH(quantize_tokens(x.cview(), qx.view(), s_on_q),
+                      Catch::Contains("argument 'scales'") && Catch::Contains("does not overlap q"));
 }

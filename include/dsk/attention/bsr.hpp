@@ -33,7 +33,8 @@ DSK_ISA_BEGIN
 // Block-sparse attention. q: [q_len, heads, head_dim], k: [kv_len, kv_heads, head_dim],
 // v: [kv_len, kv_heads, value_dim], o: [q_len, heads, value_dim], lse: [q_len, heads] or {}.
 // Causal positions as in dense() (query t at opts.query_offset + t, default end-aligned). Query rows whose
-// listed blocks hold no visible key get o = 0, lse = -inf.
+// listed blocks hold no visible key get o = 0, lse = -inf. o and lse must not overlap q, k, v, the table or
+// each other (checked).
 template <bsr_config C, host_exec Exec = host>
 void bsr(view<const float, 3> q, view<const float, 3> k, view<const float, 3> v, const bsr_table& table,
          view<float, 3> o, view<float, 2> lse = {}, const options& opts = {}) {
@@ -47,6 +48,11 @@ void bsr(view<const float, 3> q, view<const float, 3> k, view<const float, 3> v,
       .extent("v", v, 1, k.extent(1), "k.extent(1) (kv_heads)");
   c.extent("v", v, 2, C.v_dim(), "value_dim").unit_inner_stride("v", v);
   const index_t off = detail::check_qo(c, q, k.extent(1), k.extent(0), C.head_dim, C.v_dim(), o, lse, opts);
+  detail::check_kv_alias(c, o, lse, "k", bytes_of(k), "v", bytes_of(v));
+  const byte_range rp = bytes_of(table.row_ptr.data(), table.row_ptr.size_bytes()),
+                   ci = bytes_of(table.col_idx.data(), table.col_idx.size_bytes());
+  c.disjoint("o", o, "table.row_ptr", rp).disjoint("o", o, "table.col_idx", ci);
+  c.disjoint("lse", lse, "table.row_ptr", rp).disjoint("lse", lse, "table.col_idx", ci);
   const float scale = detail::resolve_scale(opts.scale, C.head_dim, c);
   const index_t B = C.block, T = q.extent(0), L = k.extent(0);
   const index_t q_blocks = (T + B - 1) / B, k_blocks = (L + B - 1) / B;

@@ -77,6 +77,16 @@ inline float resolve_scale(float scale, int head_dim, const contract& c) {
   return scale == 0.0f ? 1.0f / std::sqrt(static_cast<float>(head_dim)) : scale;
 }
 
+// Query token t sits at key position offset + t: offsets in [-1, kv_len] (-1: end-aligned, kv_len - q_len,
+// which may be negative when there are more queries than keys). A query beyond the end of the keys would
+// need keys that are not there, and an absurd offset (INT64_MAX) would overflow the position arithmetic.
+inline index_t check_query_offset(const contract& c, const options& opts, index_t kv_len, index_t q_len) {
+  c.require(opts.query_offset >= -1 && opts.query_offset <= kv_len, "opts.query_offset",
+            dsk::detail::concat("a value in [0, kv_len = ", kv_len, "], or -1 for end alignment"),
+            opts.query_offset);
+  return opts.query_offset >= 0 ? opts.query_offset : kv_len - q_len;
+}
+
 // Shared shape checks of q, o, lse; returns the query offset.
 inline index_t check_qo(const contract& c, view<const float, 3> q, index_t kv_heads, index_t kv_len,
                         int head_dim, int value_dim, view<float, 3> o, view<float, 2> lse,
@@ -90,8 +100,17 @@ inline index_t check_qo(const contract& c, view<const float, 3> q, index_t kv_he
   c.extent("o", o, 2, value_dim, "value_dim").unit_inner_stride("o", o);
   if (lse.data())
     c.extent("lse", lse, 0, q.extent(0), "q tokens").extent("lse", lse, 1, q.extent(1), "q heads");
-  c.require(opts.query_offset >= -1, "opts.query_offset", ">= 0, or -1 for end alignment", opts.query_offset);
-  return opts.query_offset >= 0 ? opts.query_offset : kv_len - q.extent(0);
+  const index_t off = check_query_offset(c, opts, kv_len, q.extent(0));
+  // o and lse are written while other rows of q (and all of k and v) are still read.
+  c.disjoint("o", o, "q", q).disjoint("lse", lse, "q", q).disjoint("lse", lse, "o", o);
+  return off;
+}
+
+// Outputs against the keys and values (any KV layout, given as byte ranges).
+inline void check_kv_alias(const contract& c, view<float, 3> o, view<float, 2> lse, std::string_view k_name,
+                           const byte_range& k, std::string_view v_name, const byte_range& v) {
+  c.disjoint("o", o, k_name, k).disjoint("o", o, v_name, v);
+  c.disjoint("lse", lse, k_name, k).disjoint("lse", lse, v_name, v);
 }
 
 template <dense_config C>
@@ -134,7 +153,8 @@ DSK_ISA_BEGIN
 //   o: [q_len, heads, value_dim] (written), lse: [q_len, heads] natural-log sum of e^(scale q.k) over the
 //   visible keys (optional: pass {} to skip). heads % kv_heads == 0; query head h reads KV head h / (heads /
 //   kv_heads). Rows that see no key (fully masked) get o = 0 and lse = -inf. Unit inner strides; any other
-//   strides. Exec = dsk::host (best SIMD compiled in) or a packet layer (simd::scalar).
+//   strides. o and lse must not overlap q, k, v or each other (checked); opts.query_offset in [-1, kv_len].
+//   Exec = dsk::host (best SIMD compiled in) or a packet layer (simd::scalar).
 template <dense_config C, host_exec Exec = host>
 void dense(view<const float, 3> q, view<const float, 3> k, view<const float, 3> v, view<float, 3> o,
            view<float, 2> lse = {}, const options& opts = {}) {
@@ -145,6 +165,7 @@ void dense(view<const float, 3> q, view<const float, 3> k, view<const float, 3> 
       .extent("v", v, 1, k.extent(1), "k.extent(1) (kv_heads)");
   c.extent("v", v, 2, C.v_dim(), "value_dim").unit_inner_stride("v", v);
   const index_t off = detail::check_qo(c, q, k.extent(1), k.extent(0), C.head_dim, C.v_dim(), o, lse, opts);
+  detail::check_kv_alias(c, o, lse, "k", bytes_of(k), "v", bytes_of(v));
   const float scale = detail::resolve_scale(opts.scale, C.head_dim, c);
   const detail::contiguous_kv kv{k.data(), k.stride(0), k.stride(1), v.data(), v.stride(0), v.stride(1)};
   detail::run_dense<exec_packet_t<Exec>, C>(q, kv, k.extent(0), k.extent(1), o, lse, scale, off);
@@ -174,6 +195,9 @@ void dense_paged(view<const float, 3> q, view<const float, 4> k_pages, view<cons
     c.in_range("page_table", static_cast<index_t>(page_table[static_cast<std::size_t>(p)]), index_t{0},
                k_pages.extent(0) - 1);
   const index_t off = detail::check_qo(c, q, k_pages.extent(2), kv_len, C.head_dim, C.v_dim(), o, lse, opts);
+  detail::check_kv_alias(c, o, lse, "k_pages", bytes_of(k_pages), "v_pages", bytes_of(v_pages));
+  const byte_range pt = bytes_of(page_table.data(), page_table.size_bytes());
+  c.disjoint("o", o, "page_table", pt).disjoint("lse", lse, "page_table", pt);
   const float scale = detail::resolve_scale(opts.scale, C.head_dim, c);
   const detail::paged_kv kv{k_pages.data(),    k_pages.stride(0), k_pages.stride(1), k_pages.stride(2),
                             v_pages.data(),    v_pages.stride(0), v_pages.stride(1), v_pages.stride(2),
@@ -212,7 +236,8 @@ void dense_dynamic(view<const float, 3> q, view<const float, 3> k, view<const fl
 // Merges two partial attention states over disjoint key sets into the state over their union:
 //   lse = ln(e^lse_a + e^lse_b), o = (e^(lse_a - lse) o_a + e^(lse_b - lse) o_b).
 // o_a, o_b, o: [tokens, heads, dim] (normalised outputs), lse_*: [tokens, heads]; an empty state has lse =
-// -inf (its o is ignored). o / lse may alias o_a / lse_a (or o_b / lse_b). Used by split-K decode and to
+// -inf (its o is ignored). o / lse may be exactly o_a / lse_a (or o_b / lse_b); no other overlap (checked).
+// Used by split-K decode and to
 // combine attention over different caches (e.g. a shared prefix and a per-request suffix).
 template <host_exec Exec = host>
 void merge(view<const float, 3> o_a, view<const float, 2> lse_a, view<const float, 3> o_b,
@@ -229,6 +254,16 @@ void merge(view<const float, 3> o_a, view<const float, 2> lse_a, view<const floa
     c.extent("lse", lse, d, o_a.extent(d), "o_a's tokens and heads");
   }
   c.unit_inner_stride("o_a", o_a).unit_inner_stride("o_b", o_b).unit_inner_stride("o", o);
+  // Each (token, head) row reads its two states before writing its own: exact aliases are in place.
+  c.disjoint_or_same("o", o, "o_a", o_a)
+      .disjoint_or_same("o", o, "o_b", o_b)
+      .disjoint_or_same("lse", lse, "lse_a", lse_a)
+      .disjoint_or_same("lse", lse, "lse_b", lse_b)
+      .disjoint("o", o, "lse_a", lse_a)
+      .disjoint("o", o, "lse_b", lse_b)
+      .disjoint("lse", lse, "o_a", o_a)
+      .disjoint("lse", lse, "o_b", o_b)
+      .disjoint("lse", lse, "o", o);
   const index_t T = o_a.extent(0), H = o_a.extent(1), Dv = o_a.extent(2);
   parallel_for(0, T * H, [&](index_t r) {
     const index_t t = r / H, h = r % H;

@@ -77,6 +77,10 @@ class mla_cache {
           "attention::mla_cache: arguments 'capacity, kv_lora_rank, rope_dim': expected >= 0, >= 1, >= 1, "
           "got ",
           capacity, ", ", kv_lora_rank, ", ", rope_dim);
+    // At most 2^48 bytes (the user address space): an absurd capacity is an error before allocating.
+    if (capacity > (index_t{1} << 48) / (index_t{kv_lora_rank + rope_dim} * index_t(sizeof(T))))
+      fail("attention::mla_cache: argument 'capacity': expected at most 2^48 bytes of rows (",
+           kv_lora_rank + rope_dim, " values of ", sizeof(T), " bytes each), got ", capacity, " rows");
     rows_ = tensor<T, 2>(std::array<index_t, 2>{capacity, index_t{kv_lora_rank + rope_dim}}, uninitialized);
   }
   mla_cache(index_t capacity, const mla_config& c) : mla_cache(capacity, c.kv_lora_rank, c.rope_dim) {}
@@ -105,6 +109,11 @@ class mla_cache {
       e << "at most capacity() - size() rows (capacity " << capacity() << ", size " << len_ << ")";
       c.require(false, "latent", e.str(), n);
     }
+    // The rows written must not be the rows read (appending a view of this cache's own free rows).
+    const auto dst_rows = dsk::view<const T, 2>(rows_.data() + len_ * row_dim(), dims<2>(n, row_dim()),
+                                                {index_t{row_dim()}, 1});
+    c.disjoint("latent", latent, "the cache's free rows", dst_rows)
+        .disjoint("k_pe", k_pe, "the cache's free rows", dst_rows);
     for (index_t t = 0; t < n; ++t) {
       T* dst = &rows_(len_ + t, 0);
       for (index_t x = 0; x < r_; ++x) dst[x] = T(latent(t, x));
@@ -261,7 +270,13 @@ float check_mla(const contract& c, view<const float, 3> q_nope, view<const float
   }
   c.extent("o", o, 0, T_, "q tokens").extent("o", o, 1, H, "q heads").extent("o", o, 2, C.v_dim, "v_dim");
   c.unit_inner_stride("o", o);
-  c.require(opts.query_offset >= -1, "opts.query_offset", ">= 0, or -1 for end alignment", opts.query_offset);
+  check_query_offset(c, opts, cache.extent(0), T_);
+  // o is written while W_UV is read (q_nope, q_pe and the cache are read before o is written: they may
+  // overlap o).
+  if constexpr (is_qweight<Wv>::value)
+    quant::contracts::check_weight_alias(c, "o", o, "w_kv_b", w_kv_b);
+  else
+    c.disjoint("o", o, "w_kv_b", w_kv_b);
   return resolve_scale(opts.scale, C.qk_dim(), c);
 }
 
@@ -395,9 +410,10 @@ DSK_ISA_BEGIN
 //   q_nope: [T, heads, nope_dim], q_pe: [T, heads, rope_dim] (RoPE applied), cache: mla_cache<float / bf16>
 //   or a [L, kv_lora_rank + rope_dim] float / bf16 matrix of rows [c_j ; k_pe_j] (k_pe rotated), w_kv_b:
 //   kv_b_proj.weight [heads * (nope_dim + v_dim), kv_lora_rank] (per head: nope_dim rows of W_UK then v_dim
-//   rows of W_UV) in f32 / bf16 / f16 or quantized (kv_b_weight), o: [T, heads, v_dim].
+//   rows of W_UV) in f32 / bf16 / f16 or quantized (kv_b_weight), o: [T, heads, v_dim]. o must not overlap
+//   w_kv_b (checked); it may overlap q_nope, q_pe and the cache, which are read before o is written.
 // scale: opts.scale or (nope_dim + rope_dim)^-1/2 (multiply by mscale^2 yourself for YaRN); causal
-// positions as in dense() (query t at opts.query_offset + t, default end-aligned).
+// positions as in dense() (query t at opts.query_offset + t in [-1, L], default end-aligned).
 template <mla_config C, host_exec Exec = host, mla_cache_operand Cache, kv_b_weight W>
 void mla_absorbed(view<const float, 3> q_nope, view<const float, 3> q_pe, const Cache& cache, const W& w_kv_b,
                   view<float, 3> o, const options& opts = {}) {

@@ -63,6 +63,17 @@ class nsa_cache {
     if (kv_heads < 1 || head_dim < 1 || value_dim < 1)
       fail("attention::nsa_cache: arguments 'kv_heads, head_dim, value_dim': expected >= 1, got ", kv_heads,
            ", ", head_dim, ", ", value_dim);
+    if (kv_heads > max_kv_heads)
+      fail("attention::nsa_cache: argument 'kv_heads': expected at most ", max_kv_heads, ", got ", kv_heads);
+  }
+  // Bounds that keep every size product of the cache exact: kv_heads <= 2^20 (head dims are int), and at
+  // most 2^48 bytes of raw keys and values (check_tokens).
+  static constexpr index_t max_kv_heads = index_t{1} << 20;
+  void check_tokens(const char* where, index_t tokens) const {
+    const index_t per_token = hkv_ * (index_t{d_} + dv_) * index_t(sizeof(float));
+    if (tokens < 0 || tokens > (index_t{1} << 48) / per_token)
+      fail(where, ": argument 'tokens': expected a count in [0, 2^48 bytes / ", per_token,
+           " bytes per token], got ", tokens);
   }
   index_t size() const { return len_; }
   index_t compressed_size() const { return nc_; }
@@ -78,6 +89,7 @@ class nsa_cache {
     return dense_view<const float, 3>(vc_.data(), nc_, hkv_, index_t{dv_});
   }
   void reserve(index_t tokens) {
+    check_tokens("attention::nsa_cache::reserve", tokens);
     k_.reserve(static_cast<std::size_t>(tokens * hkv_ * d_));
     v_.reserve(static_cast<std::size_t>(tokens * hkv_ * dv_));
   }
@@ -306,7 +318,8 @@ DSK_ISA_BEGIN
 //   gates: [n, heads, 3] gate values (g_cmp, g_sel, g_win), e.g. from nsa_gates(); o: [n, heads, value_dim];
 //   weights: required for nsa_pooling::linear, ignored for mean; selected (optional): [n, kv_heads,
 //   sel_count] receives the chosen selection blocks per query and group (ascending, -1 padded).
-// heads % kv_heads == 0 (any group size); opts.scale as dense() (query_offset is not used).
+// heads % kv_heads == 0 (any group size); opts.scale as dense() (query_offset is not used). o and selected
+// must not overlap q, gates or each other, and k_new / v_new not the cache's own storage (checked).
 template <nsa_config C, host_exec Exec = host>
 void nsa_step(nsa_cache& cache, view<const float, 3> q, view<const float, 3> k_new,
               view<const float, 3> v_new, view<const float, 3> gates, view<float, 3> o,
@@ -348,6 +361,17 @@ void nsa_step(nsa_cache& cache, view<const float, 3> q, view<const float, 3> k_n
   }
   const float scale = detail::resolve_scale(opts.scale, D, c);
   using S = exec_packet_t<Exec>;
+  // o and selected are written while q and gates are read. k_new / v_new are copied into the cache, whose
+  // storage may move as it grows: they must not be views of the cache itself.
+  c.disjoint("o", o, "q", q)
+      .disjoint("o", o, "gates", gates)
+      .disjoint("selected", selected, "q", q)
+      .disjoint("selected", selected, "gates", gates)
+      .disjoint("selected", selected, "o", o);
+  const byte_range ck = bytes_of(cache.k_.data(), cache.k_.size() * sizeof(float)),
+                   cv = bytes_of(cache.v_.data(), cache.v_.size() * sizeof(float));
+  c.disjoint("k_new", k_new, "the cache's keys", ck).disjoint("v_new", v_new, "the cache's values", cv);
+  cache.check_tokens("attention::nsa_step", cache.len_ + n);
 
   // Append the raw keys/values.
   const index_t p0 = cache.len_;
@@ -386,7 +410,8 @@ void nsa(view<const float, 3> q, view<const float, 3> k, view<const float, 3> v,
 }
 
 // Gates from the input: g[t, h, b] = sigmoid(x[t] . w[h * 3 + b] + bias[h * 3 + b]).
-//   x: [T, hidden], w: [3 * heads, hidden], bias: [3 * heads] or {}, g: [T, heads, 3] (contiguous).
+//   x: [T, hidden], w: [3 * heads, hidden], bias: [3 * heads] or {}, g: [T, heads, 3] (contiguous), not
+//   overlapping x, w or bias (checked).
 template <host_exec Exec = host>
 void nsa_gates(view<const float, 2> x, view<const float, 2> w, view<const float, 1> bias, view<float, 3> g) {
   using S = exec_packet_t<Exec>;
@@ -395,6 +420,7 @@ void nsa_gates(view<const float, 2> x, view<const float, 2> w, view<const float,
   c.extent("g", g, 0, x.extent(0), "x tokens").extent("g", g, 2, 3, "3 branches");
   c.require(g.is_contiguous(), "g", "a contiguous tensor");
   if (bias.data()) c.extent("bias", bias, 0, w.extent(0), "3 * heads");
+  c.disjoint("g", g, "x", x).disjoint("g", g, "w", w).disjoint("g", g, "bias", bias);
   const dense_view<float, 2> y(g.data(), x.extent(0), 3 * g.extent(1));
   if (bias.data())
     gemm::matmul<gemm::matmul_config{}, S>(x, w, bias, view<float, 2>(y));

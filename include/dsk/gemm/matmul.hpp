@@ -167,14 +167,21 @@ void check_common(const contract& c, view<const float, 2> x, index_t N, index_t 
   c.extent("y", y, 0, x.extent(0), "x.extent(0) (M)");
   c.extent("y", y, 1, N, "the weights' out_features (N)");
   // The kernels read x while they write y (the blocked path packs x per block): overlapping memory would be
-  // silently wrong, so it is an error.
-  if (!x.empty() && !y.empty()) {
-    const auto* x0 = reinterpret_cast<const char*>(x.data());
-    const auto* x1 = reinterpret_cast<const char*>(x.data() + x.required_span_size());
-    const auto* y0 = reinterpret_cast<const char*>(y.data());
-    const auto* y1 = reinterpret_cast<const char*>(y.data() + y.required_span_size());
-    c.require(std::less<>{}(y1 - 1, x0) || std::less<>{}(x1 - 1, y0), "y", "memory that does not overlap x");
-  }
+  // silently wrong, so it is an error (no in-place form: every output reads a whole row of x).
+  c.disjoint("y", y, "x", x);
+}
+
+// Weights (and bias) are read while y is written: y over the last rows of w, or a bias inside y, would be
+// computed from overwritten values.
+template <class Y>
+void check_weight_alias(const contract& c, const Y& y, std::string_view arg, const byte_range& w) {
+  c.disjoint("y", y, arg, w);
+}
+template <float_storage W>
+byte_range bytes_of_packed(const packed_weights<W>& w) {
+  return w.panels() == 0 || w.in_features() == 0
+             ? byte_range{}
+             : bytes_of(w.panel(0), static_cast<std::uintptr_t>(w.bytes()));
 }
 
 DSK_ISA_END
@@ -184,9 +191,10 @@ DSK_ISA_BEGIN
 
 // y = x * W^T (+ bias): x [M, K] f32, W [N, K] (pre-packed, or a row-major float/bf16/f16 matrix), bias [N],
 // y [M, N] f32 or bf16. fp32 accumulation. Unit inner stride everywhere, any row stride; y must not overlap
-// x. M > 8 runs the blocked GEMM (Goto & van de Geijn, "Anatomy of high-performance matrix multiplication",
-// TOMS 2008; the BLIS 5-loop structure); M <= 8 streams W once for all rows. Pre-pack weights that are used
-// more than once: an unpacked W is transposed into panels on every blocked call.
+// x, w or bias (checked: dsk::error naming both arguments; column slices of one buffer are fine). M > 8 runs
+// the blocked GEMM (Goto & van de Geijn, "Anatomy of high-performance matrix multiplication", TOMS 2008; the
+// BLIS 5-loop structure); M <= 8 streams W once for all rows. Pre-pack weights that are used more than once:
+// an unpacked W is transposed into panels on every blocked call.
 template <matmul_config C = matmul_config{}, host_exec Exec = host, class Wt, class Y>
 requires output_matrix<Y>
 void matmul(view<const float, 2> x, const Wt& w, view<const float, 1> bias, Y&& y) {
@@ -201,6 +209,8 @@ void matmul(view<const float, 2> x, const Wt& w, view<const float, 1> bias, Y&& 
     c.unit_inner_stride("w", wv);
     detail::check_common<decltype(wv)>(c, x, wv.extent(0), wv.extent(1), yv);
     if (b) c.extent("bias", bias, 0, wv.extent(0), "w.extent(0) (N)").unit_inner_stride("bias", bias);
+    detail::check_weight_alias(c, yv, "w", bytes_of(wv));
+    detail::check_weight_alias(c, yv, "bias", bytes_of(bias));
     detail::run_rows<S, C>(x, wv, wv, false, b, yv);
   } else {
     c.require(w.kind() == panel_kind::plain, "w",
@@ -208,6 +218,8 @@ void matmul(view<const float, 2> x, const Wt& w, view<const float, 1> bias, Y&& 
     detail::check_common<Wt>(c, x, w.out_features(), w.in_features(), yv);
     if (b)
       c.extent("bias", bias, 0, w.out_features(), "w.out_features() (N)").unit_inner_stride("bias", bias);
+    detail::check_weight_alias(c, yv, "w", detail::bytes_of_packed(w));
+    detail::check_weight_alias(c, yv, "bias", bytes_of(bias));
     detail::run_packed<S, C>(x, w, b, yv);
   }
 }
@@ -231,6 +243,7 @@ void swiglu(view<const float, 2> x, const packed_weights<W>& gate_up, Y&& y) {
   c.require(gate_up.kind() == panel_kind::swiglu, "gate_up",
             "weights packed with packed_weights::swiglu(w_gate, w_up)");
   detail::check_common<packed_weights<W>>(c, x, gate_up.out_features(), gate_up.in_features(), yv);
+  detail::check_weight_alias(c, yv, "gate_up", detail::bytes_of_packed(gate_up));
   detail::run_packed<S, C>(x, gate_up, nullptr, yv);
 }
 
@@ -248,6 +261,8 @@ requires(!is_packed_weights<std::remove_cvref_t<Wt>>) && output_matrix<Y> void s
     c.extent("w_up", u, 0, g.extent(0), "w_gate.extent(0)")
         .extent("w_up", u, 1, g.extent(1), "w_gate.extent(1)");
     detail::check_common<decltype(g)>(c, x, g.extent(0), g.extent(1), yv);
+    detail::check_weight_alias(c, yv, "w_gate", bytes_of(g));
+    detail::check_weight_alias(c, yv, "w_up", bytes_of(u));
     detail::run_rows<S, C>(x, g, u, true, nullptr, yv);
   }
 }

@@ -27,6 +27,8 @@ inline loss_args check_loss_args(const contract& c, view<const float, 2> scores,
   if (grad)
     c.extent("dlogits", dlogits, 0, T, "scores.extent(0) (or empty: no gradient)")
         .extent("dlogits", dlogits, 1, E, "experts");
+  // The gradient is added row by row while scores are still read (some losses read them again after).
+  c.disjoint("dlogits", dlogits, "scores", scores);
   return {T, E, grad};
 }
 
@@ -97,7 +99,8 @@ DSK_ISA_BEGIN
 
 // Every loss takes the router's scores[T, E] (route()'s output) and the scoring function that produced them,
 // returns the loss and, when dlogits[T, E] is not empty, ADDS the gradient with respect to the logits to it
-// (so that several losses can be summed into one buffer). T = 0 gives 0.
+// (so that several losses can be summed into one buffer). T = 0 gives 0. dlogits must not overlap scores
+// (checked).
 
 // Simple form: L = lambda * (1/E) sum_e (P_e - 1/E)^2, P_e = mean_t scores[t, e].
 inline double balance_loss_simple(view<const float, 2> scores, scoring sf, view<float, 2> dlogits,

@@ -24,6 +24,11 @@ inline index_t grain_for(index_t floats_per_item) {
   return std::max<index_t>(1, (index_t{1} << 18) / std::max<index_t>(1, floats_per_item));
 }
 
+// Bounds of a dispatch: experts, tokens, slots and dispatched rows fit the int32 tables of the handle
+// (expert_id, row_token, row_slot); block is a GEMM M tile, at most 2^16 rows of padding per expert.
+inline constexpr index_t max_dispatch_count = 0x7fffffff;
+inline constexpr index_t max_dispatch_block = index_t{1} << 16;
+
 inline void check_topk_idx(const contract& c, view<const expert_id, 2> topk_idx, index_t E) {
   for (index_t t = 0; t < topk_idx.extent(0); ++t)
     for (index_t k = 0; k < topk_idx.extent(1); ++k) {
@@ -51,7 +56,13 @@ inline void dispatch_layout(view<const expert_id, 2> topk_idx, index_t E, view<i
       .require(R >= 1 && E % R == 0, "tokens_per_rank", "extent(0) = ranks R >= 1 dividing E", R)
       .extent("tokens_per_expert", tokens_per_expert, 0, E, "E")
       .extent("is_token_in_rank", is_token_in_rank, 0, T, "topk_idx.extent(0) (tokens)")
-      .extent("is_token_in_rank", is_token_in_rank, 1, R, "ranks");
+      .extent("is_token_in_rank", is_token_in_rank, 1, R, "ranks")
+      .disjoint("tokens_per_expert", tokens_per_expert, "topk_idx", topk_idx)
+      .disjoint("tokens_per_rank", tokens_per_rank, "topk_idx", topk_idx)
+      .disjoint("is_token_in_rank", is_token_in_rank, "topk_idx", topk_idx)
+      .disjoint("tokens_per_rank", tokens_per_rank, "tokens_per_expert", tokens_per_expert)
+      .disjoint("is_token_in_rank", is_token_in_rank, "tokens_per_expert", tokens_per_expert)
+      .disjoint("is_token_in_rank", is_token_in_rank, "tokens_per_rank", tokens_per_rank);
   detail::check_topk_idx(c, topk_idx, E);
   const index_t per_rank = E / R;
   for (index_t e = 0; e < E; ++e) tokens_per_expert(e) = 0;
@@ -103,27 +114,34 @@ struct dispatch_handle {
 // Plans a dispatch: a stable counting sort of the (token, slot) pairs of topk_idx[T, K] by expert, so the
 // same routing gives the same rows whatever the thread count. Under a capacity limit the earliest pairs (in
 // token, then slot order) are kept and the others dropped: their combine contribution is zero (the token
-// keeps its other experts and the residual). Throws on expert ids outside [-1, E).
+// keeps its other experts and the residual). Throws on expert ids outside [-1, E), on E, tokens or slots
+// beyond 2^31 - 1, on opt.block outside [1, 2^16] and on more than 2^31 - 1 dispatched rows. A
+// capacity_factor whose capacity exceeds T * K (even 1e300) keeps every pair.
 inline dispatch_handle plan_dispatch(view<const expert_id, 2> topk_idx, index_t E,
                                      const dispatch_options& opt = {}) {
   contract c{"moe::plan_dispatch"};
-  c.require(E >= 1, "E", ">= 1", E)
-      .require(opt.block >= 1, "opt.block", ">= 1", opt.block)
+  const index_t T = topk_idx.extent(0), K = topk_idx.extent(1);
+  c.in_range("E", E, index_t{1}, detail::max_dispatch_count)
+      .in_range("topk_idx.extent(0) (tokens)", T, index_t{0}, detail::max_dispatch_count)
+      .in_range("topk_idx.extent(1) (slots)", K, index_t{0}, detail::max_dispatch_count)
+      .in_range("opt.block", opt.block, index_t{1}, detail::max_dispatch_block)
       .require(std::isfinite(opt.capacity_factor) && opt.capacity_factor >= 0.0, "opt.capacity_factor",
                "a finite value >= 0 (0 = dropless)", opt.capacity_factor)
       .require(opt.capacity >= -1, "opt.capacity", ">= 0, or -1 to use capacity_factor", opt.capacity);
   detail::check_topk_idx(c, topk_idx, E);
   dispatch_handle h;
-  const index_t T = topk_idx.extent(0), K = topk_idx.extent(1);
   h.tokens = T;
   h.slots = K;
   h.experts = E;
   h.block = opt.block;
-  if (opt.capacity >= 0)
+  if (opt.capacity >= 0) {
     h.capacity = opt.capacity;
-  else if (opt.capacity_factor > 0.0)
-    h.capacity = static_cast<index_t>(
-        std::ceil(opt.capacity_factor * static_cast<double>(T * K) / static_cast<double>(E)));
+  } else if (opt.capacity_factor > 0.0) {
+    // No expert can receive more than T * K pairs: a larger capacity (capacity_factor up to 1e308) keeps
+    // everything, and clamping first keeps the conversion to index_t defined.
+    const double cap = std::ceil(opt.capacity_factor * static_cast<double>(T * K) / static_cast<double>(E));
+    h.capacity = cap >= static_cast<double>(T * K) ? T * K : static_cast<index_t>(cap);
+  }
   h.routed.assign(static_cast<std::size_t>(E), 0);
   for (index_t t = 0; t < T; ++t)
     for (index_t k = 0; k < K; ++k)
@@ -134,6 +152,12 @@ inline dispatch_handle plan_dispatch(view<const expert_id, 2> topk_idx, index_t 
     h.count[e] = h.capacity >= 0 ? std::min(h.routed[e], h.capacity) : h.routed[e];
     h.dropped += h.routed[e] - h.count[e];
     h.offset[e + 1] = h.offset[e] + (h.count[e] + h.block - 1) / h.block * h.block;
+    // count <= T * K < 2^62 and block <= 2^16: no overflow; the bound keeps the row tables allocatable.
+    if (h.offset[e + 1] > detail::max_dispatch_count)
+      c.require(
+          false, "opt.block",
+          dsk::detail::concat("a padding that keeps the dispatched rows within ", detail::max_dispatch_count),
+          dsk::detail::concat(opt.block, " (", h.offset[e + 1], " rows by expert ", e, ")"));
   }
   h.row_token.assign(static_cast<std::size_t>(h.rows()), -1);
   h.row_slot.assign(static_cast<std::size_t>(h.rows()), -1);
@@ -157,19 +181,61 @@ DSK_ISA_END
 
 namespace detail {
 DSK_ISA_BEGIN
+// A handle is plain data that a caller may modify between dispatch and combine: before its tables index
+// buffers, check that it is one plan_dispatch could have made. O(experts + rows + tokens * slots), metadata
+// only: offsets start at 0 and never decrease, each segment holds its count of rows (rows of the first
+// count[e] name a (token, slot) pair whose pair_row points back, the rest are padding), pair_row entries
+// lie in [-1, rows) and as many are >= 0 as the counts sum to.
 inline void check_handle(const contract& c, const dispatch_handle& h) {
-  c.require(static_cast<index_t>(h.offset.size()) == h.experts + 1 &&
-                static_cast<index_t>(h.row_token.size()) == h.rows() &&
-                static_cast<index_t>(h.row_slot.size()) == h.rows() &&
-                static_cast<index_t>(h.pair_row.size()) == h.tokens * h.slots,
-            "handle", "a handle made by moe::plan_dispatch");
+  const auto bad = [&](const auto&... what) {
+    c.require(false, "handle", "a consistent handle as moe::plan_dispatch makes it",
+              dsk::detail::concat(what...));
+  };
+  const index_t E = h.experts, T = h.tokens, K = h.slots;
+  if (E < 1 || E > max_dispatch_count) bad("experts = ", E);
+  if (T < 0 || T > max_dispatch_count) bad("tokens = ", T);
+  if (K < 0 || K > max_dispatch_count) bad("slots = ", K);
+  if (static_cast<index_t>(h.offset.size()) != E + 1) bad(h.offset.size(), " offsets for ", E, " experts");
+  if (static_cast<index_t>(h.count.size()) != E) bad(h.count.size(), " counts for ", E, " experts");
+  if (static_cast<index_t>(h.pair_row.size()) != T * K)
+    bad(h.pair_row.size(), " pair_row entries for ", T, " tokens x ", K, " slots");
+  if (h.offset[0] != 0) bad("offset[0] = ", h.offset[0]);
+  index_t kept = 0;
+  for (index_t e = 0; e < E; ++e) {
+    if (h.offset[e + 1] < h.offset[e] || h.offset[e + 1] > max_dispatch_count)
+      bad("offset[", e + 1, "] = ", h.offset[e + 1], " after offset[", e, "] = ", h.offset[e]);
+    if (h.count[e] < 0 || h.count[e] > h.offset[e + 1] - h.offset[e])
+      bad("count[", e, "] = ", h.count[e], " for a segment of ", h.offset[e + 1] - h.offset[e], " rows");
+    kept += h.count[e];
+  }
+  const index_t rows = h.rows();
+  if (static_cast<index_t>(h.row_token.size()) != rows || static_cast<index_t>(h.row_slot.size()) != rows)
+    bad(h.row_token.size(), " row_token and ", h.row_slot.size(), " row_slot entries for ", rows, " rows");
+  index_t paired = 0;
+  for (index_t p = 0; p < T * K; ++p) {
+    const index_t r = h.pair_row[p];
+    if (r < -1 || r >= rows) bad("pair_row[", p, "] = ", r, " outside [-1, ", rows, ")");
+    paired += r >= 0;
+  }
+  for (index_t e = 0; e < E; ++e)
+    for (index_t r = h.offset[e]; r < h.offset[e + 1]; ++r) {
+      const index_t t = h.row_token[r], k = h.row_slot[r];
+      if (r < h.offset[e] + h.count[e]) {
+        if (t < 0 || t >= T || k < 0 || k >= K || h.pair_row[t * K + k] != r)
+          bad("row ", r, " (expert ", e, ") names pair (", t, ", ", k, "), which does not point back to it");
+      } else if (t != -1 || k != -1) {
+        bad("padding row ", r, " (expert ", e, ") names pair (", t, ", ", k, ")");
+      }
+    }
+  if (paired != kept) bad(paired, " routed pairs for counts summing to ", kept);
 }
 DSK_ISA_END
 }  // namespace detail
 
 DSK_ISA_BEGIN
 
-// Gathers the rows of every expert: xs[rows, H]: row r = x[row_token[r]], padding rows zero. x: [T, H].
+// Gathers the rows of every expert: xs[rows, H]: row r = x[row_token[r]], padding rows zero. x: [T, H]; xs
+// must not overlap x (checked). The handle is checked for consistency (check_handle) on every call.
 template <host_exec Exec = host>
 void dispatch_tokens(view<const float, 2> x, const dispatch_handle& h, view<float, 2> xs) {
   contract c{"moe::dispatch_tokens"};
@@ -178,7 +244,8 @@ void dispatch_tokens(view<const float, 2> x, const dispatch_handle& h, view<floa
       .extent("xs", xs, 0, h.rows(), "handle.rows()")
       .extent("xs", xs, 1, x.extent(1), "x.extent(1) (hidden)")
       .unit_inner_stride("x", x)
-      .unit_inner_stride("xs", xs);
+      .unit_inner_stride("xs", xs)
+      .disjoint("xs", xs, "x", x);
   const index_t H = x.extent(1);
   parallel_for_chunks(0, h.rows(), detail::grain_for(H), [&](index_t lo, index_t hi) {
     for (index_t r = lo; r < hi; ++r) {
@@ -224,7 +291,8 @@ DSK_ISA_BEGIN
 
 // y[t] = shared[t] + sum_k topk_w[t, k] * ys[pair_row(t, k)], in slot order, fp32: each token is summed by
 // one thread in a fixed order, so the result does not depend on the thread count. Dropped and -1 slots add
-// nothing. ys: [rows, H]; topk_w: [T, K]; shared: [T, H] or empty (no shared experts); y: [T, H].
+// nothing. ys: [rows, H]; topk_w: [T, K]; shared: [T, H] or empty (no shared experts); y: [T, H]. y must not
+// overlap ys or topk_w; it may be exactly shared (in place), not partly (checked).
 template <host_exec Exec = host>
 void combine_tokens(view<const float, 2> ys, const dispatch_handle& h, view<const float, 2> topk_w,
                     view<float, 2> y, view<const float, 2> shared = {}) {
@@ -237,21 +305,25 @@ void combine_tokens(view<const float, 2> ys, const dispatch_handle& h, view<cons
       .extent("topk_w", topk_w, 1, h.slots, "handle.slots (K)")
       .extent("y", y, 0, h.tokens, "handle.tokens")
       .unit_inner_stride("ys", ys)
-      .unit_inner_stride("y", y);
+      .unit_inner_stride("y", y)
+      .disjoint("y", y, "ys", ys)
+      .disjoint("y", y, "topk_w", topk_w);
   const bool has_shared = shared.extent(0) != 0 || shared.extent(1) != 0;
   if (has_shared) {
     c.extent("shared", shared, 0, h.tokens, "handle.tokens (or empty)")
         .extent("shared", shared, 1, H, "y.extent(1)")
-        .unit_inner_stride("shared", shared);
+        .unit_inner_stride("shared", shared)
+        .disjoint_or_same("y", y, "shared", shared);
   }
   using S = exec_packet_t<Exec>;
   parallel_for_chunks(0, h.tokens, detail::grain_for(H * (h.slots + 1)), [&](index_t lo, index_t hi) {
     for (index_t t = lo; t < hi; ++t) {
       float* dst = row_ptr(y, t);
-      if (has_shared)
-        std::copy_n(row_ptr(shared, t), H, dst);
-      else
+      if (has_shared) {
+        if (row_ptr(shared, t) != dst) std::copy_n(row_ptr(shared, t), H, dst);  // y == shared: in place
+      } else {
         std::fill_n(dst, H, 0.0f);
+      }
       for (index_t k = 0; k < h.slots; ++k)
         if (const index_t r = h.pair_row[t * h.slots + k]; r >= 0)
           detail::axpy<S>(topk_w(t, k), row_ptr(ys, r), dst, H);
@@ -270,7 +342,8 @@ void dispatch_tokens_backward(view<const float, 2> dxs, const dispatch_handle& h
       .extent("dxs", dxs, 1, H, "dx.extent(1) (hidden)")
       .extent("dx", dx, 0, h.tokens, "handle.tokens")
       .unit_inner_stride("dxs", dxs)
-      .unit_inner_stride("dx", dx);
+      .unit_inner_stride("dx", dx)
+      .disjoint("dx", dx, "dxs", dxs);
   using S = exec_packet_t<Exec>;
   parallel_for_chunks(0, h.tokens, detail::grain_for(H * (h.slots + 1)), [&](index_t lo, index_t hi) {
     for (index_t t = lo; t < hi; ++t) {
@@ -304,6 +377,14 @@ void combine_tokens_backward(view<const float, 2> dy, view<const float, 2> ys, c
       .unit_inner_stride("dy", dy)
       .unit_inner_stride("ys", ys)
       .unit_inner_stride("dys", dys);
+  // dys is written before the second pass reads dy and ys and writes dtopk_w: no overlaps at all.
+  c.disjoint("dys", dys, "dy", dy)
+      .disjoint("dys", dys, "ys", ys)
+      .disjoint("dys", dys, "topk_w", topk_w)
+      .disjoint("dtopk_w", dtopk_w, "dy", dy)
+      .disjoint("dtopk_w", dtopk_w, "ys", ys)
+      .disjoint("dtopk_w", dtopk_w, "topk_w", topk_w)
+      .disjoint("dtopk_w", dtopk_w, "dys", dys);
   using S = exec_packet_t<Exec>;
   parallel_for_chunks(0, h.rows(), detail::grain_for(H), [&](index_t lo, index_t hi) {
     for (index_t r = lo; r < hi; ++r) {

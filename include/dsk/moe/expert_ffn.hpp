@@ -93,6 +93,15 @@ class dense_experts {
   index_t inter() const { return inter_; }
   // Weight bytes of one expert (what a decode step streams per activated expert).
   index_t expert_bytes() const { return 3 * inter() * hidden() * index_t(sizeof(W)); }
+  // f(name, byte_range) for every weight matrix: grouped_swiglu checks its outputs against them.
+  template <class F>
+  void for_each_weight(F&& f) const {
+    for (std::size_t e = 0; e < gate_.size(); ++e) {
+      f("gate", bytes_of(gate_[e]));
+      f("up", bytes_of(up_[e]));
+      f("down", bytes_of(down_[e]));
+    }
+  }
 
   // h[m, 0 : n1 - n0] = silu(x g[n0:n1]^T) * (x u[n0:n1]^T) for expert e, on the packet layer S.
   // One row (decode) reads the weights in address order (detail::gemv_row_swiglu); more rows use dsk::gemm.
@@ -170,6 +179,17 @@ class quantized_experts {
     product<S>(h, rows(down_[e], n0, n1), y);
   }
   bool int8_activations() const { return a8_; }
+  // f(name, byte_range) for the codes and scales of every weight (as dense_experts::for_each_weight).
+  template <class Fn>
+  void for_each_weight(Fn&& f) const {
+    for (const auto* set : {&gate_, &up_, &down_}) {
+      const char* name = set == &gate_ ? "gate" : set == &up_ ? "up" : "down";
+      for (const view_type& w : *set) {
+        f(name, quant::contracts::code_bytes_of(w));
+        f(name, quant::contracts::scale_bytes_of(w));
+      }
+    }
+  }
 
  private:
   template <class S>
@@ -329,7 +349,10 @@ DSK_ISA_BEGIN
 // every expert e; the other rows of ys (padding) are set to zero. xs, ys: [rows, H]; h: scratch [rows, I].
 // offset: E + 1 entries, non-decreasing, offset[E] = rows; count[e] <= offset[e + 1] - offset[e].
 // Each output is computed by one work item in a fixed order: the result does not depend on the thread count.
-// Exec: dsk::host or a packet layer (dsk::simd::scalar gives the same bits as dsk::host).
+// h must not overlap xs or the weights; ys must not overlap h or the weights; ys may overlap (or be) xs
+// (checked; the weights of banks that list them with for_each_weight, as dense_experts and
+// quantized_experts do). Exec: dsk::host or a packet layer (dsk::simd::scalar gives the same bits as
+// dsk::host).
 template <host_exec Exec = host, class B>
 void grouped_swiglu(view<const float, 2> xs, std::span<const index_t> offset, std::span<const index_t> count,
                     const B& w, view<float, 2> h, view<float, 2> ys) {
@@ -349,6 +372,15 @@ void grouped_swiglu(view<const float, 2> xs, std::span<const index_t> offset, st
       .unit_inner_stride("xs", xs)
       .unit_inner_stride("ys", ys)
       .unit_inner_stride("h", h);
+  // The gate/up pass reads xs and writes h; the down pass (after it) reads h and writes ys. So h must not
+  // overlap xs, ys must not overlap h, and ys MAY overlap xs (all of xs is read before ys is written).
+  c.disjoint("h", h, "xs", xs).disjoint("ys", ys, "h", h);
+  if constexpr (requires { w.for_each_weight([](const char*, const byte_range&) {}); }) {
+    w.for_each_weight([&](const char* name, const byte_range& wr) {
+      const std::string what = dsk::detail::concat("the experts' ", name, " weights");
+      c.disjoint("h", h, what, wr).disjoint("ys", ys, what, wr);
+    });
+  }
   c.require(offset[0] == 0 && offset[E] == rows, "offset",
             dsk::detail::concat("offset[0] = 0 and offset[E] = ", rows),
             dsk::detail::concat(offset[0], " and ", offset[E]));

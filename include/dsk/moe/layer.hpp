@@ -127,6 +127,8 @@ class deepseek_moe {
   }
 
   // x [T, H] -> y [T, H]. Returns the (token, slot) pairs dropped by the capacity limit (0 when dropless).
+  // y is written last (by combine, from the workspace only), so y may be x (an in-place layer); y must not
+  // overlap the workspace buffers (checked by combine_tokens).
   index_t forward(view<const float, 2> x, view<float, 2> y, moe_workspace& ws, index_t k_active = -1) const {
     contract c{"moe::deepseek_moe::forward"};
     c.extent("x", x, 1, hidden(), "hidden size")

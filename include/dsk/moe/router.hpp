@@ -84,6 +84,7 @@ inline std::string to_string(const router_config& c) {
 
 // logits[T, E] = x[T, H] * w[E, H]^T in fp32 (the gate is a bias-free linear layer kept in fp32); dsk::gemm
 // above 4 tokens. Exec: dsk::host or a packet layer (dsk::simd::scalar gives the same bits as dsk::host).
+// logits must not overlap x or w (checked).
 template <host_exec Exec = host>
 void gate_logits(view<const float, 2> x, view<const float, 2> w, view<float, 2> logits) {
   using S = exec_packet_t<Exec>;
@@ -93,7 +94,9 @@ void gate_logits(view<const float, 2> x, view<const float, 2> w, view<float, 2> 
       .extent("logits", logits, 1, w.extent(0), "w.extent(0) (experts)")
       .unit_inner_stride("x", x)
       .unit_inner_stride("w", w)
-      .unit_inner_stride("logits", logits);
+      .unit_inner_stride("logits", logits)
+      .disjoint("logits", logits, "x", x)
+      .disjoint("logits", logits, "w", w);
   const index_t T = x.extent(0), E = w.extent(0), H = x.extent(1);
   if (T <= 4) {
     // Decode: the product is ~E * H MACs per token, less than a fork/join costs; stay on this thread.
@@ -113,7 +116,8 @@ void gate_logits(view<const float, 2> x, view<const float, 2> w, view<float, 2> 
 //   topk_w[T, K]   = unbiased scores of the chosen experts, normalised (opt.norm_topk_prob, k > 1) or times
 //                    opt.routed_scaling_factor: the weights combine uses as they are.
 // opt.k_active in [1, K] (default K) routes to the first k_active slots only (progressive activation); the
-// other slots are written -1 / 0. Logits and bias must be finite.
+// other slots are written -1 / 0. Logits and bias must be finite. scores may be exactly logits (in place);
+// no other output may overlap an input or another output (checked).
 template <router_config C, host_exec Exec = host>
 void route(view<const float, 2> logits, view<const float, 1> bias, view<float, 2> scores,
            view<expert_id, 2> topk_idx, view<float, 2> topk_w, const router_options& opt = {}) {
@@ -135,6 +139,17 @@ void route(view<const float, 2> logits, view<const float, 1> bias, view<float, 2
       .unit_inner_stride("logits", logits)
       .unit_inner_stride("scores", scores);
   if (bias.extent(0) != 0) c.extent("bias", bias, 0, E, "experts (or empty for no bias)");
+  // Row t reads logits row t, then writes scores row t (in place is exact: softmax / sigmoid read the row
+  // before writing it) and the top-k of that row; bias is read for every row.
+  c.disjoint_or_same("scores", scores, "logits", logits)
+      .disjoint("scores", scores, "bias", bias)
+      .disjoint("topk_idx", topk_idx, "logits", logits)
+      .disjoint("topk_idx", topk_idx, "bias", bias)
+      .disjoint("topk_idx", topk_idx, "scores", scores)
+      .disjoint("topk_w", topk_w, "logits", logits)
+      .disjoint("topk_w", topk_w, "bias", bias)
+      .disjoint("topk_w", topk_w, "scores", scores)
+      .disjoint("topk_w", topk_w, "topk_idx", topk_idx);
   const index_t k_active = opt.k_active < 0 ? K : opt.k_active;
   c.in_range<index_t>("k_active", k_active, 1, K);
   const int n_group = C.method == topk_method::group_limited_greedy ? opt.n_group : 1;

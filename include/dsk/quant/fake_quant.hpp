@@ -35,6 +35,8 @@ void fake_quantize_with(view<const float, 2> x, view<const float, 2> scales, vie
   const contract c{"quant::fake_quantize"};
   check_fake_quant<C>(c, x, scales);
   c.extent("y", y, 0, x.extent(0)).extent("y", y, 1, x.extent(1)).unit_inner_stride("y", y);
+  // Elementwise: y == x (in place) is exact; a partial overlap, or y over the scales, is not.
+  c.disjoint_or_same("y", y, "x", x).disjoint("y", y, "scales", scales);
   parallel_for_chunks(0, x.extent(0), 16, [&](index_t lo, index_t hi) {
     fake_quant_rows<S, C>(x.data(), x.stride(0), scales.data(), scales.stride(0), lo, hi, x.extent(1),
                           y.data(), y.stride(0), nullptr, 0, nullptr, 0);
@@ -48,6 +50,9 @@ void fake_quantize_backward_with(view<const float, 2> x, view<const float, 2> sc
   check_fake_quant<C>(c, x, scales);
   c.extent("dy", dy, 0, x.extent(0)).extent("dy", dy, 1, x.extent(1)).unit_inner_stride("dy", dy);
   c.extent("dx", dx, 0, x.extent(0)).extent("dx", dx, 1, x.extent(1)).unit_inner_stride("dx", dx);
+  c.disjoint_or_same("dx", dx, "dy", dy)
+      .disjoint_or_same("dx", dx, "x", x)
+      .disjoint("dx", dx, "scales", scales);
   parallel_for_chunks(0, x.extent(0), 16, [&](index_t lo, index_t hi) {
     fake_quant_rows<S, C>(x.data(), x.stride(0), scales.data(), scales.stride(0), lo, hi, x.extent(1),
                           nullptr, 0, dy.data(), dy.stride(0), dx.data(), dx.stride(0));
@@ -61,12 +66,13 @@ DSK_ISA_BEGIN
 // dsk::host or a packet layer. Forward: y[i, k] = clamp(round(x[i, k] / s), qmin, qmax) * s with s =
 // scales[i, k / group] (f32, >= 0; a zero scale gives 0). Uses the format (code range, group) and the
 // rounding. x, y [N, K]; scales [N, groups_per_row(fmt, K)]. Typical scales: absmax_scales<C>(w, scales),
-// i.e. what quantize() would store.
+// i.e. what quantize() would store. y may be exactly x (in place); no other overlap (checked).
 template <auto C, host_exec Exec = host>
 void fake_quantize(view<const float, 2> x, view<const float, 2> scales, view<float, 2> y) {
   detail::fake_quantize_with<exec_packet_t<Exec>, spec_v<C>>(x, scales, y);
 }
 // Straight-through backward: dx = dy where qmin <= round(x / s) <= qmax (for s == 0: where x == 0), else 0.
+// dx may be exactly dy or x (in place); no other overlap with x, dy or scales (checked).
 template <auto C, host_exec Exec = host>
 void fake_quantize_backward(view<const float, 2> x, view<const float, 2> scales, view<const float, 2> dy,
                             view<float, 2> dx) {

@@ -27,6 +27,9 @@ void check_matmul(const contract& c, view<const float, 2> x, const qweight_view<
       .extent("y", y, 1, w.rows, "w.rows (N)")
       .unit_inner_stride("y", y)
       .require(w.rows == 0 || w.cols == 0 || (w.codes && w.scales), "w", "non-null codes and scales");
+  // Every output reads a whole row of x and all of w: no in-place form.
+  c.disjoint("y", y, "x", x);
+  contracts::check_weight_alias(c, "y", y, "w", w);
 }
 
 template <class S, format F>
@@ -50,8 +53,8 @@ DSK_ISA_BEGIN
 // matmul<Exec = dsk::host>(x, w, y) deduces the format from w (a quantized_operand); matmul<F, Exec>(x, w, y)
 // names it. Exec: dsk::host or a packet layer (dsk::simd::scalar, ...), all giving the same bits.
 // Weight-only product: y[m, n] = sum_g scale[n, g] * sum_{k in g} x[m, k] * code[n, k].
-// x [M, K] f32, w [N, K] quantized, y [M, N] f32; unit inner strides, any row strides. M = 1 is the decode
-// GEMV.
+// x [M, K] f32, w [N, K] quantized, y [M, N] f32; unit inner strides, any row strides; y must not overlap x
+// or w's codes and scales (checked). M = 1 is the decode GEMV.
 template <host_exec Exec = host, class W>
 void matmul(view<const float, 2> x, const W& w, view<float, 2> y) {
   if constexpr (detail::check_qweight<W>())

@@ -14,6 +14,7 @@
 #include "dsk/core/parallel.hpp"
 #include "dsk/core/tensor.hpp"
 #include "dsk/core/view.hpp"
+#include "dsk/quant/alias.hpp"
 #include "dsk/quant/format.hpp"
 #include "dsk/quant/host/quantize_avx2.hpp"
 #include "dsk/simd/simd.hpp"
@@ -33,11 +34,13 @@ class quantized_weight {
   static constexpr format fmt = F;
 
   quantized_weight() = default;
-  // Zero codes and scales of the given shape.
+  // Zero codes and scales of the given shape; rows, cols >= 0 and at most 2^48 bytes of storage (else
+  // dsk::error naming them, before allocating).
   quantized_weight(index_t rows, index_t cols)
       : rows_(rows),
         cols_(cols),
-        codes_(checked(rows, cols) * code_row_bytes(F, cols)),
+        codes_(contracts::checked_weight_shape<F>("quant::quantized_weight", rows, cols) *
+               code_row_bytes(F, cols)),
         scales_(rows * groups_per_row(F, cols)) {
     for (index_t i = 0; i < codes_.size(); ++i) codes_.data()[i] = code_type{};
     for (index_t i = 0; i < scales_.size(); ++i) scales_.data()[i] = scale_type{};
@@ -78,12 +81,6 @@ class quantized_weight {
   }
 
  private:
-  static index_t checked(index_t rows, index_t cols) {
-    if (rows < 0 || cols < 0)
-      fail("quant::quantized_weight: arguments 'rows, cols': expected >= 0, got ", rows, ", ", cols);
-    return rows;
-  }
-
   index_t rows_ = 0, cols_ = 0;
   aligned_buffer<code_type> codes_;
   aligned_buffer<scale_type> scales_;
@@ -100,6 +97,8 @@ void quantize_into(view<const T, 2> w, quantized_weight<C.fmt>& q) {
   const index_t N = w.extent(0), K = w.extent(1);
   if (q.rows() != N || q.cols() != K) q = quantized_weight<C.fmt>(N, K);
   const qweight_view<C.fmt> v = q.view();
+  // Reused storage is written while w is read: w must not live inside it.
+  contracts::check_weight_alias(c, "w", w, "out", v);
   auto* codes = reinterpret_cast<std::uint8_t*>(q.codes());
   parallel_for_chunks(0, N, 16, [&](index_t lo, index_t hi) {
     quantize_rows<S, C>(w.data(), w.stride(0), lo, hi, K, codes, v.code_stride, q.scales(), v.scale_stride,
@@ -120,6 +119,7 @@ void dequantize_with(qweight_view<F> q, view<float, 2> out) {
   c.extent("out", out, 0, q.rows, "rows of the quantized weight")
       .extent("out", out, 1, q.cols, "cols of the quantized weight")
       .unit_inner_stride("out", out);
+  contracts::check_weight_alias(c, "out", out, "q", q);
   parallel_for_chunks(0, q.rows, 16, [&](index_t lo, index_t hi) {
     dequantize_rows<S>(q, lo, hi, out.data(), out.stride(0));
   });
@@ -135,6 +135,9 @@ void quantize_tokens_with(view<const float, 2> x, view<std::int8_t, 2> q, view<f
       .unit_inner_stride("q", q)
       .extent("scales", scales, 0, x.extent(0), "x.extent(0) (tokens)")
       .require(scales.stride(0) == 1 || scales.extent(0) <= 1, "scales", "a unit stride", scales.stride(0));
+  // A row of x is read whole before its codes are written, but codes are narrower than x: q or scales over
+  // x would overwrite later rows before they are read.
+  c.disjoint("q", q, "x", x).disjoint("scales", scales, "x", x).disjoint("scales", scales, "q", q);
   parallel_for_chunks(0, x.extent(0), 16, [&](index_t lo, index_t hi) {
     quantize_tokens_rows<S, std::int8_t, false>(x.data(), x.stride(0), lo, hi, x.extent(1), q.data(),
                                                 q.stride(0), scales.data(), where);
@@ -210,8 +213,9 @@ void quantize(view<const f16, 2> w, quantized_weight<spec_v<C>.fmt>& out) {
   detail::quantize_into<exec_packet_t<Exec>, spec_v<C>>(w, out);
 }
 
-// out[N, K] = code * scale. dequantize<Exec = dsk::host>(q, out) deduces the format from q;
-// dequantize<F, Exec>(q, out) names it (q converts to qweight_view<F>).
+// out[N, K] = code * scale; out must not overlap q's codes or scales (checked). dequantize<Exec =
+// dsk::host>(q, out) deduces the format from q; dequantize<F, Exec>(q, out) names it (q converts to
+// qweight_view<F>).
 template <host_exec Exec = host, class W>
 void dequantize(const W& q, view<float, 2> out) {
   if constexpr (detail::check_qweight<W>())
@@ -224,6 +228,7 @@ void dequantize(std::type_identity_t<qweight_view<F>> q, view<float, 2> out) {
 
 // Per-token (row) int8 quantization of activations x [M, K]: scales[m] = max_k |x[m, k]| / 127,
 // q[m, k] = clamp(nearbyint(x / scale), -127, 127) (0 for an all-zero token). Non-finite values throw.
+// q and scales must not overlap x or each other (checked).
 template <host_exec Exec = host>
 void quantize_tokens(view<const float, 2> x, view<std::int8_t, 2> q, view<float, 1> scales) {
   detail::quantize_tokens_with<exec_packet_t<Exec>>(x, q, scales);

@@ -42,15 +42,33 @@ struct plan {
   bool allow_split = true;  // split the keys of a task over threads when there are too few tasks
 };
 
+// Split-K (the keys of a task cut into nsplit parts whose partial states are merged by log-sum-exp in split
+// order) changes the rounding, so the split count is a function of the problem size alone, never of the
+// thread count: 1 thread and 64 threads give the same bits (as every other dsk kernel does). Enough splits to
+// keep ~split_tasks tasks in flight when there are few (KV head, query chunk) tasks, each split at least
+// split_keys keys long; the token-major decode walk splits into up to kv_major_max_splits parts of at least
+// 8 tiles.
+inline constexpr index_t split_tasks = 32, split_keys = 1024;
+inline constexpr index_t kv_major_max_splits = 32, kv_major_split_tiles = 8;
+inline index_t key_splits(index_t base_tasks, index_t kv_len) {
+  if (base_tasks <= 0 || base_tasks >= split_tasks) return 1;
+  return std::clamp<index_t>((split_tasks + base_tasks - 1) / base_tasks, 1,
+                             std::max<index_t>(1, kv_len / split_keys));
+}
+inline index_t kv_major_splits(index_t tiles) {
+  return std::clamp<index_t>(tiles / kv_major_split_tiles, 1, kv_major_max_splits);
+}
+
 template <class S, int D, int Dv, class KV, class Visible, class Ranges>
 void drive_kv_major(const plan& pl, view<const float, 3> q, const KV& kv, view<float, 3> o,
-                    view<float, 2> lse, float scale, Visible& visible, Ranges& ranges_of, index_t threads) {
+                    view<float, 2> lse, float scale, Visible& visible, Ranges& ranges_of) {
   const index_t G = pl.group, Hkv = pl.kv_heads, H = Hkv * G, T = pl.q_len, RH = T * G, rows = Hkv * RH;
   std::vector<key_range> ranges;
   ranges_of(index_t{0}, T, ranges);
   const index_t tiles = (pl.kv_len + tile_keys - 1) / tile_keys;
-  // A few splits per thread, handed out dynamically: a shared machine may stall any one thread.
-  const index_t nsplit = std::clamp<index_t>(4 * threads, 1, std::max<index_t>(1, tiles / 2));
+  // Splits handed out dynamically (a shared machine may stall any one thread); how many depends on the
+  // length only, never on the thread count, so the merged result is the same bits on any machine.
+  const index_t nsplit = kv_major_splits(tiles);
   // Partial states per split: [split][row], row = kvh * RH + t * G + g.
   std::vector<float> acc(static_cast<std::size_t>(nsplit * rows * Dv)),
       m(static_cast<std::size_t>(nsplit * rows)), l(static_cast<std::size_t>(nsplit * rows));
@@ -110,11 +128,7 @@ void drive(const plan& pl, view<const float, 3> q, const KV& kv, view<float, 3> 
   if (T == 0 || H == 0) return;
   const index_t nchunks = (T + pl.chunk - 1) / pl.chunk;
   const index_t base_tasks = pl.kv_heads * nchunks;
-  const index_t threads = num_threads();
-  index_t nsplit = 1;
-  if (pl.allow_split && base_tasks < 2 * threads)
-    nsplit = std::clamp<index_t>((4 * threads + base_tasks - 1) / base_tasks, 1,
-                                 std::max<index_t>(1, pl.kv_len / 1024));
+  const index_t nsplit = pl.allow_split ? key_splits(base_tasks, pl.kv_len) : 1;
   const bool split = nsplit > 1;
 
   // Split-K partial states, indexed by (split, token * H + head).
@@ -129,7 +143,7 @@ void drive(const plan& pl, view<const float, 3> q, const KV& kv, view<float, 3> 
   // all heads at each tile instead of one head at a time. A head's rows are kv_heads * dim floats apart, so
   // per-head walks touch a new page per key (TLB misses, no hardware prefetch); token-major walks stream.
   if (nchunks == 1 && T * G <= 16 && pl.kv_heads > 1) {
-    drive_kv_major<S, D, Dv>(pl, q, kv, o, lse, scale, visible, ranges_of, threads);
+    drive_kv_major<S, D, Dv>(pl, q, kv, o, lse, scale, visible, ranges_of);
     return;
   }
 

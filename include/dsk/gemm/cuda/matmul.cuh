@@ -106,9 +106,9 @@ void lt_matmul(view<const T, 2> x, view<const T, 2> w, view<Y, 2> y, const devic
 // matmul<C, dsk::cuda>(x, w, y, stream): y = x * W^T, fp32 accumulation (C: gemm::matmul_config, the host's
 // config type; algorithm::blocked == algorithm::cublaslt). x [M, K] (f32, bf16 or f16), W [N, K] (f32, bf16
 // or f16), y [M, N] (f32, or the type of W), all in device memory with unit inner strides and any row
-// strides; y must not overlap x or W. M <= C.gemv_max_rows: the GEMV kernel (any mix of x and W types).
-// Larger M: cuBLASLt natively (x and W of the same type; y f32 or that type), the GEMV kernel under the
-// emulation. Asynchronous on s.
+// strides; y must not overlap x or W (checked). M <= C.gemv_max_rows: the GEMV kernel (any mix of x and W
+// types). Larger M: cuBLASLt natively (x and W of the same type; y f32 or that type), the GEMV kernel under
+// the emulation. Asynchronous on s.
 template <matmul_config C, std::same_as<dsk::cuda> B, float_storage X, float_storage W, class Y>
 requires(std::is_same_v<Y, float> ||
          std::is_same_v<Y, W>) void matmul(view<const X, 2> x, view<const W, 2> w, view<Y, 2> y,
@@ -117,6 +117,7 @@ requires(std::is_same_v<Y, float> ||
   c.unit_inner_stride("x", x).unit_inner_stride("w", w).unit_inner_stride("y", y);
   c.extent("w", w, 1, x.extent(1), "x.extent(1) (K)");
   c.extent("y", y, 0, x.extent(0), "x.extent(0) (M)").extent("y", y, 1, w.extent(0), "w.extent(0) (N)");
+  c.disjoint("y", y, "x", x).disjoint("y", y, "w", w);  // device addresses: the same host-side test
   const index_t M = x.extent(0), N = w.extent(0);
   if (M == 0 || N == 0) return;
   static_assert(C.gemv_max_rows >= 0, "gemm::matmul_config: gemv_max_rows must be >= 0");

@@ -71,9 +71,13 @@ void fake_quant_cuda(const char* where, view<const float, 2> x, view<const float
       .unit_inner_stride("scales", scales);
   if (!backward) {
     c.extent("y", y, 0, x.extent(0)).extent("y", y, 1, x.extent(1)).unit_inner_stride("y", y);
+    c.disjoint_or_same("y", y, "x", x).disjoint("y", y, "scales", scales);  // as the host's
   } else {
     c.extent("dy", dy, 0, x.extent(0)).extent("dy", dy, 1, x.extent(1)).unit_inner_stride("dy", dy);
     c.extent("dx", dx, 0, x.extent(0)).extent("dx", dx, 1, x.extent(1)).unit_inner_stride("dx", dx);
+    c.disjoint_or_same("dx", dx, "dy", dy)
+        .disjoint_or_same("dx", dx, "x", x)
+        .disjoint("dx", dx, "scales", scales);
   }
   if (x.size() == 0) return;
   const device::index_report bad(s);

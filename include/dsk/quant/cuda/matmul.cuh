@@ -6,13 +6,14 @@
 #pragma once
 
 #include <concepts>
-#include <type_traits>
 #include <cstdint>
+#include <type_traits>
 
 #include "dsk/core/backend.hpp"
 #include "dsk/core/error.hpp"
 #include "dsk/core/view.hpp"
 #include "dsk/cuda.cuh"
+#include "dsk/quant/alias.hpp"
 #include "dsk/quant/cuda/quantize.cuh"
 #include "dsk/quant/cuda/weight.cuh"
 #include "dsk/quant/format.hpp"
@@ -140,6 +141,8 @@ void matmul(view<const float, 2> x, qweight_view<F> w, view<float, 2> y,
       .extent("y", y, 1, w.rows, "w.rows (N)")
       .unit_inner_stride("y", y)
       .require(w.rows == 0 || w.cols == 0 || (w.codes && w.scales), "w", "non-null codes and scales");
+  c.disjoint("y", y, "x", x);  // the host's overlap rules (quant/matmul.hpp), on device addresses
+  contracts::check_weight_alias(c, "y", y, "w", w);
   const index_t M = x.extent(0), N = w.rows;
   if (M == 0 || N == 0) return;
   c.in_range("x.extent(0) (M)", M, index_t{0}, index_t{65535} * kernels::qgemv_rows);

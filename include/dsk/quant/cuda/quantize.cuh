@@ -5,8 +5,8 @@
 #pragma once
 
 #include <concepts>
-#include <type_traits>
 #include <cstdint>
+#include <type_traits>
 
 #include "dsk/core/backend.hpp"
 #include "dsk/core/dtype.hpp"
@@ -185,6 +185,7 @@ void dequantize(qweight_view<F> q, view<float, 2> out,
   c.extent("out", out, 0, q.rows, "rows of the quantized weight")
       .extent("out", out, 1, q.cols, "cols of the quantized weight")
       .unit_inner_stride("out", out);
+  contracts::check_weight_alias(c, "out", out, "q", q);
   if (q.rows == 0 || q.cols == 0) return;
   const auto gy = static_cast<unsigned>(std::min<index_t>(64, device::blocks_for(q.cols, 256)));
   device::launch(kernels::dequantize<DSK_QUANT_FMT_ARGS(F)>,

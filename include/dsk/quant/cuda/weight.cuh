@@ -8,6 +8,7 @@
 
 #include "dsk/core/error.hpp"
 #include "dsk/cuda.cuh"
+#include "dsk/quant/alias.hpp"
 #include "dsk/quant/format.hpp"
 
 namespace dsk::quant {
@@ -24,7 +25,7 @@ class device_quantized_weight {
   static constexpr format fmt = F;
   device_quantized_weight() = default;
   device_quantized_weight(index_t rows, index_t cols)
-      : rows_(checked(rows, cols)),
+      : rows_(contracts::checked_weight_shape<F>("quant::device_quantized_weight", rows, cols)),
         cols_(cols),
         codes_(rows * code_row_bytes(F, cols)),
         scales_(rows * groups_per_row(F, cols)) {}
@@ -42,11 +43,6 @@ class device_quantized_weight {
   index_t bytes() const { return codes_.size() + scales_.size() * static_cast<index_t>(sizeof(scale_t<F>)); }
 
  private:
-  static index_t checked(index_t rows, index_t cols) {
-    if (rows < 0 || cols < 0)
-      fail("quant::device_quantized_weight: arguments 'rows, cols': expected >= 0, got ", rows, ", ", cols);
-    return rows;
-  }
   index_t rows_ = 0, cols_ = 0;
   device::buffer<std::uint8_t> codes_;
   device::buffer<scale_t<F>> scales_;
