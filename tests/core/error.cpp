@@ -55,6 +55,11 @@ TEST_CASE("overlap of byte ranges: exact for row slices of one buffer, conservat
   // same_memory: same address, extents and byte strides.
   CHECK(dsk::same_memory(rows(0, 4, 8, 16), rows(0, 4, 8, 16)));
   CHECK_FALSE(dsk::same_memory(rows(0, 4, 8, 16), rows(0, 4, 8, 8)));
+  // A dimension of extent 1 addresses nothing through its stride: one row with row stride 16 or 8 is the
+  // same.
+  CHECK(dsk::same_memory(rows(0, 1, 8, 16), rows(0, 1, 8, 8)));
+  CHECK_FALSE(dsk::same_memory(rows(0, 1, 8, 16), rows(0, 1, 7, 16)));
+  CHECK_FALSE(dsk::same_memory(rows(0, 2, 8, 16), rows(16, 2, 8, 16)));
   const dsk::contract c{"k::op"};
   CHECK_THROWS_WITH(c.disjoint("y", rows(0, 2, 8, 16), "x", rows(4, 2, 8, 16)),
                     "k::op: argument 'y': expected memory that does not overlap x");
