@@ -145,15 +145,7 @@ int main(int argc, char** argv) {
       if (cfg.bos_token_id >= 0) ids.push_back(static_cast<std::int32_t>(cfg.bos_token_id));
       for (auto t : tok->encode("The capital of France is")) ids.push_back(t);
     } else {
-      ids = {0, 17, 42, 7, 99, 3};  // the demo's fixed prompt ids
-      const auto top = *std::max_element(ids.begin(), ids.end());
-      if (top >= cfg.vocab_size)
-        throw dsk::error(
-            "dsk_v2: without --prompt / --tokens (and no tokenizer.json in --model) the built-in "
-            "prompt ids 0,17,42,7,99,3 are used; they need vocab_size >= " +
-            std::to_string(top + 1) + ", this model has " + std::to_string(cfg.vocab_size) +
-            ": give the prompt as ids with --tokens ID,ID,... (each < " + std::to_string(cfg.vocab_size) +
-            ")");
+      ids = dsk_v2::builtin_prompt(cfg.vocab_size);  // the demo's fixed prompt ids
     }
     if (ids.empty()) throw dsk::error("dsk_v2: the prompt has no tokens");
 

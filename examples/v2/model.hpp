@@ -923,6 +923,23 @@ class model {
   std::int64_t checked_bytes_ = 0;
 };
 
+// The runner's built-in prompt ids (no --prompt, --tokens or tokenizer.json), checked against the model's
+// vocabulary so that a small one gets an error about the built-in prompt rather than about ids the user never
+// gave.
+inline std::vector<std::int32_t> builtin_prompt(index_t vocab_size) {
+  std::vector<std::int32_t> ids = {0, 17, 42, 7, 99, 3};
+  const index_t top = *std::max_element(ids.begin(), ids.end());
+  if (top >= vocab_size)
+    fail(
+        "dsk_v2: without --prompt or --tokens (and no tokenizer.json in --model) the built-in prompt ids "
+        "0,17,42,7,99,3 are used; they need vocab_size >= ",
+        top + 1, ", this model has vocab_size ", vocab_size,
+        ": give the prompt as ids with --tokens ID,ID,... "
+        "(each < ",
+        vocab_size, ")");
+  return ids;
+}
+
 // ---- the tokenizer next to the model ---------------------------------------------------------------------
 // Every id the tokenizer can produce (vocabulary and added tokens) must have an embedding row: a tokenizer
 // larger than config.json's vocab_size belongs to another model. (Smaller is normal: DeepSeek-V2's
