@@ -516,7 +516,7 @@ class model {
   static void check_layers(const io::checkpoint& ck, index_t num_layers) {
     constexpr std::string_view prefix = "model.layers.";
     std::set<index_t> present;
-    std::string beyond;  // a tensor of the first layer >= num_layers
+    std::string beyond, beyond_digits;  // a tensor of the first layer >= num_layers, and its layer number
     index_t beyond_index = -1;
     for (const auto& n : ck.names()) {
       if (n.compare(0, prefix.size(), prefix) != 0) continue;
@@ -528,14 +528,15 @@ class model {
       if (ec == std::errc::result_out_of_range) i = std::numeric_limits<index_t>::max();
       if (i < 0) continue;
       if (i >= num_layers) {
-        if (beyond.empty() || i < beyond_index) beyond = n, beyond_index = i;
+        if (beyond.empty() || i < beyond_index)
+          beyond = n, beyond_index = i, beyond_digits = std::string(first, p);
         continue;
       }
       present.insert(i);
     }
     const std::string cfg_says = "config.json's num_hidden_layers = " + std::to_string(num_layers);
     if (!beyond.empty())
-      fail("dsk_v2::model: checkpoint '", ck.label(), "' holds tensors of layer ", beyond_index, " (e.g. '",
+      fail("dsk_v2::model: checkpoint '", ck.label(), "' holds tensors of layer ", beyond_digits, " (e.g. '",
            beyond, "'), beyond ", cfg_says,
            ": the config does not describe this checkpoint (set "
            "num_hidden_layers to the checkpoint's layer count)");

@@ -248,7 +248,8 @@ TEST_CASE("models: the checkpoint's layers must match num_hidden_layers", "[mode
     model_temp_dir d;
     with_extra(d.path(), {"model.layers.123456789012345678901234567890.input_layernorm.weight"});
     CHECK_THAT(load_error(d.path()),
-               Catch::Contains("'model.layers.123456789012345678901234567890.input_layernorm.weight'") &&
+               Catch::Contains("holds tensors of layer 123456789012345678901234567890 (e.g. "
+                               "'model.layers.123456789012345678901234567890.input_layernorm.weight')") &&
                    Catch::Contains("beyond config.json's num_hidden_layers = 3"));
   }
   SECTION("the first extra layer is the one named") {
