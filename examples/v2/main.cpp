@@ -49,7 +49,7 @@ int main(int argc, char** argv) {
   std::string preset_name = "tiny";
   double temperature = 0.7, top_p = 1.0, min_p = 0.0, repetition_penalty = 1.0;
   std::uint64_t seed = 0;
-  bool greedy = false, quiet = false;
+  bool greedy = false, quiet = false, no_weight_check = false;
   app.add_option("--model", model_dir, "checkpoint directory: config.json, *.safetensors, tokenizer.json");
   app.add_option("--prompt", prompt, "prompt text (needs tokenizer.json)");
   app.add_option("--tokens", tokens_arg, "prompt as comma-separated token ids (instead of --prompt)");
@@ -94,7 +94,10 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::IsMember({"tiny", "v2-lite"}));
   app.add_option("--layers", layers, "without --model: override the preset's layer count (0: keep)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::Range(0, 1024));
+  app.add_flag("--no-weight-check", no_weight_check,
+               "skip the load-time scan of every weight for NaN / infinity (one read of the checkpoint; "
+               "non-finite logits are still reported)");
   app.add_flag("--quiet", quiet, "print only the generated text / ids and the summary line");
   CLI11_PARSE(app, argc, argv);
 
@@ -115,9 +118,13 @@ int main(int argc, char** argv) {
           p.name);
       m.emplace(dsk_v2::model::random(p, fmt));
     } else {
-      m.emplace(dsk_v2::model::load(model_dir, fmt));
-      if (std::filesystem::exists(std::filesystem::path(model_dir) / "tokenizer.json"))
-        tok.emplace(dsk::io::tokenizer::load(model_dir));
+      m.emplace(dsk_v2::model::load(model_dir, fmt, {.check_finite = !no_weight_check}));
+      const auto tok_file = std::filesystem::path(model_dir) / "tokenizer.json";
+      if (std::filesystem::exists(tok_file)) {
+        tok.emplace(dsk::io::tokenizer::load(tok_file));
+        dsk_v2::check_tokenizer(*tok, m->config().vocab_size, tok_file.string(),
+                                (std::filesystem::path(model_dir) / "config.json").string());
+      }
     }
     m->set_prefill_form(form == "absorbed" ? dsk_v2::attention_form::absorbed
                                            : dsk_v2::attention_form::expanded);
@@ -138,17 +145,18 @@ int main(int argc, char** argv) {
       if (cfg.bos_token_id >= 0) ids.push_back(static_cast<std::int32_t>(cfg.bos_token_id));
       for (auto t : tok->encode("The capital of France is")) ids.push_back(t);
     } else {
-      ids = {0, 17, 42, 7, 99, 3};  // the demo's fixed prompt ids
+      ids = dsk_v2::builtin_prompt(cfg.vocab_size);  // the demo's fixed prompt ids
     }
     if (ids.empty()) throw dsk::error("dsk_v2: the prompt has no tokens");
 
     if (!quiet) {
       std::printf(
           "model: %lld layers, hidden %lld, %lld heads, %lld routed experts (top-%lld), vocab %lld; "
-          "weights %s: %.1f MiB in memory; loaded in %.2f s; %d threads\n",
+          "weights %s: %.1f MiB in memory; loaded in %.2f s (%.1f MiB checked for NaN/inf); %d threads\n",
           (long long)cfg.num_hidden_layers, (long long)cfg.hidden_size, (long long)cfg.num_attention_heads,
           (long long)cfg.n_routed_experts, (long long)cfg.num_experts_per_tok, (long long)cfg.vocab_size,
-          weights.c_str(), static_cast<double>(m->weight_bytes()) / (1 << 20), load_s, dsk::num_threads());
+          weights.c_str(), static_cast<double>(m->weight_bytes()) / (1 << 20), load_s,
+          static_cast<double>(m->checked_bytes()) / (1 << 20), dsk::num_threads());
       std::printf("prompt (%zu tokens):", ids.size());
       for (auto t : ids) std::printf(" %d", t);
       std::printf("\n");
@@ -170,7 +178,8 @@ int main(int argc, char** argv) {
     m->forward(ids, cache, logits.view());
     const auto t1 = std::chrono::steady_clock::now();
     std::vector<std::int32_t> out;
-    std::string printed;
+    std::optional<dsk_v2::text_stream> text;
+    if (tok) text.emplace(*tok);
     auto is_eos = [&](std::int32_t t) {
       return std::find(cfg.eos_token_ids.begin(), cfg.eos_token_ids.end(), t) != cfg.eos_token_ids.end();
     };
@@ -180,17 +189,9 @@ int main(int argc, char** argv) {
       seen.insert(seen.end(), out.begin(), out.end());
       const auto next = static_cast<std::int32_t>(smp.sample(logits.cview(), seen));
       out.push_back(next);
-      if (tok) {
-        // Print the new part of the decoded text. A token may end inside a UTF-8 character, which decodes as
-        // U+FFFD until the next token completes it: hold such a tail back, except at the end.
-        const bool last = is_eos(next) || i + 1 == max_new;
-        const std::string text = tok->decode(out, true);
-        const bool partial = text.size() >= 3 && text.compare(text.size() - 3, 3, "\xEF\xBF\xBD") == 0;
-        if ((!partial || last) && text.size() > printed.size() &&
-            text.compare(0, printed.size(), printed) == 0) {
-          std::fputs(text.c_str() + printed.size(), stdout);
-          printed = text;
-        }
+      if (text) {
+        // The new part of the decoded text (ids the tokenizer lacks decode as nothing: text_stream).
+        std::fputs(text->push(next, is_eos(next) || i + 1 == max_new).c_str(), stdout);
       } else {
         std::printf("%d ", next);
       }
@@ -201,6 +202,11 @@ int main(int argc, char** argv) {
     }
     const auto t2 = std::chrono::steady_clock::now();
     std::printf("\n");
+    if (text && text->unknown() > 0)
+      std::printf(
+          "(%lld generated ids have no token in tokenizer.json (ids >= %lld or holes; vocab_size %lld): "
+          "decoded as nothing)\n",
+          (long long)text->unknown(), (long long)tok->vocab_size(), (long long)cfg.vocab_size);
 
     const double pre_s = std::chrono::duration<double>(t1 - t0).count();
     const double dec_s = std::chrono::duration<double>(t2 - t1).count();

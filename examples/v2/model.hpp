@@ -5,13 +5,17 @@
 #pragma once
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <random>
+#include <set>
 #include <span>
 #include <string>
 #include <variant>
@@ -26,6 +30,7 @@
 #include "dsk/moe/router.hpp"
 #include "dsk/nn/elementwise.hpp"
 #include "dsk/nn/embedding.hpp"
+#include "dsk/nn/finite.hpp"
 #include "dsk/nn/linear.hpp"
 #include "dsk/nn/rmsnorm.hpp"
 #include "dsk/nn/rope.hpp"
@@ -143,10 +148,19 @@ inline nn::linear_format to_linear_format(weight_format f) {
   return {};
 }
 
+// What model::load checks besides the structure (which is always checked).
+struct load_options {
+  // Every weight the model uses is scanned once for NaN and infinities (nn::first_nonfinite, vectorised,
+  // over the mapped tensor in its checkpoint dtype): one read of the checkpoint's bytes. false skips it (a
+  // corrupt checkpoint then shows as non-finite logits, which model::forward reports).
+  bool check_finite = true;
+};
+
 // Reads tensors of one checkpoint (or of the built-in random weights) into the chosen format.
 class loader {
  public:
-  loader(const io::checkpoint& ck, weight_format fmt) : ck_(ck), fmt_(fmt) {}
+  loader(const io::checkpoint& ck, weight_format fmt, load_options opts = {})
+      : ck_(ck), fmt_(fmt), opts_(opts) {}
 
   const io::checkpoint& checkpoint() const { return ck_; }
 
@@ -157,17 +171,82 @@ class loader {
     return l;
   }
   tensor<float, 2> f32(const std::string& name, std::array<index_t, 2> shape) const {
+    ck_.check_shape(name, shape);
+    check_finite(name);
     auto t = ck_.read<float, 2>(name, shape);
     release(name);
     return t;
   }
   tensor<float, 1> vec(const std::string& name, index_t n) const {
     const std::array<index_t, 1> shape{n};
+    ck_.check_shape(name, shape);
+    check_finite(name);
     auto t = ck_.read<float, 1>(name, shape);
     release(name);
     return t;
   }
   weight_format format() const { return fmt_; }
+
+  // Throws dsk::error naming the tensor, its file and the first element that is NaN or infinite (F32, BF16,
+  // F16 and F64 tensors; other dtypes hold no such values). Call after the shape check, before the tensor
+  // is used. Adds the tensor's bytes to checked_bytes().
+  void check_finite(const std::string& name) const {
+    if (!opts_.check_finite) return;
+    const io::tensor_info& t = ck_.info(name);
+    const auto b = ck_.bytes(name);
+    index_t k = -1;
+    float value = 0;
+    auto scan = [&]<class T>(std::type_identity<T>) {
+      const index_t n = static_cast<index_t>(b.size() / sizeof(T));
+      if (reinterpret_cast<std::uintptr_t>(b.data()) % alignof(T) == 0) {
+        const view<const T, 1> v(reinterpret_cast<const T*>(b.data()), dims<1>(n), {1});
+        k = nn::first_nonfinite(v);
+        if (k >= 0) value = static_cast<float>(v(k));
+      } else {  // a tensor the file does not align for its dtype: checked in an aligned copy
+        tensor<T, 1> c(std::array<index_t, 1>{n}, uninitialized);
+        if (n > 0) std::memcpy(c.data(), b.data(), b.size());
+        k = nn::first_nonfinite(c.cview());
+        if (k >= 0) value = static_cast<float>(c(k));
+      }
+    };
+    switch (t.dtype) {
+      case io::st_dtype::F32:
+        scan(std::type_identity<float>{});
+        break;
+      case io::st_dtype::BF16:
+        scan(std::type_identity<bf16>{});
+        break;
+      case io::st_dtype::F16:
+        scan(std::type_identity<f16>{});
+        break;
+      case io::st_dtype::F64:  // rare in checkpoints: scalar
+        for (std::size_t i = 0; i < b.size() / 8 && k < 0; ++i) {
+          double d;
+          std::memcpy(&d, b.data() + 8 * i, 8);
+          if (!std::isfinite(d)) k = static_cast<index_t>(i), value = static_cast<float>(d);
+        }
+        break;
+      default:
+        return;
+    }
+    checked_bytes_ += static_cast<std::int64_t>(b.size());
+    if (k < 0) return;
+    std::vector<index_t> at(t.shape.size());  // the element's index in the tensor's shape
+    for (std::size_t d = t.shape.size(), rest = static_cast<std::size_t>(k); d-- > 0;) {
+      const auto e = static_cast<std::size_t>(std::max<index_t>(t.shape[d], 1));
+      at[d] = static_cast<index_t>(rest % e);
+      rest /= e;
+    }
+    const auto [file, info] = ck_.find(name);
+    (void)info;
+    fail("dsk_v2::model: tensor '", name, "' in '", file ? file->label() : ck_.label(), "' (",
+         io::name(t.dtype), ", shape ", io::shape_string(t.shape), ") holds a non-finite value: element ", k,
+         " ", io::shape_string(at), " = ", value,
+         " (the first one); the checkpoint is corrupt or was saved from a diverged run (load_options "
+         "check_finite = false, dsk_v2 --no-weight-check, loads it anyway)");
+  }
+  // Bytes of the tensors check_finite has scanned.
+  std::int64_t checked_bytes() const { return checked_bytes_; }
 
   // Drops the mapped file pages of a tensor that has been converted (the converted copy is what the model
   // keeps), so that resident memory while loading stays near the size of the result instead of growing by
@@ -178,6 +257,7 @@ class loader {
   nn::linear convert(const std::string& name, index_t out, index_t in) const {
     const std::array<index_t, 2> shape{out, in};
     ck_.check_shape(name, shape);
+    check_finite(name);
     const io::st_dtype dt = ck_.info(name).dtype;
     const auto f = to_linear_format(fmt_);
     if (dt == io::st_dtype::BF16) return nn::linear(ck_.view<bf16, 2>(name, shape), f);
@@ -187,6 +267,8 @@ class loader {
 
   const io::checkpoint& ck_;
   weight_format fmt_;
+  load_options opts_;
+  mutable std::int64_t checked_bytes_ = 0;
 };
 
 // SwiGLU MLP down(silu(gate x) * up x) in the loader's format.
@@ -196,6 +278,10 @@ inline nn::swiglu_mlp load_mlp(const loader& ld, const std::string& prefix, inde
                     d = prefix + ".down_proj.weight";
   const auto& ck = ld.checkpoint();
   const auto f = to_linear_format(ld.format());
+  for (const auto* n : {&g, &u, &d}) {
+    ck.check_shape(*n, n == &d ? dn : gu);
+    ld.check_finite(*n);
+  }
   const bool bf = ck.info(g).dtype == io::st_dtype::BF16 && ck.info(u).dtype == io::st_dtype::BF16 &&
                   ck.info(d).dtype == io::st_dtype::BF16;
   nn::swiglu_mlp m =
@@ -254,8 +340,14 @@ inline expert_store load_experts(const loader& ld, const std::string& prefix, in
   auto dense = [&]<class W>(dense_expert_store<W> st) -> expert_store {
     auto matrix = [&](const std::string& n, index_t r, index_t c) -> view<const W, 2> {
       const std::array<index_t, 2> shape{r, c};
-      if (ck.info(n).dtype == io::st_dtype_of_t<W>::value)
-        return ck.view<W, 2>(n, shape);  // mapped, not copied
+      ck.check_shape(n, shape);
+      ld.check_finite(n);
+      if (ck.info(n).dtype == io::st_dtype_of_t<W>::value) {
+        // Mapped, not copied. The check read its pages: drop them again, so that resident memory grows
+        // only with the experts that are used (they come back from the file when touched).
+        ld.release(n);
+        return ck.view<W, 2>(n, shape);
+      }
       st.owned.push_back(ck.read<W, 2>(n, shape));
       ld.release(n);
       return st.owned.back().cview();
@@ -278,6 +370,7 @@ inline expert_store load_experts(const loader& ld, const std::string& prefix, in
     auto q = [&](const std::string& n, index_t r, index_t c) {
       const std::array<index_t, 2> shape{r, c};
       ck.check_shape(n, shape);
+      ld.check_finite(n);
       auto w = ck.info(n).dtype == io::st_dtype::BF16
                    ? quant::quantize<C>(ck.view<bf16, 2>(n, shape))
                    : quant::quantize<C>(ck.read<float, 2>(n, shape).cview());
@@ -341,22 +434,28 @@ struct kv_cache {
 class model {
  public:
   // Loads config.json and the safetensors checkpoint (one file or sharded) of a directory.
-  static model load(const fs::path& dir, weight_format fmt) {
+  static model load(const fs::path& dir, weight_format fmt, load_options opts = {}) {
     const io::v2_config cfg = io::v2_config::load(dir);
-    return model(cfg, std::make_shared<const io::checkpoint>(dir), fmt);
+    return model(cfg, std::make_shared<const io::checkpoint>(dir), fmt, opts);
   }
 
-  // The model keeps the checkpoint mapped: bf16 experts are viewed in place in it (no copy).
-  model(const io::v2_config& cfg, std::shared_ptr<const io::checkpoint> checkpoint, weight_format fmt)
+  // The model keeps the checkpoint mapped: bf16 experts are viewed in place in it (no copy). Before
+  // anything is allocated the checkpoint must hold tensors of exactly the layers 0 .. num_hidden_layers - 1
+  // (check_layers); every tensor is shape-checked, then (opts.check_finite) scanned for NaN / infinity,
+  // before it is converted.
+  model(const io::v2_config& cfg, std::shared_ptr<const io::checkpoint> checkpoint, weight_format fmt,
+        load_options opts = {})
       : ck_(std::move(checkpoint)), cfg_(cfg) {
     contract{"dsk_v2::model"}.require(ck_ != nullptr, "checkpoint", "a loaded checkpoint", "null");
     const io::checkpoint& ck = *ck_;
     validate_config();
-    const loader ld(ck, fmt);
+    check_layers(ck, cfg_.num_hidden_layers);
+    const loader ld(ck, fmt, opts);
     const index_t D = cfg_.hidden_size, H = cfg_.num_attention_heads, V = cfg_.vocab_size;
     const index_t qk = cfg_.qk_head_dim(), R = cfg_.kv_lora_rank, Dr = cfg_.qk_rope_head_dim;
     const std::array<index_t, 2> emb_shape{V, D};
     ck.check_shape("model.embed_tokens.weight", emb_shape);
+    ld.check_finite("model.embed_tokens.weight");
     if (ck.info("model.embed_tokens.weight").dtype == io::st_dtype::F32 && fmt != weight_format::bf16 &&
         fmt != weight_format::int8 && fmt != weight_format::int4)
       embed_ = ck.read<float, 2>("model.embed_tokens.weight", emb_shape);
@@ -386,6 +485,7 @@ class model {
         const std::string n = p + "self_attn.kv_b_proj.weight";
         const std::array<index_t, 2> shape{H * (cfg_.qk_nope_head_dim + cfg_.v_head_dim), R};
         ck.check_shape(n, shape);
+        ld.check_finite(n);
         if (fmt == weight_format::f32 || ck.info(n).dtype != io::st_dtype::BF16)
           L.kv_b = ck.read<float, 2>(n, shape);
         else
@@ -405,7 +505,55 @@ class model {
     }
     prof_.expert_tokens.assign(static_cast<std::size_t>(cfg_.num_hidden_layers),
                                std::vector<std::int64_t>(static_cast<std::size_t>(cfg_.n_routed_experts), 0));
+    checked_bytes_ = ld.checked_bytes();
   }
+
+  // The layers of a checkpoint must be exactly 0 .. num_layers - 1: tensors named model.layers.N.* for every
+  // N < num_layers, none for N >= num_layers (a config with fewer layers than the checkpoint would run a
+  // truncated model without a word; with more it would allocate every layer before the first missing tensor
+  // is noticed). One pass over the tensor names, before anything is allocated. (DeepSeek-V3's multi-token
+  // prediction layers, model.layers.<num_hidden_layers>.*, would be rejected too; V2 has none.)
+  static void check_layers(const io::checkpoint& ck, index_t num_layers) {
+    constexpr std::string_view prefix = "model.layers.";
+    std::set<index_t> present;
+    std::string beyond, beyond_digits;  // a tensor of the first layer >= num_layers, and its layer number
+    index_t beyond_index = -1;
+    for (const auto& n : ck.names()) {
+      if (n.compare(0, prefix.size(), prefix) != 0) continue;
+      const char* first = n.data() + prefix.size();
+      const char* last = n.data() + n.size();
+      index_t i = -1;
+      const auto [p, ec] = std::from_chars(first, last, i);
+      if (p == first || p == last || *p != '.') continue;  // not model.layers.<N>.<...>
+      if (ec == std::errc::result_out_of_range) i = std::numeric_limits<index_t>::max();
+      if (i < 0) continue;
+      if (i >= num_layers) {
+        if (beyond.empty() || i < beyond_index)
+          beyond = n, beyond_index = i, beyond_digits = std::string(first, p);
+        continue;
+      }
+      present.insert(i);
+    }
+    const std::string cfg_says = "config.json's num_hidden_layers = " + std::to_string(num_layers);
+    if (!beyond.empty())
+      fail("dsk_v2::model: checkpoint '", ck.label(), "' holds tensors of layer ", beyond_digits, " (e.g. '",
+           beyond, "'), beyond ", cfg_says,
+           ": the config does not describe this checkpoint (set "
+           "num_hidden_layers to the checkpoint's layer count)");
+    if (static_cast<index_t>(present.size()) < num_layers) {
+      index_t missing = 0;
+      for (const index_t i : present) {
+        if (i != missing) break;
+        ++missing;
+      }
+      fail("dsk_v2::model: checkpoint '", ck.label(), "' has no tensors of layer ", missing,
+           " (model.layers.", missing, ".*) but ", cfg_says, " (the checkpoint holds ", present.size(),
+           " layers): the config does not describe this checkpoint");
+    }
+  }
+
+  // Bytes of checkpoint tensors scanned for NaN / infinity while loading (0 with check_finite = false).
+  std::int64_t checked_bytes() const { return checked_bytes_; }
 
   // The tiny preset (or any preset) on deterministic random weights, written to a temporary safetensors file
   // and loaded through the same path as a real checkpoint.
@@ -561,8 +709,25 @@ class model {
       profile::timer tm{&prof_, profile::norm};
       nn::rmsnorm(last, final_norm_.cview(), static_cast<float>(cfg_.rms_norm_eps), hn.view());
     }
-    profile::timer tm{&prof_, profile::lm_head};
-    lm_head_.forward(hn.cview(), logits);
+    {
+      profile::timer tm{&prof_, profile::lm_head};
+      lm_head_.forward(hn.cview(), logits);
+    }
+    check_logits(view<const float, 2>(logits), tokens, cache.length - rows);
+  }
+
+  // Throws dsk::error naming the position and token whose logits hold a NaN or infinity (a corrupt weight,
+  // or an activation that overflowed): sampling would otherwise pick token 0 or a random one without a word.
+  // logits: [rows, vocab] of positions first_pos .. first_pos + rows - 1, the last rows of tokens.
+  static void check_logits(view<const float, 2> logits, std::span<const std::int32_t> tokens,
+                           index_t first_pos) {
+    const auto [r, v] = nn::first_nonfinite(logits);
+    if (r < 0) return;
+    const index_t t = static_cast<index_t>(tokens.size()) - logits.extent(0) + r;
+    fail("dsk_v2::model::forward: the logits of position ", first_pos + r, " (token id ",
+         tokens[static_cast<std::size_t>(t)], ", input ", t, " of this call) are not finite: logits[", r,
+         ", ", v, "] = ", logits(r, v),
+         ". A weight is NaN / infinite or an activation overflowed; sampling from them would be meaningless");
   }
 
  private:
@@ -756,6 +921,84 @@ class model {
   mutable std::optional<nn::rope_cache> rope_;
   mutable profile prof_;
   mutable moe::moe_workspace ws_;  // reused by every MoE layer and call
+  std::int64_t checked_bytes_ = 0;
+};
+
+// The runner's built-in prompt ids (no --prompt, --tokens or tokenizer.json), checked against the model's
+// vocabulary so that a small one gets an error about the built-in prompt rather than about ids the user never
+// gave.
+inline std::vector<std::int32_t> builtin_prompt(index_t vocab_size) {
+  std::vector<std::int32_t> ids = {0, 17, 42, 7, 99, 3};
+  const index_t top = *std::max_element(ids.begin(), ids.end());
+  if (top >= vocab_size)
+    fail(
+        "dsk_v2: without --prompt or --tokens (and no tokenizer.json in --model) the built-in prompt ids "
+        "0,17,42,7,99,3 are used; they need vocab_size >= ",
+        top + 1, ", this model has vocab_size ", vocab_size,
+        ": give the prompt as ids with --tokens ID,ID,... "
+        "(each < ",
+        vocab_size, ")");
+  return ids;
+}
+
+// ---- the tokenizer next to the model ---------------------------------------------------------------------
+// Every id the tokenizer can produce (vocabulary and added tokens) must have an embedding row: a tokenizer
+// larger than config.json's vocab_size belongs to another model. (Smaller is normal: DeepSeek-V2's
+// tokenizer has about 100k ids for vocab_size 102400, the embedding padded.)
+inline void check_tokenizer(const io::tokenizer& tok, index_t vocab_size, std::string_view tokenizer_file,
+                            std::string_view config_file) {
+  if (tok.vocab_size() > vocab_size)
+    fail("dsk_v2: tokenizer '", tokenizer_file, "' has ", tok.vocab_size(), " ids (0 .. ",
+         tok.vocab_size() - 1, ", added tokens included), more than the model's vocab_size = ", vocab_size,
+         " ('", config_file, "'): ids >= ", vocab_size,
+         " have no embedding row; the tokenizer belongs to another model");
+}
+
+// Whether the tokenizer has a token for id (ids in [0, vocab_size()) can still be holes).
+inline bool has_token(const io::tokenizer& tok, std::int32_t id) {
+  if (id < 0 || id >= tok.vocab_size()) return false;
+  try {
+    (void)tok.id_to_token(id);
+    return true;
+  } catch (const dsk::error&) {
+    return false;
+  }
+}
+
+// The text of generated ids as it grows, token by token. An id the tokenizer has no token for (the model's
+// vocab_size is larger than the tokenizer: padded rows, which a trained model rarely samples, random weights
+// often) decodes as nothing, as transformers' decode does; unknown() counts them. A token may end inside a
+// UTF-8 character, which decodes as U+FFFD until the next token completes it: push() holds such a tail back,
+// except for the last token.
+class text_stream {
+ public:
+  explicit text_stream(const io::tokenizer& tok, bool skip_special_tokens = true)
+      : tok_(tok), skip_special_(skip_special_tokens) {}
+
+  // Appends id; returns the new text to print (possibly empty).
+  std::string push(std::int32_t id, bool last) {
+    if (has_token(tok_, id))
+      known_.push_back(id);
+    else
+      ++unknown_;
+    const std::string text = tok_.decode(known_, skip_special_);
+    const bool partial = text.size() >= 3 && text.compare(text.size() - 3, 3, "\xEF\xBF\xBD") == 0;
+    if ((partial && !last) || text.size() <= printed_.size() ||
+        text.compare(0, printed_.size(), printed_) != 0)
+      return {};
+    std::string fresh = text.substr(printed_.size());
+    printed_ = text;
+    return fresh;
+  }
+  const std::string& text() const { return printed_; }
+  index_t unknown() const { return unknown_; }
+
+ private:
+  const io::tokenizer& tok_;
+  bool skip_special_;
+  std::vector<std::int32_t> known_;
+  std::string printed_;
+  index_t unknown_ = 0;
 };
 
 }  // namespace dsk_v2

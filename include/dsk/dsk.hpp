@@ -19,6 +19,7 @@
 #include "dsk/nn/argmax.hpp"
 #include "dsk/nn/elementwise.hpp"
 #include "dsk/nn/embedding.hpp"
+#include "dsk/nn/finite.hpp"
 #include "dsk/nn/linear.hpp"
 #include "dsk/nn/rmsnorm.hpp"
 #include "dsk/nn/rope.hpp"
