@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <cstdlib>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -184,10 +185,22 @@ class pcre2_regex {
       std::array<PCRE2_UCHAR8, 256> msg{};
       pcre2_get_error_message_8(err, msg.data(), msg.size());
       fail(where, ": cannot compile regex '", truncated(pattern, 200), "' at offset ", off, ": ",
-           reinterpret_cast<const char*>(msg.data()));
+           reinterpret_cast<const char*>(msg.data()),
+           err == PCRE2_ERROR_BACKSLASH_C_CALLER_DISABLED
+               ? " (\\C is not allowed: it matches single bytes and would cut UTF-8 characters apart)"
+               : "");
     }
-    pcre2_jit_compile_8(code_.get(),
-                        PCRE2_JIT_COMPLETE);  // optional speed-up; the interpreter is the fallback
+    // JIT: an optional speed-up; the interpreter is the fallback and gives the same matches.
+    // DSK_PCRE2_NO_JIT=1 in the environment turns it off (for valgrind, which cannot follow JIT code's
+    // reads: tests/io's test_io_valgrind).
+    if (!jit_disabled()) pcre2_jit_compile_8(code_.get(), PCRE2_JIT_COMPLETE);
+  }
+  static bool jit_disabled() {
+    static const bool off = [] {
+      const char* v = std::getenv("DSK_PCRE2_NO_JIT");
+      return v && *v && std::string_view(v) != "0";
+    }();
+    return off;
   }
 
   // Calls f(begin, end) for every non-overlapping match in `s` (valid UTF-8), left to right. After an empty
