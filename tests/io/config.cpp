@@ -277,6 +277,15 @@ TEST_CASE("config: sizes have documented upper bounds, numbers are reported as w
     c.edit(j);
     REQUIRE_THAT(error_of(j), Catch::Contains(c.message) && Catch::Contains("cfg.json"));
   }
+  // YaRN temperatures that would make the softmax scale or RoPE's cos/sin multiplier 0, negative or infinite.
+  for (const auto& [key, m] : {std::pair{"mscale", -100.0}, std::pair{"mscale_all_dim", -100.0},
+                               std::pair{"mscale_all_dim", 1e300}}) {
+    INFO(key << " = " << m);
+    auto j = lite_json();
+    j["rope_scaling"][key] = m;
+    REQUIRE_THAT(error_of(j), Catch::Contains("'cfg.json': rope scaling: ") &&
+                                  (Catch::Contains("expected > 0 and finite")));
+  }
   // The bounds themselves are accepted.
   auto j = lite_json();
   j["num_hidden_layers"] = L::num_hidden_layers;

@@ -247,6 +247,18 @@ TEST_CASE("tokenizer: ids are bounded by the tokens the file declares", "[io][to
   j["added_tokens"][0]["id"] = 4;  // one past the declared count
   REQUIRE_THROWS_WITH(tokenizer::parse(j.dump(), "small.json"),
                       Catch::Contains("added_tokens[0].id: expected an id in [0, 4)"));
+  // One id for two strings: decode could not give back both.
+  j = base;
+  j["model"]["vocab"]["b"] = 0;
+  REQUIRE_THROWS_WITH(tokenizer::parse(j.dump(), "small.json"),
+                      Catch::Contains("'small.json': token id 0 is given to both 'a' and 'b'"));
+  j = base;
+  j["added_tokens"][0]["id"] = 2;
+  REQUIRE_THROWS_WITH(tokenizer::parse(j.dump(), "small.json"),
+                      Catch::Contains("token id 2 is given to both 'ab' and '<x>'"));
+  j = base;  // an added token repeating its vocab entry is fine
+  j["model"]["vocab"]["<x>"] = 3;
+  CHECK(tokenizer::parse(j.dump(), "small.json").encode("<x>") == std::vector<token_id>{3});
   j = base;
   j["model"]["vocab"]["ab"] = 4000;
   REQUIRE_THROWS_WITH(tokenizer::parse(j.dump(), "small.json"),

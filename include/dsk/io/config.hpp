@@ -342,6 +342,19 @@ inline v2_config v2_config::parse(std::string_view json_text, std::string_view s
   else if (const auto* rs = c.get("rope_scaling"))
     k.rope_scaling = detail::parse_rope(*rs, source, "rope_scaling", k.rope_theta);
 
+  if (k.rope_scaling.enabled) {
+    // The attention temperatures must be positive and finite: the softmax scale and RoPE's cos/sin multiplier
+    // (nn::rope_cos_sin_scale divides by the second).
+    const auto& y = k.rope_scaling;
+    for (const auto& [name, m] :
+         {std::pair{"mscale", y.mscale}, std::pair{"mscale_all_dim", y.mscale_all_dim}})
+      if (const double t = yarn_mscale(y.factor, m); !(std::isfinite(t) && t > 0))
+        c.error_general("rope scaling: ", name, " = ", m, " with factor ", y.factor,
+                        " gives an attention temperature 0.1 * mscale * ln(factor) + 1 = ", t,
+                        ", expected > 0 and finite");
+    if (const double sc = k.softmax_scale(); !(std::isfinite(sc) && sc > 0))
+      c.error_general("rope scaling: the softmax scale is ", sc, ", expected > 0 and finite");
+  }
   k.bos_token_id = c.int_or("bos_token_id", -1, 0, L::token_id - 1);
   if (const auto* e = c.get("eos_token_id")) {
     if (e->is_array()) {

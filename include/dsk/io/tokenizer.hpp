@@ -497,6 +497,10 @@ class tokenizer {
       has_token_.resize(i + 1, false);
       is_special_.resize(i + 1, false);
     }
+    // One id, one string: decode could not give back both (an added token may repeat its vocab entry).
+    if (has_token_[i] && id_to_token_[i] != s)
+      bad("token id ", id, " is given to both '", detail::truncated(id_to_token_[i], 80), "' and '",
+          detail::truncated(s, 80), "'");
     id_to_token_[i] = s;
     has_token_[i] = true;
     is_special_[i] = special;
