@@ -397,3 +397,19 @@ TEST_CASE("safetensors: deeply nested JSON in a header or an index is a clear er
   CHECK(ck.metadata().at("deep") == nested_json(100));
   CHECK(ck.metadata().at("total_size") == "12");
 }
+
+TEST_CASE("checkpoint: a shard name the OS refuses is a dsk::error", "[io][safetensors]") {
+  temp_dir dir;
+  // A 4000-byte file name: std::filesystem::exists used to throw std::filesystem_error ("File name too long").
+  const std::string name(4000, 'a');
+  write_bytes(dir / "model.safetensors.index.json", R"({"weight_map": {"w": ")" + name + R"("}})");
+  try {
+    checkpoint ck(dir.path());
+    FAIL("no error");
+  } catch (const dsk::error& e) {
+    REQUIRE_THAT(std::string(e.what()),
+                 Catch::Contains("shard '" + name.substr(0, 200) + "...' (of tensor 'w') cannot be opened: File name too long"));
+  }
+  REQUIRE_THROWS_WITH(dsk::io::read_text_file(dir / name, "config"),
+                      Catch::Contains("cannot open config file") && Catch::Contains("File name too long"));
+}

@@ -141,7 +141,8 @@ class mapped_file {
 inline std::string read_text_file(const std::filesystem::path& path, std::string_view what) {
   std::error_code ec;
   const auto st = std::filesystem::status(path, ec);
-  if (ec || !std::filesystem::exists(st)) fail("dsk::io: cannot open ", what, " file '", path.string(), "'");
+  if (ec || !std::filesystem::exists(st))
+    fail("dsk::io: cannot open ", what, " file '", path.string(), "': ", ec ? ec.message() : "no such file");
   if (std::filesystem::is_directory(st))
     fail("dsk::io: ", what, " file '", path.string(), "': is a directory, expected a file");
   if (!std::filesystem::is_regular_file(st))

@@ -538,10 +538,13 @@ class checkpoint : public tensor_source<checkpoint> {
   explicit checkpoint(const std::filesystem::path& path) : root_(path) {
     namespace fs = std::filesystem;
     fs::path index, single;
-    if (fs::is_directory(path)) {
-      if (fs::exists(path / "model.safetensors.index.json"))
+    // error_code overloads throughout: a name the OS refuses (too long, a loop) is a dsk::error below, not a
+    // std::filesystem_error.
+    std::error_code ec;
+    if (fs::is_directory(path, ec)) {
+      if (fs::exists(path / "model.safetensors.index.json", ec))
         index = path / "model.safetensors.index.json";
-      else if (fs::exists(path / "model.safetensors"))
+      else if (fs::exists(path / "model.safetensors", ec))
         single = path / "model.safetensors";
       else
         fail("dsk::io::checkpoint: directory '", path.string(),
@@ -608,9 +611,10 @@ class checkpoint : public tensor_source<checkpoint> {
       auto [it, fresh] = shard_of_file.emplace(fname, shards_.size());
       if (fresh) {
         const auto shard_path = index.parent_path() / fp;
-        if (!std::filesystem::exists(shard_path))
-          fail("dsk::io::checkpoint: '", label, "': shard '", fname, "' (of tensor '", tname,
-               "') does not exist");
+        std::error_code ec;
+        if (!std::filesystem::exists(shard_path, ec))
+          fail("dsk::io::checkpoint: '", label, "': shard '", detail::truncated(fname, 200), "' (of tensor '",
+               detail::truncated(tname, 200), "') ", ec ? "cannot be opened: " + ec.message() : "does not exist");
         shards_.push_back(std::make_unique<safetensors_file>(shard_path));
       }
       if (!shards_[it->second]->contains(tname))
