@@ -18,6 +18,7 @@ all=(fuzz_safetensors fuzz_checkpoint fuzz_config fuzz_tokenizer fuzz_tokenizer_
 harnesses=("$@")
 [ ${#harnesses[@]} -eq 0 ] && harnesses=("${all[@]}")
 jobs=${DSK_FUZZ_JOBS:-1}
+tools/setup-deps.sh
 
 cxx=${CXX:-}
 if [ -z "$cxx" ]; then
