@@ -49,8 +49,7 @@ st_image() {  # st_image HEADER [DATA]: a safetensors file (8-byte little-endian
 }
 for h in "${all[@]}"; do mkdir -p "$seeds/$h"; done
 d=tests/io/data
-cp $d/st_single.safetensors $d/st_sharded/*.safetensors tests/models/data/*/model.safetensors \
-  "$seeds/fuzz_safetensors/" 2>/dev/null || true
+cp $d/st_single.safetensors $d/st_sharded/*.safetensors "$seeds/fuzz_safetensors/"
 for m in tests/models/data/*/; do cp "$m/model.safetensors" "$seeds/fuzz_safetensors/$(basename "$m").safetensors"; done
 st_image '{"w":{"dtype":"F32","shape":[0,1099511627776,1099511627776],"data_offsets":[0,0]}}' \
   >"$seeds/fuzz_safetensors/zero_extent_overflow.safetensors"
