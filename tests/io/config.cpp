@@ -206,3 +206,112 @@ TEST_CASE("config: missing, mistyped, unknown or inconsistent fields are clear e
   CHECK(dense.n_routed_experts == 0);
   CHECK(!dense.is_moe_layer(5));
 }
+
+TEST_CASE("config: sizes have documented upper bounds, numbers are reported as written", "[io][config]") {
+  using L = dsk::io::config_limits;
+  struct bad_case {
+    const char* what;
+    std::function<void(nlohmann::json&)> edit;
+    std::string message;
+  };
+  const std::vector<bad_case> cases = {
+      {"head dim 2^63 - 1", [](auto& j) { j["qk_nope_head_dim"] = INT64_MAX; },
+       "field 'qk_nope_head_dim': expected an integer <= 4096 (dsk's limit for this field), got "
+       "9223372036854775807"},
+      {"vocab 2^64 - 1", [](auto& j) { j["vocab_size"] = UINT64_MAX; },
+       "field 'vocab_size': expected an integer <= 16777216 (dsk's limit for this field), got "
+       "18446744073709551615"},
+      {"vocab 2^63", [](auto& j) { j["vocab_size"] = std::uint64_t{1} << 63; },
+       "field 'vocab_size': expected an integer <= 16777216 (dsk's limit for this field), got "
+       "9223372036854775808"},
+      {"a million layers", [](auto& j) { j["num_hidden_layers"] = 1000000; },
+       "field 'num_hidden_layers': expected an integer <= 1024 (dsk's limit for this field), got 1000000"},
+      {"ten million layers", [](auto& j) { j["num_hidden_layers"] = 10000000; },
+       "field 'num_hidden_layers': expected an integer <= 1024"},
+      {"hidden", [](auto& j) { j["hidden_size"] = 65537; },
+       "field 'hidden_size': expected an integer <= 65536"},
+      {"intermediate", [](auto& j) { j["intermediate_size"] = 1 << 19; },
+       "field 'intermediate_size': expected an integer <= 262144"},
+      {"expert width", [](auto& j) { j["moe_intermediate_size"] = 1 << 19; },
+       "field 'moe_intermediate_size': expected an integer <= 262144"},
+      {"heads", [](auto& j) { j["num_attention_heads"] = 1025; },
+       "field 'num_attention_heads': expected an integer <= 1024"},
+      {"kv rank", [](auto& j) { j["kv_lora_rank"] = 1 << 17; },
+       "field 'kv_lora_rank': expected an integer <= 65536"},
+      {"q rank", [](auto& j) { j["q_lora_rank"] = 1 << 17; },
+       "field 'q_lora_rank': expected an integer <= 65536"},
+      {"rope dim", [](auto& j) { j["qk_rope_head_dim"] = 4098; },
+       "field 'qk_rope_head_dim': expected an integer <= 4096"},
+      {"v dim", [](auto& j) { j["v_head_dim"] = 4097; }, "field 'v_head_dim': expected an integer <= 4096"},
+      {"experts", [](auto& j) { j["n_routed_experts"] = 4097; },
+       "field 'n_routed_experts': expected an integer <= 4096"},
+      {"shared experts", [](auto& j) { j["n_shared_experts"] = 4097; },
+       "field 'n_shared_experts': expected an integer <= 4096"},
+      {"dense replace", [](auto& j) { j["first_k_dense_replace"] = 1025; },
+       "field 'first_k_dense_replace': expected an integer <= 1024"},
+      {"positions", [](auto& j) { j["max_position_embeddings"] = std::int64_t{1} << 40; },
+       "field 'max_position_embeddings': expected an integer <= 16777216"},
+      {"yarn positions", [](auto& j) { j["rope_scaling"]["original_max_position_embeddings"] = 1LL << 40; },
+       "field 'rope_scaling.original_max_position_embeddings': expected an integer <= 16777216"},
+      {"bos id", [](auto& j) { j["bos_token_id"] = 1LL << 31; },
+       "field 'bos_token_id': expected an integer <= 2147483647"},
+      {"eos id",
+       [](auto& j) {
+         j["eos_token_id"] = {1, 1LL << 40};
+       },
+       "field 'eos_token_id': expected an integer <= 2147483647"},
+      // nn::rope_inv_freq needs a base > 1: refused here, not at the first forward.
+      {"rope_theta 1", [](auto& j) { j["rope_theta"] = 1.0; },
+       "field 'rope_theta': expected > 1 (the RoPE base), got 1"},
+      {"rope_theta 0.5", [](auto& j) { j["rope_theta"] = 0.5; },
+       "field 'rope_theta': expected > 1 (the RoPE base), got 0.5"},
+      {"rope_parameters theta 0.5",
+       [](auto& j) {
+         j["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", 0.5}};
+       },
+       "field 'rope_parameters.rope_theta': expected > 1 (the RoPE base), got 0.5"},
+  };
+  for (const auto& c : cases) {
+    INFO(c.what);
+    auto j = lite_json();
+    c.edit(j);
+    REQUIRE_THAT(error_of(j), Catch::Contains(c.message) && Catch::Contains("cfg.json"));
+  }
+  // YaRN temperatures that would make the softmax scale or RoPE's cos/sin multiplier 0, negative or infinite.
+  for (const auto& [key, m] : {std::pair{"mscale", -100.0}, std::pair{"mscale_all_dim", -100.0},
+                               std::pair{"mscale_all_dim", 1e300}}) {
+    INFO(key << " = " << m);
+    auto j = lite_json();
+    j["rope_scaling"][key] = m;
+    REQUIRE_THAT(error_of(j), Catch::Contains("'cfg.json': rope scaling: ") &&
+                                  (Catch::Contains("expected > 0 and finite")));
+  }
+  // The bounds themselves are accepted.
+  auto j = lite_json();
+  j["num_hidden_layers"] = L::num_hidden_layers;
+  j["qk_nope_head_dim"] = L::head_dim;
+  j["vocab_size"] = L::vocab_size;
+  j["rope_theta"] = 1.0001;
+  const v2_config big = v2_config::parse(j.dump());
+  CHECK(big.num_hidden_layers == 1024);
+  CHECK(big.qk_head_dim() == 4096 + 64);
+  CHECK(std::isfinite(big.softmax_scale()));
+  CHECK(big.vocab_size == 16777216);
+  // A mistyped value is quoted as a bounded snippet, not dumped whole.
+  j["hidden_size"] = nlohmann::json::array_t(100000, 1);
+  const std::string e = error_of(j);
+  CHECK_THAT(e, Catch::Contains("field 'hidden_size': expected an integer, got [1,1,1"));
+  CHECK(e.size() < 300);
+}
+
+TEST_CASE("config: deep nesting and a directory named config.json are clear errors", "[io][config]") {
+  dsk::test::temp_dir dir;
+  // 100,000 levels (200 KB) under a field whose error message quotes the value: used to overflow the stack.
+  dsk::test::write_bytes(dir / "deep.json", "{\"vocab_size\": " + dsk::test::nested_json(100000) + "}");
+  REQUIRE_THROWS_WITH(
+      v2_config::load(dir / "deep.json"),
+      Catch::Contains("deep.json") && Catch::Contains("JSON nesting deeper than the limit of 128 levels"));
+  std::filesystem::create_directories(dir / "model" / "config.json");
+  REQUIRE_THROWS_WITH(v2_config::load(dir / "model"),
+                      Catch::Contains("config.json': is a directory, expected a file"));
+}

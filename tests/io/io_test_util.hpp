@@ -61,4 +61,10 @@ inline std::string safetensors_image(std::string_view header, std::string_view d
   return s;
 }
 
+// JSON text nesting `depth` arrays: "[[[...1...]]]" (depth 100,000 is 200 KB; nlohmann::json's recursive
+// dump and a recursive reader overflow the stack long before that).
+inline std::string nested_json(std::size_t depth) {
+  return std::string(depth, '[') + "1" + std::string(depth, ']');
+}
+
 }  // namespace dsk::test

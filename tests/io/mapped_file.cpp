@@ -69,3 +69,51 @@ TEST_CASE("mapped_file::release keeps the bytes readable and checks its range", 
   e.release(0, 0);
   REQUIRE_THROWS_AS(e.release(0, 1), dsk::error);
 }
+
+TEST_CASE("parse_json bounds the nesting depth before parsing", "[io][mapped_file]") {
+  using dsk::io::max_json_depth;
+  using dsk::test::nested_json;
+  REQUIRE(dsk::io::parse_json(nested_json(max_json_depth), "ok.json").is_array());
+  REQUIRE_THROWS_WITH(dsk::io::parse_json(nested_json(max_json_depth + 1), "deep.json"),
+                      Catch::Contains("'deep.json': JSON nesting deeper than the limit of 128 levels"));
+  // 100,000 levels (200 KB): refused by the pre-scan, not a stack overflow.
+  REQUIRE_THROWS_WITH(dsk::io::parse_json("{\"a\": " + nested_json(100000) + "}", "deep.json"),
+                      Catch::Contains("JSON nesting deeper than the limit of 128"));
+  // Brackets inside strings (with escaped quotes) do not count.
+  const std::string brackets =
+      "{\"s\": \"\\\"" + std::string(1000, '[') + "\", \"t\": [" + std::string(1000, '{') + "]}";
+  REQUIRE_THROWS_WITH(dsk::io::parse_json(brackets, "b.json"), Catch::Contains("nesting deeper"));
+  const std::string in_string = "{\"s\": \"\\\"" + std::string(1000, '[') + "\"}";
+  REQUIRE(dsk::io::parse_json(in_string, "s.json")["s"].get<std::string>().size() == 1001);
+}
+
+TEST_CASE("JSON in error messages is a bounded snippet", "[io][mapped_file]") {
+  using dsk::io::detail::json_snippet;
+  CHECK(json_snippet(nlohmann::json(12)) == "12");
+  const nlohmann::json big = nlohmann::json::array_t(100000, 7);
+  const std::string s = json_snippet(big);
+  CHECK(s.size() == 83);
+  CHECK(s.substr(0, 6) == "[7,7,7");
+  CHECK(s.substr(80) == "...");
+  // A cut never splits a UTF-8 character.
+  const std::string t = json_snippet(nlohmann::json(std::string(100, 'x') + "\xe6\xb7\xb1"), 101);
+  CHECK(t == "\"" + std::string(100, 'x') + "...");
+  // A parse error's message is bounded too (nlohmann quotes the last token read, which may be huge).
+  try {
+    (void)dsk::io::parse_json("[\"" + std::string(1'000'000, 'a') + "\x01\"]", "long.json");
+    FAIL("no error");
+  } catch (const dsk::error& e) {
+    CHECK(std::string(e.what()).size() < 500);
+    CHECK_THAT(std::string(e.what()), Catch::Contains("'long.json' is not valid JSON"));
+  }
+}
+
+TEST_CASE("read_text_file names a directory or a non-regular file", "[io][mapped_file]") {
+  temp_dir dir;
+  std::filesystem::create_directories(dir / "config.json");
+  REQUIRE_THROWS_WITH(dsk::io::read_text_file(dir / "config.json", "config"),
+                      Catch::Contains("config file '" + (dir / "config.json").string() +
+                                      "': is a directory, expected a file"));
+  REQUIRE_THROWS_WITH(dsk::io::read_text_file("/dev/null", "config"),
+                      Catch::Contains("'/dev/null': is not a regular file"));
+}

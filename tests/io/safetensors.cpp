@@ -341,3 +341,75 @@ TEST_CASE("checkpoint: bad indexes and directories are clear errors", "[io][safe
   REQUIRE_THAT(with_index(R"({"weight_map": {"x": "b.safetensors"}})"),
                Catch::Contains("b.safetensors") && Catch::Contains("shorter than the 8-byte header length"));
 }
+
+TEST_CASE("safetensors: extents are bounded with zero extents counted as 1, rank is bounded",
+          "[io][safetensors]") {
+  // [0, 2^40, 2^40]: 0 elements and 0 bytes, but its strides (2^80) overflow index_t.
+  REQUIRE_THAT(
+      open_error("{" + entry("w", "F32", "[0,1099511627776,1099511627776]", "[0,0]") + "}", ""),
+      Catch::Contains("tensor 'w': shape [0,1099511627776,1099511627776] overflows the element count") &&
+          Catch::Contains("zero extents counted as 1"));
+  REQUIRE_THAT(open_error("{" + entry("w", "U8", "[4611686018427387904,0,4]", "[0,0]") + "}", ""),
+               Catch::Contains("overflows the element count"));
+  // The largest span that fits, with a zero extent, is accepted; its element count is 0.
+  REQUIRE(open_error("{" + entry("w", "U8", "[0,4611686018427387904]", "[0,0]") + "}", "").empty());
+  // Even when the elements fit index_t, the byte count must too.
+  REQUIRE_THAT(open_error("{" + entry("w", "F64", "[0,4611686018427387904]", "[0,0]") + "}", ""),
+               Catch::Contains("overflows the byte count"));
+  std::string rank65 = "[1";
+  for (int i = 0; i < 64; ++i) rank65 += ",1";
+  rank65 += "]";
+  REQUIRE_THAT(open_error("{" + entry("w", "U8", rank65.c_str(), "[0,1]") + "}", std::string(1, '\0')),
+               Catch::Contains("tensor 'w': shape has 65 dimensions, more than the limit of 64"));
+  std::string rank64 = "[1";
+  for (int i = 0; i < 63; ++i) rank64 += ",1";
+  rank64 += "]";
+  REQUIRE(open_error("{" + entry("w", "U8", rank64.c_str(), "[0,1]") + "}", std::string(1, '\0')).empty());
+}
+
+TEST_CASE("safetensors: deeply nested JSON in a header or an index is a clear error", "[io][safetensors]") {
+  using dsk::test::nested_json;
+  // 100,000 levels in a tensor entry's shape (whose error message used to dump it recursively) and in the
+  // metadata.
+  REQUIRE_THAT(open_error("{\"w\": {\"dtype\": \"F32\", \"shape\": " + nested_json(100000) +
+                              ", \"data_offsets\": [0, 0]}}",
+                          ""),
+               Catch::Contains("bad.safetensors") &&
+                   Catch::Contains("header: JSON nesting deeper than the limit of 128 levels"));
+  REQUIRE_THAT(open_error("{\"__metadata__\": {\"k\": " + nested_json(100000) + "}}", ""),
+               Catch::Contains("JSON nesting deeper than the limit of 128"));
+
+  temp_dir dir;
+  std::filesystem::copy_file(io_data("st_sharded/model-00001-of-00002.safetensors"), dir / "a.safetensors");
+  const std::string t0 = safetensors_file(dir / "a.safetensors").tensors().at(0).name;
+  const auto index = dir / "model.safetensors.index.json";
+  // The index's metadata is kept as JSON text when it is not a string: on the success path, so deep nesting
+  // used to crash a load that had nothing else wrong.
+  write_bytes(index, "{\"metadata\": {\"deep\": " + nested_json(100000) + "}, \"weight_map\": {\"" + t0 +
+                         "\": \"a.safetensors\"}}");
+  REQUIRE_THROWS_WITH(checkpoint(dir.path()),
+                      Catch::Contains("model.safetensors.index.json") &&
+                          Catch::Contains("JSON nesting deeper than the limit of 128 levels"));
+  // Within the limit it loads, the value kept as its JSON text.
+  write_bytes(index, "{\"metadata\": {\"deep\": " + nested_json(100) +
+                         ", \"total_size\": 12}, \"weight_map\": {\"" + t0 + "\": \"a.safetensors\"}}");
+  const checkpoint ck(dir.path());
+  CHECK(ck.metadata().at("deep") == nested_json(100));
+  CHECK(ck.metadata().at("total_size") == "12");
+}
+
+TEST_CASE("checkpoint: a shard name the OS refuses is a dsk::error", "[io][safetensors]") {
+  temp_dir dir;
+  // A 4000-byte file name: std::filesystem::exists used to throw std::filesystem_error ("File name too long").
+  const std::string name(4000, 'a');
+  write_bytes(dir / "model.safetensors.index.json", R"({"weight_map": {"w": ")" + name + R"("}})");
+  try {
+    checkpoint ck(dir.path());
+    FAIL("no error");
+  } catch (const dsk::error& e) {
+    REQUIRE_THAT(std::string(e.what()),
+                 Catch::Contains("shard '" + name.substr(0, 200) + "...' (of tensor 'w') cannot be opened: File name too long"));
+  }
+  REQUIRE_THROWS_WITH(dsk::io::read_text_file(dir / name, "config"),
+                      Catch::Contains("cannot open config file") && Catch::Contains("File name too long"));
+}

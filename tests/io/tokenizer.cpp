@@ -49,7 +49,7 @@ TEST_CASE("tokenizer: ids and decodes equal those of Hugging Face tokenizers (De
   }
 }
 
-TEST_CASE("tokenizer: every pre-tokenizer option against Hugging Face tokenizers", "[io][tokenizer]") {
+TEST_CASE("tokenizer: every pre-tokenizer option against Hugging Face tokenizers", "[io][tokenizer][regex]") {
   const auto g = load_json("tokenizer_variant_cases.json");
   const tokenizer t = tokenizer::load(io_data("tokenizer_variant.json"));
   for (const auto& c : g["cases"]) {
@@ -220,4 +220,96 @@ TEST_CASE("tokenizer: lossy UTF-8 follows the maximal-subpart rule", "[io][token
   CHECK(utf8_lossy("\xed\xa0\x80") == r + r + r);          // a surrogate: each byte replaced
   CHECK(utf8_lossy("\xc0\xaf") == r + r);                  // overlong
   CHECK(utf8_lossy("\xf4\x90\x80\x80") == r + r + r + r);  // above U+10FFFF
+}
+
+TEST_CASE("tokenizer: ids are bounded by the tokens the file declares", "[io][tokenizer]") {
+  // 37 bytes asking for a table of 2^31 strings (std::bad_alloc, or gigabytes for ids around 4e8).
+  const std::string tiny = R"({"model":{"vocab":{"a": 2147483647}}})";
+  REQUIRE(tiny.size() == 37);
+  REQUIRE_THROWS_WITH(tokenizer::parse(tiny, "tiny.json"),
+                      Catch::Contains("'tiny.json': model.vocab[\"a\"]: expected an id in [0, 1) (the file "
+                                      "declares 1 tokens: model.vocab plus added_tokens), got 2147483647"));
+  REQUIRE_THROWS_WITH(tokenizer::parse(R"({"model":{"vocab":{"a":400000000}}})", "tiny.json"),
+                      Catch::Contains("expected an id in [0, 1)"));
+  const auto base = nlohmann::json::parse(R"({
+    "added_tokens": [{"id": 3, "content": "<x>", "special": true}],
+    "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "use_regex": false},
+    "model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2}, "merges": ["a b"]}
+  })");
+  const tokenizer ok = tokenizer::parse(base.dump(), "small.json");
+  CHECK(ok.vocab_size() == 4);
+  CHECK(ok.encode("ab<x>") == std::vector<token_id>{2, 3});
+  auto j = base;
+  j["added_tokens"][0]["id"] = 2147483647;
+  REQUIRE_THROWS_WITH(tokenizer::parse(j.dump(), "small.json"),
+                      Catch::Contains("'small.json': added_tokens[0].id: expected an id in [0, 4)") &&
+                          Catch::Contains("got 2147483647"));
+  j["added_tokens"][0]["id"] = 4;  // one past the declared count
+  REQUIRE_THROWS_WITH(tokenizer::parse(j.dump(), "small.json"),
+                      Catch::Contains("added_tokens[0].id: expected an id in [0, 4)"));
+  // One id for two strings: decode could not give back both.
+  j = base;
+  j["model"]["vocab"]["b"] = 0;
+  REQUIRE_THROWS_WITH(tokenizer::parse(j.dump(), "small.json"),
+                      Catch::Contains("'small.json': token id 0 is given to both 'a' and 'b'"));
+  j = base;
+  j["added_tokens"][0]["id"] = 2;
+  REQUIRE_THROWS_WITH(tokenizer::parse(j.dump(), "small.json"),
+                      Catch::Contains("token id 2 is given to both 'ab' and '<x>'"));
+  j = base;  // an added token repeating its vocab entry is fine
+  j["model"]["vocab"]["<x>"] = 3;
+  CHECK(tokenizer::parse(j.dump(), "small.json").encode("<x>") == std::vector<token_id>{3});
+  j = base;
+  j["model"]["vocab"]["ab"] = 4000;
+  REQUIRE_THROWS_WITH(tokenizer::parse(j.dump(), "small.json"),
+                      Catch::Contains("model.vocab[\"ab\"]: expected an id in [0, 4)"));
+}
+
+TEST_CASE("tokenizer: deeply nested JSON is a clear error", "[io][tokenizer]") {
+  dsk::test::temp_dir dir;
+  // 100,000 levels under the decoder, whose error message used to dump it recursively.
+  dsk::test::write_bytes(dir / "tokenizer.json", "{\"decoder\": " + dsk::test::nested_json(100000) + "}");
+  REQUIRE_THROWS_WITH(tokenizer::load(dir.path()),
+                      Catch::Contains("tokenizer.json") &&
+                          Catch::Contains("JSON nesting deeper than the limit of 128 levels"));
+  std::filesystem::create_directories(dir / "d" / "tokenizer.json");
+  REQUIRE_THROWS_WITH(tokenizer::load(dir / "d"),
+                      Catch::Contains("tokenizer.json': is a directory, expected a file"));
+}
+
+// [regex]: the PCRE2 paths, also run under valgrind memcheck by ctest (test_io_valgrind: libpcre2 is not
+// instrumented by ASan, so only valgrind sees a read past a subject).
+TEST_CASE("tokenizer: Split regexes cannot cut UTF-8 characters (\\C is refused)", "[io][tokenizer][regex]") {
+  const auto with_split = [](const std::string& regex, const char* behavior) {
+    nlohmann::json j = nlohmann::json::parse(R"({
+      "model": {"type": "BPE", "vocab": {}, "merges": []}
+    })");
+    const auto& table = dsk::io::detail::byte_level_table::get();
+    for (int b = 0; b < 256; ++b) j["model"]["vocab"][table.to_char[static_cast<std::size_t>(b)]] = b;
+    j["pre_tokenizer"] = {
+        {"type", "Sequence"},
+        {"pretokenizers",
+         {{{"type", "Split"}, {"pattern", {{"Regex", regex}}}, {"behavior", behavior}},
+          {{"type", "Split"}, {"pattern", {{"Regex", "\\p{L}+|\\s+"}}}, {"behavior", "Isolated"}},
+          {{"type", "ByteLevel"}, {"use_regex", true}}}}};
+    return tokenizer::parse(j.dump(), "split.json");
+  };
+  for (const char* re : {"\\C", "a\\C", "(?:\\C)+", "[x]|\\C{2}"})
+    REQUIRE_THROWS_WITH(
+        with_split(re, "Isolated"),
+        Catch::Contains("'split.json': pre_tokenizer.pretokenizers[0]: cannot compile regex") &&
+            Catch::Contains("\\C is not allowed"));
+  // Multi-byte text through two Split layers and GPT-2's regex: every piece stays whole characters, so the
+  // byte-level round trip is exact.
+  const std::string text = "深度 求索 😀x ü\tz\n\n αβγ 12 ";
+  for (const char* behavior : {"Isolated", "Removed", "MergedWithPrevious", "MergedWithNext", "Contiguous"}) {
+    INFO(behavior);
+    const tokenizer t = with_split(".", behavior);
+    const auto ids = t.encode(text);
+    REQUIRE(!ids.empty());
+    if (std::string(behavior) != "Removed") REQUIRE(t.decode(ids) == text);
+  }
+  const tokenizer t = with_split("(?=\\p{Han})|\\b", "Isolated");  // empty matches advance by characters
+  REQUIRE(t.decode(t.encode(text)) == text);
+  REQUIRE(deepseek_like().decode(deepseek_like().encode(text)) == text);
 }

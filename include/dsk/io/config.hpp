@@ -105,6 +105,23 @@ struct v2_config {
   static v2_config load(const std::filesystem::path& path);
 };
 
+// Upper bounds of v2_config's sizes (parse rejects larger values naming the field). Several times the largest
+// released DeepSeek model (V2 / V3: vocab 102400 / 129280, hidden 5120 / 7168, 60 / 61 layers, 128 heads,
+// 160 / 256 experts, head dims <= 192): headroom for new checkpoints, yet small enough that every product of
+// a few fields (a weight's element count, vocab x hidden, layers x experts x width x hidden) fits index_t.
+struct config_limits {
+  static constexpr index_t vocab_size = index_t{1} << 24;         // 16,777,216
+  static constexpr index_t hidden_size = index_t{1} << 16;        // 65,536
+  static constexpr index_t intermediate_size = index_t{1} << 18;  // 262,144 (dense and expert MLP width)
+  static constexpr index_t num_hidden_layers = 1024;
+  static constexpr index_t num_attention_heads = 1024;
+  static constexpr index_t lora_rank = index_t{1} << 16;  // kv_lora_rank, q_lora_rank
+  static constexpr index_t head_dim = 4096;               // qk_nope, qk_rope, v head dims
+  static constexpr index_t experts = 4096;                // n_routed_experts, n_shared_experts
+  static constexpr index_t positions = index_t{1} << 24;  // (original_)max_position_embeddings
+  static constexpr index_t token_id = index_t{1} << 31;   // bos / eos ids below this (and vocab)
+};
+
 namespace detail {
 
 class config_reader {
@@ -133,35 +150,40 @@ class config_reader {
     return *it;
   }
 
-  index_t to_int(std::string_view key, const nlohmann::json& v, index_t lo) const {
-    if (!v.is_number_integer()) error(key, "expected an integer, got ", v.dump());
+  // An integer in [lo, hi] (hi: dsk's documented limit, config_limits); the message reports the number as
+  // written, an unsigned one above 2^63 too.
+  index_t to_int(std::string_view key, const nlohmann::json& v, index_t lo, index_t hi) const {
+    if (!v.is_number_integer()) error(key, "expected an integer, got ", json_snippet(v));
+    if (v.is_number_unsigned() && v.get<std::uint64_t>() > static_cast<std::uint64_t>(hi))
+      error(key, "expected an integer <= ", hi, " (dsk's limit for this field), got ", v.get<std::uint64_t>());
     const index_t x = v.get<index_t>();
     if (x < lo) error(key, "expected an integer >= ", lo, ", got ", x);
+    if (x > hi) error(key, "expected an integer <= ", hi, " (dsk's limit for this field), got ", x);
     return x;
   }
   double to_double(std::string_view key, const nlohmann::json& v) const {
-    if (!v.is_number()) error(key, "expected a number, got ", v.dump());
+    if (!v.is_number()) error(key, "expected a number, got ", json_snippet(v));
     const double x = v.get<double>();
-    if (!std::isfinite(x)) error(key, "expected a finite number, got ", v.dump());
+    if (!std::isfinite(x)) error(key, "expected a finite number, got ", json_snippet(v));
     return x;
   }
   bool to_bool(std::string_view key, const nlohmann::json& v) const {
-    if (!v.is_boolean()) error(key, "expected true or false, got ", v.dump());
+    if (!v.is_boolean()) error(key, "expected true or false, got ", json_snippet(v));
     return v.get<bool>();
   }
   std::string to_string(std::string_view key, const nlohmann::json& v) const {
-    if (!v.is_string()) error(key, "expected a string, got ", v.dump());
+    if (!v.is_string()) error(key, "expected a string, got ", json_snippet(v));
     return v.get<std::string>();
   }
 
-  index_t required_int(std::string_view key, index_t lo = 1) const {
+  index_t required_int(std::string_view key, index_t lo, index_t hi) const {
     const auto& v = require(key);
     if (v.is_null()) error(key, "must not be null");
-    return to_int(key, v, lo);
+    return to_int(key, v, lo, hi);
   }
-  index_t int_or(std::string_view key, index_t fallback, index_t lo = 0) const {
+  index_t int_or(std::string_view key, index_t fallback, index_t lo, index_t hi) const {
     const auto* v = get(key);
-    return v ? to_int(key, *v, lo) : fallback;
+    return v ? to_int(key, *v, lo, hi) : fallback;
   }
   double double_or(std::string_view key, double fallback) const {
     const auto* v = get(key);
@@ -185,7 +207,7 @@ class config_reader {
 inline yarn_config parse_rope(const nlohmann::json& r, std::string_view source, std::string_view field,
                               double& theta) {
   const config_reader c(r, source, std::string(field) + ".");
-  if (!r.is_object()) c.error_general("field '", field, "' must be an object or null, got ", r.dump());
+  if (!r.is_object()) c.error_general("field '", field, "' must be an object or null, got ", json_snippet(r));
   for (const auto& [key, v] : r.items()) {
     (void)v;
     static constexpr std::string_view known[] = {
@@ -200,7 +222,7 @@ inline yarn_config parse_rope(const nlohmann::json& r, std::string_view source, 
   }
   if (c.get("rope_theta")) {
     theta = c.to_double("rope_theta", r["rope_theta"]);
-    if (!(theta > 0)) c.error("rope_theta", "expected > 0, got ", theta);
+    if (!(theta > 1)) c.error("rope_theta", "expected > 1 (the RoPE base), got ", theta);
   }
   std::string type = c.string_or("rope_type", "");
   if (type.empty()) type = c.string_or("type", "default");
@@ -217,7 +239,8 @@ inline yarn_config parse_rope(const nlohmann::json& r, std::string_view source, 
     c.error("beta_fast", "beta_fast and beta_slow must be > 0, got ", y.beta_fast, " and ", y.beta_slow);
   y.mscale = c.double_or("mscale", 1.0);
   y.mscale_all_dim = c.double_or("mscale_all_dim", 0.0);
-  y.original_max_position_embeddings = c.int_or("original_max_position_embeddings", 4096, 1);
+  y.original_max_position_embeddings =
+      c.int_or("original_max_position_embeddings", 4096, 1, config_limits::positions);
   if (!c.bool_or("truncate", true))
     c.error("truncate", "only DeepSeek's truncated (floor/ceil) YaRN correction range is supported");
   return y;
@@ -232,7 +255,7 @@ DSK_KERNEL_INLINE v2_config v2_config::parse(std::string_view json_text, std::st
   if (!j.is_object()) c.error_general("expected a JSON object, got ", j.type_name());
 
   if (const auto* mt = c.get("model_type"); mt && c.to_string("model_type", *mt) != "deepseek_v2")
-    c.error("model_type", "expected \"deepseek_v2\", got ", mt->dump(),
+    c.error("model_type", "expected \"deepseek_v2\", got ", detail::json_snippet(*mt),
             " (dsk::io::v2_config reads DeepSeek-V2 configs)");
   if (const auto act = c.string_or("hidden_act", "silu"); act != "silu")
     c.error("hidden_act", "unsupported activation '", act, "' (DeepSeek-V2 uses 'silu')");
@@ -242,34 +265,35 @@ DSK_KERNEL_INLINE v2_config v2_config::parse(std::string_view json_text, std::st
     c.error("tie_word_embeddings", "unsupported: DeepSeek-V2 has a separate lm_head");
 
   v2_config k;
-  k.vocab_size = c.required_int("vocab_size");
-  k.hidden_size = c.required_int("hidden_size");
-  k.intermediate_size = c.required_int("intermediate_size");
-  k.num_hidden_layers = c.required_int("num_hidden_layers");
-  k.num_attention_heads = c.required_int("num_attention_heads");
-  if (const index_t kvh = c.int_or("num_key_value_heads", k.num_attention_heads, 1);
+  using L = config_limits;
+  k.vocab_size = c.required_int("vocab_size", 1, L::vocab_size);
+  k.hidden_size = c.required_int("hidden_size", 1, L::hidden_size);
+  k.intermediate_size = c.required_int("intermediate_size", 1, L::intermediate_size);
+  k.num_hidden_layers = c.required_int("num_hidden_layers", 1, L::num_hidden_layers);
+  k.num_attention_heads = c.required_int("num_attention_heads", 1, L::num_attention_heads);
+  if (const index_t kvh = c.int_or("num_key_value_heads", k.num_attention_heads, 1, L::num_attention_heads);
       kvh != k.num_attention_heads)
     c.error("num_key_value_heads", "MLA needs num_key_value_heads == num_attention_heads (",
             k.num_attention_heads, "), got ", kvh);
-  k.kv_lora_rank = c.required_int("kv_lora_rank");
+  k.kv_lora_rank = c.required_int("kv_lora_rank", 1, L::lora_rank);
   {
     const auto& q = c.require("q_lora_rank");
-    k.q_lora_rank = q.is_null() ? 0 : c.to_int("q_lora_rank", q, 1);
+    k.q_lora_rank = q.is_null() ? 0 : c.to_int("q_lora_rank", q, 1, L::lora_rank);
   }
-  k.qk_nope_head_dim = c.required_int("qk_nope_head_dim");
-  k.qk_rope_head_dim = c.required_int("qk_rope_head_dim");
+  k.qk_nope_head_dim = c.required_int("qk_nope_head_dim", 1, L::head_dim);
+  k.qk_rope_head_dim = c.required_int("qk_rope_head_dim", 1, L::head_dim);
   if (k.qk_rope_head_dim % 2 != 0)
     c.error("qk_rope_head_dim", "RoPE needs an even dimension, got ", k.qk_rope_head_dim);
-  k.v_head_dim = c.required_int("v_head_dim");
+  k.v_head_dim = c.required_int("v_head_dim", 1, L::head_dim);
 
-  k.n_routed_experts = c.int_or("n_routed_experts", 0, 1);
+  k.n_routed_experts = c.int_or("n_routed_experts", 0, 1, L::experts);
   if (k.n_routed_experts > 0) {
-    k.moe_intermediate_size = c.required_int("moe_intermediate_size");
-    k.num_experts_per_tok = c.required_int("num_experts_per_tok");
+    k.moe_intermediate_size = c.required_int("moe_intermediate_size", 1, L::intermediate_size);
+    k.num_experts_per_tok = c.required_int("num_experts_per_tok", 1, L::experts);
     if (k.num_experts_per_tok > k.n_routed_experts)
       c.error("num_experts_per_tok", "expected <= n_routed_experts (", k.n_routed_experts, "), got ",
               k.num_experts_per_tok);
-    k.n_shared_experts = c.int_or("n_shared_experts", 0, 0);
+    k.n_shared_experts = c.int_or("n_shared_experts", 0, 0, L::experts);
     const auto& tm = c.require("topk_method");
     const std::string method = c.to_string("topk_method", tm);
     if (method == "greedy" || method == "gready")
@@ -280,11 +304,11 @@ DSK_KERNEL_INLINE v2_config v2_config::parse(std::string_view json_text, std::st
       c.error("topk_method", "unsupported value '", method,
               "' (supported: 'greedy' (also spelled 'gready'), 'group_limited_greedy')");
     if (k.topk_method == topk_method::group_limited_greedy) {
-      k.n_group = c.required_int("n_group");
-      k.topk_group = c.required_int("topk_group");
+      k.n_group = c.required_int("n_group", 1, L::experts);
+      k.topk_group = c.required_int("topk_group", 1, L::experts);
     } else {
-      k.n_group = c.int_or("n_group", 1, 1);
-      k.topk_group = c.int_or("topk_group", 1, 1);
+      k.n_group = c.int_or("n_group", 1, 1, L::experts);
+      k.topk_group = c.int_or("topk_group", 1, 1, L::experts);
     }
     if (k.n_routed_experts % k.n_group != 0)
       c.error("n_group", "must divide n_routed_experts (", k.n_routed_experts, "), got ", k.n_group);
@@ -301,17 +325,18 @@ DSK_KERNEL_INLINE v2_config v2_config::parse(std::string_view json_text, std::st
     if (!(k.routed_scaling_factor > 0))
       c.error("routed_scaling_factor", "expected > 0, got ", k.routed_scaling_factor);
     k.norm_topk_prob = c.bool_or("norm_topk_prob", false);
-    k.first_k_dense_replace = c.int_or("first_k_dense_replace", 0, 0);
-    k.moe_layer_freq = c.int_or("moe_layer_freq", 1, 1);
+    k.first_k_dense_replace = c.int_or("first_k_dense_replace", 0, 0, L::num_hidden_layers);
+    k.moe_layer_freq = c.int_or("moe_layer_freq", 1, 1, L::num_hidden_layers);
     k.aux_loss_alpha = c.double_or("aux_loss_alpha", 0.001);
     k.seq_aux = c.bool_or("seq_aux", true);
   }
 
   k.rms_norm_eps = c.double_or("rms_norm_eps", 1e-6);
   if (!(k.rms_norm_eps > 0)) c.error("rms_norm_eps", "expected > 0, got ", k.rms_norm_eps);
-  k.max_position_embeddings = c.int_or("max_position_embeddings", 2048, 1);
+  k.max_position_embeddings = c.int_or("max_position_embeddings", 2048, 1, L::positions);
+  // nn::rope_inv_freq's rule: the base must be > 1 (base^(-2i/dim) is a decreasing frequency).
   k.rope_theta = c.double_or("rope_theta", 10000.0);
-  if (!(k.rope_theta > 0)) c.error("rope_theta", "expected > 0, got ", k.rope_theta);
+  if (!(k.rope_theta > 1)) c.error("rope_theta", "expected > 1 (the RoPE base), got ", k.rope_theta);
   // transformers v5 writes rope_parameters (rope_theta inside); older configs rope_scaling. Prefer the
   // former.
   if (const auto* rp = c.get("rope_parameters"))
@@ -319,12 +344,26 @@ DSK_KERNEL_INLINE v2_config v2_config::parse(std::string_view json_text, std::st
   else if (const auto* rs = c.get("rope_scaling"))
     k.rope_scaling = detail::parse_rope(*rs, source, "rope_scaling", k.rope_theta);
 
-  k.bos_token_id = c.int_or("bos_token_id", -1, 0);
+  if (k.rope_scaling.enabled) {
+    // The attention temperatures must be positive and finite: the softmax scale and RoPE's cos/sin multiplier
+    // (nn::rope_cos_sin_scale divides by the second).
+    const auto& y = k.rope_scaling;
+    for (const auto& [name, m] :
+         {std::pair{"mscale", y.mscale}, std::pair{"mscale_all_dim", y.mscale_all_dim}})
+      if (const double t = yarn_mscale(y.factor, m); !(std::isfinite(t) && t > 0))
+        c.error_general("rope scaling: ", name, " = ", m, " with factor ", y.factor,
+                        " gives an attention temperature 0.1 * mscale * ln(factor) + 1 = ", t,
+                        ", expected > 0 and finite");
+    if (const double sc = k.softmax_scale(); !(std::isfinite(sc) && sc > 0))
+      c.error_general("rope scaling: the softmax scale is ", sc, ", expected > 0 and finite");
+  }
+  k.bos_token_id = c.int_or("bos_token_id", -1, 0, L::token_id - 1);
   if (const auto* e = c.get("eos_token_id")) {
     if (e->is_array()) {
-      for (const auto& x : *e) k.eos_token_ids.push_back(c.to_int("eos_token_id", x, 0));
+      if (e->size() > 1024) c.error("eos_token_id", "expected at most 1024 ids, got ", e->size());
+      for (const auto& x : *e) k.eos_token_ids.push_back(c.to_int("eos_token_id", x, 0, L::token_id - 1));
     } else {
-      k.eos_token_ids.push_back(c.to_int("eos_token_id", *e, 0));
+      k.eos_token_ids.push_back(c.to_int("eos_token_id", *e, 0, L::token_id - 1));
     }
   }
   k.torch_dtype = c.string_or("torch_dtype", c.string_or("dtype", ""));
@@ -332,7 +371,8 @@ DSK_KERNEL_INLINE v2_config v2_config::parse(std::string_view json_text, std::st
 }
 
 DSK_KERNEL_INLINE v2_config v2_config::load(const std::filesystem::path& path) {
-  const auto file = std::filesystem::is_directory(path) ? path / "config.json" : path;
+  std::error_code ec;
+  const auto file = std::filesystem::is_directory(path, ec) ? path / "config.json" : path;
   const std::string label = file.string();
   return parse(read_text_file(file, "config"), label);
 }

@@ -136,21 +136,83 @@ class mapped_file {
   std::vector<char> owned_;  // only without mmap
 };
 
-// The whole file as a string; `what` says what the file is for in the error ("config", "tokenizer").
+// The whole file as a string; `what` says what the file is for in the error ("config", "tokenizer"). A
+// directory or another non-regular file (a FIFO, a device) is refused by name.
 inline std::string read_text_file(const std::filesystem::path& path, std::string_view what) {
+  std::error_code ec;
+  const auto st = std::filesystem::status(path, ec);
+  if (ec || !std::filesystem::exists(st))
+    fail("dsk::io: cannot open ", what, " file '", path.string(), "': ", ec ? ec.message() : "no such file");
+  if (std::filesystem::is_directory(st))
+    fail("dsk::io: ", what, " file '", path.string(), "': is a directory, expected a file");
+  if (!std::filesystem::is_regular_file(st))
+    fail("dsk::io: ", what, " file '", path.string(), "': is not a regular file");
   std::ifstream in(path, std::ios::binary);
   if (!in) fail("dsk::io: cannot open ", what, " file '", path.string(), "'");
-  std::string s{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  std::string s;
+  try {
+    s.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  } catch (const std::exception& e) {
+    fail("dsk::io: cannot read ", what, " file '", path.string(), "': ", e.what());
+  }
   if (in.bad()) fail("dsk::io: cannot read ", what, " file '", path.string(), "'");
   return s;
 }
 
+// The deepest nesting of arrays and objects dsk's JSON readers accept. The formats need at most ~10 levels
+// (a tokenizer's pre_tokenizer Sequence inside a Sequence); the bound keeps the recursive parts of
+// nlohmann::json (dump, copy, comparison) and of dsk's readers off deep stacks.
+inline constexpr std::size_t max_json_depth = 128;
+
+namespace detail {
+// The nesting depth of JSON text: the most '[' / '{' open at once outside strings (one pass, no
+// allocation; stops at the first level above `limit` and returns it). Malformed text is left to the parser.
+inline std::size_t json_depth(std::string_view text, std::size_t limit) {
+  std::size_t depth = 0, deepest = 0;
+  bool in_string = false;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\')
+        ++i;
+      else if (c == '"')
+        in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > deepest && (deepest = depth) > limit) return deepest;
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return deepest;
+}
+
+// At most `max_bytes` of `s` for an error message, cut before a UTF-8 continuation byte; "..." marks a cut.
+inline std::string truncated(std::string_view s, std::size_t max_bytes) {
+  if (s.size() <= max_bytes) return std::string(s);
+  std::size_t cut = max_bytes;
+  while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xc0) == 0x80) --cut;
+  return std::string(s.substr(0, cut)) + "...";
+}
+
+// At most `max_bytes` of the JSON text of `v` for an error message (whole UTF-8 characters; "..." marks a
+// cut). Values come from a depth-checked parse, so the dump's recursion is bounded.
+inline std::string json_snippet(const nlohmann::json& v, std::size_t max_bytes = 80) {
+  return truncated(v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), max_bytes);
+}
+}  // namespace detail
+
 // Parses JSON text; a syntax error becomes a dsk::error naming `source` (a file name) and the position.
+// Nesting deeper than max_json_depth is refused before parsing.
 inline nlohmann::json parse_json(std::string_view text, std::string_view source) {
+  if (const std::size_t d = detail::json_depth(text, max_json_depth); d > max_json_depth)
+    fail("dsk::io: '", source, "': JSON nesting deeper than the limit of ", max_json_depth,
+         " levels (arrays and objects inside each other)");
   try {
     return nlohmann::json::parse(text.begin(), text.end());
   } catch (const nlohmann::json::exception& e) {
-    fail("dsk::io: '", source, "' is not valid JSON: ", e.what());
+    fail("dsk::io: '", source, "' is not valid JSON: ", detail::truncated(e.what(), 300));
   }
 }
 

@@ -167,6 +167,8 @@ inline constexpr st_dtype st_dtype_of = st_dtype_of_t<std::remove_cv_t<T>>::valu
 
 // The format's reference implementation refuses headers above 100 MB; so does dsk (a larger one is corrupt).
 inline constexpr std::uint64_t max_header_bytes = 100'000'000;
+// The most dimensions a tensor of a file may have (PyTorch allows 64 too; dsk's views use rank <= 8).
+inline constexpr std::size_t max_tensor_rank = 64;
 
 // One tensor of a file: dtype, shape (row-major) and its byte range [begin, end) in the data buffer, which
 // starts right after the header.
@@ -225,18 +227,26 @@ inline tensor_info parse_tensor_entry(const std::string& file, const std::string
 
   const auto sh = e.find("shape");
   if (sh == e.end() || !sh->is_array()) bad("missing or non-array 'shape'");
-  std::uint64_t numel = 1;
+  if (sh->size() > max_tensor_rank)
+    bad("shape has ", sh->size(), " dimensions, more than the limit of ", max_tensor_rank);
+  // `span` is the product of the extents with zeros counted as 1: it bounds every stride and partial product
+  // of the shape, so a tensor with a zero extent cannot hide extents whose strides overflow index_t.
+  std::uint64_t numel = 1, span = 1;
+  const auto limit = static_cast<std::uint64_t>(std::numeric_limits<index_t>::max());
   for (const auto& d : *sh) {
-    if (!d.is_number_unsigned()) bad("shape ", sh->dump(), " must hold non-negative integers");
+    if (!d.is_number_unsigned()) bad("shape ", json_snippet(*sh), " must hold non-negative integers");
     const std::uint64_t v = d.get<std::uint64_t>();
-    if (v > static_cast<std::uint64_t>(std::numeric_limits<index_t>::max()) ||
-        mul_overflows(numel, v, numel) ||
-        numel > static_cast<std::uint64_t>(std::numeric_limits<index_t>::max()))
-      bad("shape ", sh->dump(), " overflows the element count");
+    if (v > limit || mul_overflows(span, std::max<std::uint64_t>(v, 1), span) || span > limit)
+      bad("shape ", json_snippet(*sh),
+          " overflows the element count (the product of the extents, zero "
+          "extents counted as 1, must be at most 2^63 - 1)");
+    numel *= v;  // <= span
     t.shape.push_back(static_cast<index_t>(v));
   }
   std::uint64_t bytes = 0;
-  if (mul_overflows(numel, size_of(t.dtype), bytes)) bad("shape ", sh->dump(), " overflows the byte count");
+  if (mul_overflows(span, size_of(t.dtype), bytes) || bytes > limit)
+    bad("shape ", json_snippet(*sh), " overflows the byte count");
+  bytes = numel * size_of(t.dtype);
 
   const auto off = e.find("data_offsets");
   if (off == e.end() || !off->is_array() || off->size() != 2 || !(*off)[0].is_number_unsigned() ||
@@ -269,11 +279,14 @@ inline st_header parse_safetensors_header(std::span<const std::byte> file, const
   if (n > file.size() - 8)
     bad("header length ", n, " runs past the end of the file (", file.size(), " bytes; truncated?)");
   const std::string_view text(reinterpret_cast<const char*>(file.data()) + 8, static_cast<std::size_t>(n));
+  if (detail::json_depth(text, max_json_depth) > max_json_depth)
+    bad("header: JSON nesting deeper than the limit of ", max_json_depth,
+        " levels (arrays and objects inside each other)");
   nlohmann::json h;
   try {
     h = nlohmann::json::parse(text.begin(), text.end());
   } catch (const nlohmann::json::exception& e) {
-    bad("header is not valid JSON: ", e.what());
+    bad("header is not valid JSON: ", detail::truncated(e.what(), 300));
   }
   if (!h.is_object()) bad("header must be a JSON object, got ", h.type_name());
 
@@ -550,7 +563,9 @@ class checkpoint : public tensor_source<checkpoint> {
     if (const auto m = j.find("metadata"); m != j.end() && !m->is_null()) {
       if (!m->is_object()) fail("dsk::io::checkpoint: '", label, "': 'metadata' must be an object");
       for (const auto& [k, v] : m->items())
-        metadata_.emplace(k, v.is_string() ? v.get<std::string>() : v.dump());
+        metadata_.emplace(k, v.is_string()
+                                 ? v.get<std::string>()
+                                 : v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
     }
     const auto wm = j.find("weight_map");
     if (wm == j.end() || !wm->is_object())
@@ -568,9 +583,10 @@ class checkpoint : public tensor_source<checkpoint> {
       auto [it, fresh] = shard_of_file.emplace(fname, shards_.size());
       if (fresh) {
         const auto shard_path = index.parent_path() / fp;
-        if (!std::filesystem::exists(shard_path))
-          fail("dsk::io::checkpoint: '", label, "': shard '", fname, "' (of tensor '", tname,
-               "') does not exist");
+        std::error_code ec;
+        if (!std::filesystem::exists(shard_path, ec))
+          fail("dsk::io::checkpoint: '", label, "': shard '", detail::truncated(fname, 200), "' (of tensor '",
+               detail::truncated(tname, 200), "') ", ec ? "cannot be opened: " + ec.message() : "does not exist");
         shards_.push_back(std::make_unique<safetensors_file>(shard_path));
       }
       if (!shards_[it->second]->contains(tname))
@@ -597,10 +613,13 @@ DSK_KERNEL_INLINE safetensors_file::safetensors_file(const std::filesystem::path
 DSK_KERNEL_INLINE checkpoint::checkpoint(const std::filesystem::path& path) : root_(path) {
   namespace fs = std::filesystem;
   fs::path index, single;
-  if (fs::is_directory(path)) {
-    if (fs::exists(path / "model.safetensors.index.json"))
+  // error_code overloads throughout: a name the OS refuses (too long, a loop) is a dsk::error below, not a
+  // std::filesystem_error.
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) {
+    if (fs::exists(path / "model.safetensors.index.json", ec))
       index = path / "model.safetensors.index.json";
-    else if (fs::exists(path / "model.safetensors"))
+    else if (fs::exists(path / "model.safetensors", ec))
       single = path / "model.safetensors";
     else
       fail("dsk::io::checkpoint: directory '", path.string(),

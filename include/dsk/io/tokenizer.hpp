@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <cstdlib>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -35,6 +36,10 @@ namespace dsk::io {
 DSK_ISA_BEGIN  // compiled with the TU's -march: ISA-specific names (tests/isa)
 
 using token_id = std::int32_t;
+
+// The most token ids a tokenizer.json may declare (2^24; the largest released vocabularies hold ~2^18). Ids
+// must also lie below the number of tokens the file declares (model.vocab entries + added_tokens entries).
+inline constexpr std::size_t max_token_ids = std::size_t{1} << 24;
 
 namespace detail {
 
@@ -169,24 +174,48 @@ class pcre2_regex {
     pcre2_set_newline_8(ctx, PCRE2_NEWLINE_LF);
     int err = 0;
     PCRE2_SIZE off = 0;
-    const std::uint32_t opts = PCRE2_UTF | (literal ? PCRE2_LITERAL : PCRE2_UCP | PCRE2_MULTILINE);
+    // PCRE2_NEVER_BACKSLASH_C: \C matches one code unit, so a match could end inside a UTF-8 character
+    // and cut the text into invalid UTF-8 pieces (which later splits would read past).
+    // (A literal pattern has no escapes; PCRE2 refuses the option with PCRE2_LITERAL.)
+    const std::uint32_t opts =
+        PCRE2_UTF | (literal ? PCRE2_LITERAL : PCRE2_NEVER_BACKSLASH_C | PCRE2_UCP | PCRE2_MULTILINE);
     code_.reset(pcre2_compile_8(reinterpret_cast<PCRE2_SPTR8>(pattern.data()), pattern.size(), opts, &err,
                                 &off, ctx));
     pcre2_compile_context_free_8(ctx);
     if (!code_) {
       std::array<PCRE2_UCHAR8, 256> msg{};
       pcre2_get_error_message_8(err, msg.data(), msg.size());
-      fail(where, ": cannot compile regex '", pattern, "' at offset ", off, ": ",
-           reinterpret_cast<const char*>(msg.data()));
+      fail(where, ": cannot compile regex '", truncated(pattern, 200), "' at offset ", off, ": ",
+           reinterpret_cast<const char*>(msg.data()),
+           err == PCRE2_ERROR_BACKSLASH_C_CALLER_DISABLED
+               ? " (\\C is not allowed: it matches single bytes and would cut UTF-8 characters apart)"
+               : "");
     }
-    pcre2_jit_compile_8(code_.get(),
-                        PCRE2_JIT_COMPLETE);  // optional speed-up; the interpreter is the fallback
+    // JIT: an optional speed-up; the interpreter is the fallback and gives the same matches.
+    // DSK_PCRE2_NO_JIT=1 in the environment turns it off (for valgrind, which cannot follow JIT code's
+    // reads: tests/io's test_io_valgrind).
+    if (!jit_disabled()) pcre2_jit_compile_8(code_.get(), PCRE2_JIT_COMPLETE);
+  }
+  static bool jit_disabled() {
+    static const bool off = [] {
+      const char* v = std::getenv("DSK_PCRE2_NO_JIT");
+      return v && *v && std::string_view(v) != "0";
+    }();
+    return off;
   }
 
   // Calls f(begin, end) for every non-overlapping match in `s` (valid UTF-8), left to right. After an empty
-  // match the search resumes one character later, as regex iterators do.
+  // match the search resumes one character later, as regex iterators do. `s` is checked once here (one pass)
+  // so that the matches can skip PCRE2's per-call check (PCRE2_NO_UTF_CHECK on invalid UTF-8 is undefined
+  // behaviour in PCRE2: reads past the subject).
   template <class F>
   void for_each_match(std::string_view s, F&& f) const {
+    for (std::size_t i = 0; i < s.size();) {
+      const std::size_t n = utf8_seq_len(s, i);
+      if (!n)
+        fail("dsk::io::tokenizer: internal error: a pre-tokenized piece is not valid UTF-8 at byte ", i);
+      i += n;
+    }
     std::unique_ptr<pcre2_match_data_8, decltype(&pcre2_match_data_free_8)> md(
         pcre2_match_data_create_from_pattern_8(code_.get(), nullptr), &pcre2_match_data_free_8);
     if (!md) fail("dsk::io::tokenizer: out of memory for regex match data");
@@ -377,7 +406,7 @@ class tokenizer {
   bool flag(const nlohmann::json& j, const char* key, std::string_view where) const {
     const auto* v = field(j, key);
     if (!v) return false;
-    if (!v->is_boolean()) bad(where, ".", key, ": expected true or false, got ", v->dump());
+    if (!v->is_boolean()) bad(where, ".", key, ": expected true or false, got ", detail::json_snippet(*v));
     return v->get<bool>();
   }
   std::string str(const nlohmann::json& j, const char* key, std::string_view where) const {
@@ -403,6 +432,10 @@ class tokenizer {
       has_token_.resize(i + 1, false);
       is_special_.resize(i + 1, false);
     }
+    // One id, one string: decode could not give back both (an added token may repeat its vocab entry).
+    if (has_token_[i] && id_to_token_[i] != s)
+      bad("token id ", id, " is given to both '", detail::truncated(id_to_token_[i], 80), "' and '",
+          detail::truncated(s, 80), "'");
     id_to_token_[i] = s;
     has_token_[i] = true;
     is_special_[i] = special;
@@ -412,29 +445,39 @@ class tokenizer {
     const auto* m = field(j, "model");
     if (!m || !m->is_object()) bad("missing 'model' object");
     if (const auto* t = field(*m, "type"); t && (!t->is_string() || *t != "BPE"))
-      unsupported("model.type ", t->dump(), " (dsk supports \"BPE\")");
+      unsupported("model.type ", detail::json_snippet(*t), " (dsk supports \"BPE\")");
     if (const auto* d = field(*m, "dropout"); d && (!d->is_number() || d->get<double>() != 0.0))
-      unsupported("model.dropout ", d->dump(), " (dropout makes encoding random; dsk supports null)");
+      unsupported("model.dropout ", detail::json_snippet(*d),
+                  " (dropout makes encoding random; dsk supports null)");
     for (const char* k : {"continuing_subword_prefix", "end_of_word_suffix"})
       if (const auto* v = field(*m, k); v && !(v->is_string() && v->get<std::string>().empty()))
-        unsupported("model.", k, " ", v->dump(), " (dsk supports byte-level BPE without affixes)");
+        unsupported("model.", k, " ", detail::json_snippet(*v),
+                    " (dsk supports byte-level BPE without affixes)");
     if (flag(*m, "byte_fallback", "model"))
       unsupported("model.byte_fallback true (dsk supports byte-level BPE)");
     ignore_merges_ = flag(*m, "ignore_merges", "model");
 
     const auto* v = field(*m, "vocab");
     if (!v || !v->is_object()) bad("missing 'model.vocab' object (token -> id)");
+    // Ids index a table: they must lie below the number of tokens the file declares (model.vocab entries
+    // plus added_tokens entries), so a tiny file cannot ask for a table of 2^31 strings.
+    const auto* added = field(j, "added_tokens");
+    const std::size_t declared = v->size() + (added && added->is_array() ? added->size() : 0);
+    id_limit_ = static_cast<std::int64_t>(std::min<std::size_t>(declared, max_token_ids));
     vocab_.reserve(v->size());
     for (const auto& [tok, id] : v->items()) {
-      if (!id.is_number_integer() || id.get<std::int64_t>() < 0 || id.get<std::int64_t>() > 0x7fffffff)
-        bad("model.vocab[\"", tok, "\"]: expected an id in [0, 2^31), got ", id.dump());
+      if (!id.is_number_integer() || id.get<std::int64_t>() < 0 || id.get<std::int64_t>() >= id_limit_)
+        bad("model.vocab[\"", detail::truncated(tok, 80), "\"]: expected an id in [0, ", id_limit_,
+            ") (the file declares ", declared, " tokens: model.vocab plus added_tokens), got ",
+            detail::json_snippet(id));
       vocab_.emplace(tok, id.get<token_id>());
       set_token(id.get<token_id>(), tok, false);
     }
     if (const auto* u = field(*m, "unk_token")) {
       if (!u->is_string()) bad("model.unk_token: expected a string or null");
       const auto it = vocab_.find(u->get<std::string>());
-      if (it == vocab_.end()) bad("model.unk_token '", u->get<std::string>(), "' is not in the vocabulary");
+      if (it == vocab_.end())
+        bad("model.unk_token '", detail::truncated(u->get<std::string>(), 80), "' is not in the vocabulary");
       unk_ = it->second;
     }
     const auto& table = detail::byte_level_table::get();
@@ -453,18 +496,19 @@ class tokenizer {
         const std::string& s = e.get_ref<const std::string&>();
         const auto sp = s.find(' ');
         if (sp == std::string::npos || s.find(' ', sp + 1) != std::string::npos)
-          bad("model.merges[", r, "]: expected \"left right\", got \"", s, "\"");
+          bad("model.merges[", r, "]: expected \"left right\", got \"", detail::truncated(s, 80), "\"");
         a = s.substr(0, sp);
         b = s.substr(sp + 1);
       } else if (e.is_array() && e.size() == 2 && e[0].is_string() && e[1].is_string()) {
         a = e[0].get<std::string>();
         b = e[1].get<std::string>();
       } else {
-        bad("model.merges[", r, "]: expected \"left right\" or [left, right], got ", e.dump());
+        bad("model.merges[", r, "]: expected \"left right\" or [left, right], got ", detail::json_snippet(e));
       }
       const auto ia = vocab_.find(a), ib = vocab_.find(b), iab = vocab_.find(a + b);
       if (ia == vocab_.end() || ib == vocab_.end() || iab == vocab_.end())
-        bad("model.merges[", r, "]: '", a, "' + '", b, "' uses a token that is not in the vocabulary");
+        bad("model.merges[", r, "]: '", detail::truncated(a, 80), "' + '", detail::truncated(b, 80),
+            "' uses a token that is not in the vocabulary");
       merges_.emplace(pair_key(ia->second, ib->second),
                       std::make_pair(static_cast<std::int32_t>(r), iab->second));
     }
@@ -480,8 +524,10 @@ class tokenizer {
       if (!e.is_object()) bad(where, ": expected an object");
       const auto* id = field(e, "id");
       if (!id || !id->is_number_integer() || id->get<std::int64_t>() < 0 ||
-          id->get<std::int64_t>() > 0x7fffffff)
-        bad(where, ".id: expected an id in [0, 2^31)");
+          id->get<std::int64_t>() >= id_limit_)
+        bad(where, ".id: expected an id in [0, ", id_limit_,
+            ") (the file declares that many tokens: model.vocab plus added_tokens), got ",
+            id ? detail::json_snippet(*id) : std::string("nothing"));
       added_token t{str(e, "content", where), id->get<token_id>(),      flag(e, "special", where),
                     flag(e, "lstrip", where), flag(e, "rstrip", where), flag(e, "normalized", where)};
       if (t.content.empty()) bad(where, ".content: empty token");
@@ -503,7 +549,7 @@ class tokenizer {
     if (n->is_object() && field(*n, "type") && (*n)["type"] == "Sequence" && field(*n, "normalizers") &&
         (*n)["normalizers"].is_array() && (*n)["normalizers"].empty())
       return;
-    unsupported("normalizer ", n->dump().substr(0, 200), " (dsk supports null or an empty Sequence)");
+    unsupported("normalizer ", detail::json_snippet(*n, 200), " (dsk supports null or an empty Sequence)");
   }
 
   void add_pre(const nlohmann::json& p, const std::string& where) {
@@ -581,7 +627,7 @@ class tokenizer {
     const auto* d = field(j, "decoder");
     if (!d) return;
     if (!d->is_object() || !field(*d, "type") || (*d)["type"] != "ByteLevel")
-      unsupported("decoder ", d->dump().substr(0, 200), " (dsk supports ByteLevel)");
+      unsupported("decoder ", detail::json_snippet(*d, 200), " (dsk supports ByteLevel)");
   }
 
   static std::uint64_t pair_key(token_id a, token_id b) {
@@ -708,6 +754,7 @@ class tokenizer {
   }
 
   std::string source_;
+  std::int64_t id_limit_ = 0;  // ids lie in [0, id_limit_)
   std::unordered_map<std::string, token_id> vocab_;
   std::unordered_map<std::uint64_t, std::pair<std::int32_t, token_id>>
       merges_;  // (left, right) -> (rank, merged)
@@ -731,7 +778,8 @@ DSK_KERNEL_INLINE tokenizer tokenizer::parse(std::string_view json_text, std::st
   return t;
 }
 DSK_KERNEL_INLINE tokenizer tokenizer::load(const std::filesystem::path& path) {
-  const auto file = std::filesystem::is_directory(path) ? path / "tokenizer.json" : path;
+  std::error_code ec;
+  const auto file = std::filesystem::is_directory(path, ec) ? path / "tokenizer.json" : path;
   return parse(read_text_file(file, "tokenizer"), file.string());
 }
 
