@@ -4,6 +4,7 @@
 // CPU. The calling thread always runs part 0 itself. Host only; checked in tests/core/parallel.cpp.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <mutex>
@@ -89,7 +90,7 @@ class thread_pool {
     part(ctx, 0, nt);
     in_region() = false;
     for (index_t left = pending_.load(std::memory_order_acquire); left != 0;)
-      left = wait_for_change(pending_, left, spin_pauses);
+      left = wait_for_change(pending_, left, spins());
     return true;
   }
 
@@ -127,7 +128,7 @@ class thread_pool {
   void worker(index_t id, std::uint64_t seen) {
     in_region() = true;  // a parallel_for inside a part runs serially, as inside an OpenMP region
     for (;;) {
-      seen = wait_for_change(region_, seen, spin_pauses);
+      seen = wait_for_change(region_, seen, spins());
       const auto nt = static_cast<index_t>(seen & 0xffff);
       if (id >= nt) continue;  // not needed in this region
       part_(ctx_, id, nt);
@@ -135,8 +136,15 @@ class thread_pool {
     }
   }
 
+  // Pauses to spin before sleeping: none when the pool has more threads than the machine has hardware
+  // threads (a spinning thread would only keep the one it waits for off the core).
+  int spins() const {
+    return workers_.load(std::memory_order_relaxed) + 1 > hardware_threads_ ? 0 : spin_pauses;
+  }
+
   std::mutex region_mutex_;
   std::atomic<index_t> workers_{0};
+  const index_t hardware_threads_ = std::max<index_t>(1, std::thread::hardware_concurrency());
   std::atomic<std::uint64_t> region_{0};  // (region number << 16) | nt of the newest region
   std::atomic<index_t> pending_{0};       // workers of the current region that have not finished
   part_fn part_ = nullptr;
