@@ -14,6 +14,17 @@
 
 namespace dsk::test {
 
+// The message of the dsk::error f throws, or "(no error)".
+template <class F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const dsk::error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
 inline std::filesystem::path models_data(const std::string& name) {
   return std::filesystem::path(DSK_MODELS_TEST_DATA) / name;
 }

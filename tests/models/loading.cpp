@@ -66,15 +66,7 @@ std::vector<std::byte> bf16_to(io::st_dtype to, const std::vector<std::byte>& by
   return out;
 }
 
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const dsk::error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using dsk::test::error_of;
 std::string load_error(const fs::path& p, dsk_v2::weight_format fmt = dsk_v2::weight_format::checkpoint) {
   return error_of([&] { dsk_v2::model::load(p, fmt); });
 }
@@ -269,10 +261,13 @@ TEST_CASE("models: the checkpoint's layers must match num_hidden_layers", "[mode
 
 namespace {
 // A minimal byte-level BPE tokenizer: ids 0 'a', 1 'b', 2 'ab', 3 'Ã' (byte 0xC3), 4 '©' (byte 0xA9;
-// together "é"), 6 the special token "<eos>"; id 5 is a hole.
+// together "é"), 6 the special token "<eos>"; id 5 is a hole. (io bounds ids by the tokens the file declares,
+// vocab plus added_tokens: the added "ab", which repeats its vocab entry, makes that 7.)
 io::tokenizer small_tokenizer() {
   const auto j = nlohmann::json::parse(R"({
     "added_tokens": [{"id": 6, "content": "<eos>", "special": true, "single_word": false, "lstrip": false,
+                      "rstrip": false, "normalized": false},
+                     {"id": 2, "content": "ab", "special": false, "single_word": false, "lstrip": false,
                       "rstrip": false, "normalized": false}],
     "normalizer": null,
     "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "use_regex": false},

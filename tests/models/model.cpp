@@ -53,15 +53,7 @@ void copy_case(const std::string& name, const fs::path& dir, Edit edit) {
 
 void no_edit(const io::checkpoint&, io::safetensors_writer&, std::vector<std::string>&, nlohmann::json&) {}
 
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const dsk::error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using dsk::test::error_of;
 }  // namespace
 
 TEST_CASE("models: greedy decode with the cache equals recomputing the sequence", "[models]") {

@@ -56,7 +56,9 @@ inline index_t nsa_compressed_count(index_t tokens, index_t l, index_t d) {
   return tokens >= l ? (tokens - l) / d + 1 : 0;
 }
 
-// KV cache of one sequence for NSA: raw keys/values plus the compressed keys/values, both growing.
+// KV cache of one sequence for NSA: raw keys/values plus the compressed keys/values, both growing. In the ISA
+// namespace, as mla_cache: its constructor and growth are compiled code (ymm stores at -march=x86-64-v3).
+DSK_ISA_BEGIN
 class nsa_cache {
  public:
   nsa_cache(index_t kv_heads, int head_dim, int value_dim) : hkv_(kv_heads), d_(head_dim), dv_(value_dim) {
@@ -102,6 +104,7 @@ class nsa_cache {
   index_t hkv_;
   int d_, dv_;
 };
+DSK_ISA_END
 
 namespace detail {
 DSK_ISA_BEGIN

@@ -77,12 +77,16 @@ class tensor {
   static constexpr std::size_t rank() { return R; }
 
   tensor() = default;
-  // Zero-initialised tensor of the given shape.
-  explicit tensor(const std::array<index_t, R>& shape) : tensor(shape, uninitialized) { fill(T{}); }
+  // Zero-initialised tensor of the given shape. Always inlined, as the constructor below: an out-of-line copy
+  // compiled with -march=x86-64-v3 moves the extents with ymm registers, and tensor is not in an ISA
+  // namespace (tools/isa-leak-check.sh found it).
+  DSK_ALWAYS_INLINE explicit tensor(const std::array<index_t, R>& shape) : tensor(shape, uninitialized) {
+    fill(T{});
+  }
   template <std::integral... I>
   requires(sizeof...(I) == R) explicit tensor(I... shape)
       : tensor(std::array<index_t, R>{static_cast<index_t>(shape)...}) {}
-  tensor(const std::array<index_t, R>& shape, uninitialized_t)
+  DSK_ALWAYS_INLINE tensor(const std::array<index_t, R>& shape, uninitialized_t)
       : ext_(checked_extents(shape)), buf_(ext_.size()) {}
 
   T* data() { return buf_.data(); }
