@@ -20,7 +20,7 @@ constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 // Copies golden case `name` into dir; edit(ck, name, dtype, bytes, shape) may change a tensor's dtype, bytes
 // and shape, or drop it (return false); cfg_edit changes config.json.
 template <class Edit, class CfgEdit>
-void copy_case(const std::string& name, const fs::path& dir, Edit edit, CfgEdit cfg_edit) {
+void copy_tensor_case(const std::string& name, const fs::path& dir, Edit edit, CfgEdit cfg_edit) {
   const io::checkpoint ck(dsk::test::models_data(name));
   io::safetensors_writer w;
   std::ifstream in(dsk::test::models_data(name) / "config.json");
@@ -39,7 +39,7 @@ void copy_case(const std::string& name, const fs::path& dir, Edit edit, CfgEdit 
   std::ofstream(dir / "config.json") << cfg.dump(2);
 }
 auto no_cfg_edit = [](nlohmann::json&) {};
-auto no_edit = [](const std::string&, io::st_dtype&, std::vector<std::byte>&, std::vector<index_t>&) {
+auto keep_tensors = [](const std::string&, io::st_dtype&, std::vector<std::byte>&, std::vector<index_t>&) {
   return true;
 };
 
@@ -79,7 +79,7 @@ TEST_CASE("models: a NaN or infinity in a weight is an error at load naming the 
 
   SECTION("the unmodified copy loads and its weights were all scanned") {
     model_temp_dir d;
-    copy_case(name, d.path(), no_edit, no_cfg_edit);
+    copy_tensor_case(name, d.path(), keep_tensors, no_cfg_edit);
     const auto m = dsk_v2::model::load(d.path(), dsk_v2::weight_format::checkpoint);
     std::int64_t all = 0;
     const io::checkpoint ck(d.path());
@@ -92,7 +92,7 @@ TEST_CASE("models: a NaN or infinity in a weight is an error at load naming the 
   SECTION("one NaN in a dense MLP weight (bf16), every weight format") {
     model_temp_dir d;
     const std::string bad = "model.layers.0.mlp.down_proj.weight";  // [32, 48]
-    copy_case(
+    copy_tensor_case(
         name, d.path(),
         [&](const std::string& n, io::st_dtype&, std::vector<std::byte>& bytes, std::vector<index_t>& shape) {
           if (n == bad) {
@@ -115,7 +115,7 @@ TEST_CASE("models: a NaN or infinity in a weight is an error at load naming the 
       INFO("dtype " << io::name(dt));
       model_temp_dir d;
       const std::string bad = "model.layers.1.self_attn.o_proj.weight";  // [32, H * v]
-      copy_case(
+      copy_tensor_case(
           name, d.path(),
           [&](const std::string& n, io::st_dtype& t, std::vector<std::byte>& bytes, std::vector<index_t>&) {
             if (n == bad) {
@@ -140,7 +140,7 @@ TEST_CASE("models: a NaN or infinity in a weight is an error at load naming the 
           "lm_head.weight"}) {
       INFO(bad);
       model_temp_dir d;
-      copy_case(
+      copy_tensor_case(
           name, d.path(),
           [&](const std::string& n, io::st_dtype&, std::vector<std::byte>& bytes, std::vector<index_t>&) {
             if (n == bad) set_bf16(bytes, bytes.size() / 2 - 1, kNaN);  // the last element
@@ -155,7 +155,7 @@ TEST_CASE("models: a NaN or infinity in a weight is an error at load naming the 
   }
   SECTION("with the check off, NaN weights show as non-finite logits naming the position") {
     model_temp_dir d;
-    copy_case(
+    copy_tensor_case(
         name, d.path(),
         [&](const std::string& n, io::st_dtype&, std::vector<std::byte>& bytes, std::vector<index_t>&) {
           if (n == "lm_head.weight") set_bf16(bytes, 7 * 32 + 3, kNaN);  // row 7: the logit of token 7
@@ -196,7 +196,7 @@ TEST_CASE("models: the checkpoint's layers must match num_hidden_layers", "[mode
   SECTION("a config with more layers than the checkpoint: rejected before allocating the layers") {
     for (index_t n : {index_t{4}, index_t{100}}) {
       model_temp_dir d;
-      copy_case(name, d.path(), no_edit, layers(n));
+      copy_tensor_case(name, d.path(), keep_tensors, layers(n));
       CHECK_THAT(load_error(d.path()), Catch::Contains("has no tensors of layer 3 (model.layers.3.*)") &&
                                            Catch::Contains("num_hidden_layers = " + std::to_string(n)) &&
                                            Catch::Contains("holds 3 layers"));
@@ -205,19 +205,19 @@ TEST_CASE("models: the checkpoint's layers must match num_hidden_layers", "[mode
     // std::bad_alloc): a dsk::error naming num_hidden_layers (from the config's bounds or from this check).
     for (index_t n : {index_t{1000000}, index_t{10000000}}) {
       model_temp_dir d;
-      copy_case(name, d.path(), no_edit, layers(n));
+      copy_tensor_case(name, d.path(), keep_tensors, layers(n));
       CHECK_THAT(load_error(d.path()), Catch::Contains("num_hidden_layers"));
     }
   }
   SECTION("a config with fewer layers than the checkpoint: rejected naming the extra layer") {
     model_temp_dir d;
-    copy_case(name, d.path(), no_edit, layers(2));
+    copy_tensor_case(name, d.path(), keep_tensors, layers(2));
     CHECK_THAT(load_error(d.path()), Catch::Contains("holds tensors of layer 2 (e.g. 'model.layers.2.") &&
                                          Catch::Contains("beyond config.json's num_hidden_layers = 2"));
   }
   SECTION("a layer missing in the middle") {
     model_temp_dir d;
-    copy_case(
+    copy_tensor_case(
         name, d.path(),
         [](const std::string& n, io::st_dtype&, std::vector<std::byte>&, std::vector<index_t>&) {
           return n.rfind("model.layers.1.", 0) != 0;
@@ -228,7 +228,7 @@ TEST_CASE("models: the checkpoint's layers must match num_hidden_layers", "[mode
   }
   // The case plus extra tensors (copies of model.norm.weight) under the given names.
   auto with_extra = [&](const fs::path& dir, std::vector<std::string> extra) {
-    copy_case(name, dir, no_edit, no_cfg_edit);
+    copy_tensor_case(name, dir, keep_tensors, no_cfg_edit);
     const io::checkpoint src(dsk::test::models_data(name));
     const auto& norm = src.info("model.norm.weight");
     io::safetensors_writer w;

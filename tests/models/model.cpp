@@ -51,7 +51,7 @@ void copy_case(const std::string& name, const fs::path& dir, Edit edit) {
   std::ofstream(dir / "config.json") << cfg.dump(2);
 }
 
-void no_edit(const io::checkpoint&, io::safetensors_writer&, std::vector<std::string>&, nlohmann::json&) {}
+void keep_checkpoint(const io::checkpoint&, io::safetensors_writer&, std::vector<std::string>&, nlohmann::json&) {}
 
 using dsk::test::error_of;
 }  // namespace
@@ -185,7 +185,7 @@ TEST_CASE("models: malformed checkpoints and configs give clear errors", "[model
 
   SECTION("the unmodified copy loads") {
     model_temp_dir d;
-    copy_case(name, d.path(), no_edit);
+    copy_case(name, d.path(), keep_checkpoint);
     CHECK(load(d.path()) == "(no error)");
   }
   SECTION("missing tensor") {
@@ -234,7 +234,7 @@ TEST_CASE("models: malformed checkpoints and configs give clear errors", "[model
   }
   SECTION("truncated file") {
     model_temp_dir d;
-    copy_case(name, d.path(), no_edit);
+    copy_case(name, d.path(), keep_checkpoint);
     const auto f = d.path() / "model.safetensors";
     fs::resize_file(f, fs::file_size(f) - 100);
     const auto e = load(d.path());
@@ -242,7 +242,7 @@ TEST_CASE("models: malformed checkpoints and configs give clear errors", "[model
   }
   SECTION("header offsets past the end of the file") {
     model_temp_dir d;
-    copy_case(name, d.path(), no_edit);
+    copy_case(name, d.path(), keep_checkpoint);
     const auto f = d.path() / "model.safetensors";
     std::string bytes;
     {
