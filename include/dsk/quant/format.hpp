@@ -24,7 +24,8 @@ enum class qtype : std::uint8_t { int8, int4 };
 enum class int4_range : std::uint8_t { sym7, full8 };
 
 // Rounding of w / scale to a code. half_even: ties to the even integer (IEEE nearbyint, PyTorch's
-// quantize_per_channel). half_away: ties away from zero (C roundf, llama.cpp).
+// quantize_per_channel: bit for bit with division::reciprocal). half_away: ties away from zero (C roundf,
+// llama.cpp).
 enum class rounding : std::uint8_t { half_even, half_away };
 
 // How the quotient w / scale handed to the rounding is formed (f32 arithmetic either way).
@@ -83,7 +84,7 @@ DSK_HD constexpr quantize_config torch_compatible(format f, range_method m = ran
 
 // What quantize<C> / fake_quantize<C> / absmax_scales<C> take as C: a format (rounding half_even, abs-max
 // scales: quantize<quant::int4_per_channel>(w), as matmul deduces it) or a quantize_config for the options
-// that change the generated code (rounding, clipping search).
+// that change the generated code (rounding, clipping search, division).
 template <class T>
 concept quantize_spec = std::is_same_v<T, format> || std::is_same_v<T, quantize_config>;
 
