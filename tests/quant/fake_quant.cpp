@@ -1,6 +1,6 @@
-// quant/fake_quant.hpp against quant/ref.hpp: forward values bit for bit, and the straight-through gradient
-// mask equal, element by element, to the clipping range written out by hand for each code range and rounding
-// mode (including the tie at each end of the range).
+// quant/fake_quant.hpp against quant/ref.hpp: forward values bit for bit (both divisions), and the
+// straight-through gradient mask equal, element by element, to the clipping range written out by hand for
+// each code range and rounding mode (including the tie at each end of the range).
 #include "dsk/quant/fake_quant.hpp"
 
 #include <cmath>
@@ -36,8 +36,9 @@ void check_against_ref(index_t N, index_t K) {
   for (index_t i = 0; i < N; ++i)
     for (index_t k = 0; k < K; ++k) {
       const float sc = s(i, k / span);
-      REQUIRE(y(i, k) == ref::fake_quant(x(i, k), sc, C.fmt, C.round));
-      REQUIRE(dx(i, k) == dy(i, k) * ref::fake_quant_mask(x(i, k), sc, C.fmt, C.round));
+      const float want = ref::fake_quant(x(i, k), sc, C.fmt, C.round, C.div);
+      REQUIRE(std::memcmp(&y(i, k), &want, sizeof(float)) == 0);  // bits: +0 where the code is 0
+      REQUIRE(dx(i, k) == dy(i, k) * ref::fake_quant_mask(x(i, k), sc, C.fmt, C.round, C.div));
     }
 }
 
@@ -61,6 +62,12 @@ TEST_CASE("fake quantization forward and backward equal the reference", "[quant]
     check_against_ref<simd::native, quantize_config{int8_per_channel}>(3, K);
     check_against_ref<simd::native, quantize_config{format{qtype::int4, 32}, rounding::half_away}>(3, K);
     check_against_ref<simd::scalar, quantize_config{format{qtype::int4, 32}, rounding::half_away}>(3, K);
+    check_against_ref<simd::scalar, torch_compatible(int8_per_channel)>(3, K);
+    check_against_ref<simd::native, torch_compatible(int8_per_channel)>(3, K);
+    check_against_ref<simd::native,
+                      torch_compatible(format{qtype::int4, 32, scale_type::f32, int4_range::full8})>(3, K);
+    check_against_ref<simd::scalar, quantize_config{format{qtype::int4, 32}, rounding::half_away,
+                                                    range_method::absmax, division::reciprocal}>(3, K);
   }
 }
 

@@ -91,6 +91,8 @@ TEST_CASE("quantize equals the reference bit for bit: int8", "[quant][quantize]"
   check_both_layers<quantize_config{int8_per_channel, rounding::half_even}>();
   check_both_layers<quantize_config{int8_per_channel, rounding::half_away}>();
   check_both_layers<quantize_config{fmt_i8_g64_bf16, rounding::half_even, range_method::mse}>();
+  check_both_layers<torch_compatible(int8_per_channel)>();
+  check_both_layers<torch_compatible(fmt_i8_g64_bf16, range_method::mse)>();
 }
 
 TEST_CASE("quantize equals the reference bit for bit: int4", "[quant][quantize]") {
@@ -98,6 +100,9 @@ TEST_CASE("quantize equals the reference bit for bit: int4", "[quant][quantize]"
   check_both_layers<quantize_config{fmt_i4_full8_g32, rounding::half_away}>();
   check_both_layers<quantize_config{fmt_i4_g128_f16, rounding::half_even, range_method::mse}>();
   check_both_layers<quantize_config{int4_per_channel, rounding::half_away, range_method::mse}>();
+  check_both_layers<torch_compatible(fmt_i4_g128_f16)>();
+  check_both_layers<quantize_config{fmt_i4_full8_g32, rounding::half_away, range_method::mse,
+                                    division::reciprocal}>();
 }
 
 TEST_CASE("quantize: exact ties follow the rounding mode", "[quant][quantize]") {
@@ -173,6 +178,30 @@ TEST_CASE("quantize: zero channels, tiny and huge magnitudes", "[quant][quantize
   // Huge magnitudes stay finite with bf16 scales (8 exponent bits).
   const auto b = quantize<quantize_config{format{qtype::int4, 0, scale_type::bf16}}>(w.view().slice(0, 2, 3));
   REQUIRE(b.code(0, 4) == 7);
+}
+
+TEST_CASE("quantize: the reciprocal falls back to the division where 1 / scale overflows",
+          "[quant][quantize]") {
+  // amax = 127 * 1e-40: the f32 scale 1e-40 is subnormal and 1 / scale (1e40) overflows f32, where torch's
+  // w * inf is undefined. The reciprocal convention then divides: the division's codes, never NaN or garbage.
+  tensor<float, 2> w(1, 6);
+  const float r[] = {127.0f, -127.0f, 50.0f, -3.25f, 0.5f, 0.0f};
+  for (int k = 0; k < 6; ++k) w(0, k) = r[k] * 1e-40f;
+  constexpr quantize_config torch = torch_compatible(int8_per_channel);
+  const auto qr = quantize<torch>(w.cview());
+  const auto qs = quantize<torch, simd::scalar>(w.cview());
+  const auto qd = quantize<int8_per_channel>(w.cview());
+  REQUIRE(qr.scale(0, 0) < 2.9e-39f);
+  REQUIRE(std::isinf(1.0f / qr.scale(0, 0)));
+  for (int k = 0; k < 6; ++k) {
+    INFO(k);
+    REQUIRE(qr.code(0, k) == qd.code(0, k));
+    REQUIRE(qs.code(0, k) == qd.code(0, k));
+    REQUIRE(qr.code(0, k) ==
+            ref::code_of(w(0, k), qr.scale(0, 0), int8_per_channel, rounding::half_even, division::divide));
+  }
+  REQUIRE(qr.code(0, 0) == 127);
+  REQUIRE(qr.code(0, 1) == -127);
 }
 
 TEST_CASE("quantize rejects NaN and Inf weights naming the channel", "[quant][quantize]") {

@@ -1,7 +1,8 @@
 // quant kernels on every backend (host; CUDA under the SIMT emulation; CUDA natively when built by nvcc for
 // tests/cuda) against quant/ref.hpp: quantize (codes and scales bit-exact), dequantize (exact), weight-only
-// int8 / int4 GEMV/GEMM (double reference), fake quantization forward and backward (exact). Shapes include K
-// = 1, K not a multiple of the group or of the 16-byte vector, odd int4 rows, all-zero channels.
+// int8 / int4 GEMV/GEMM (double reference), fake quantization forward and backward (exact); both divisions
+// (quantize_config::div). Shapes include K = 1, K not a multiple of the group or of the 16-byte vector, odd
+// int4 rows, all-zero channels.
 #include <catch2/catch.hpp>
 
 #include <cstdint>
@@ -41,6 +42,11 @@ constexpr quantize_config cfg_int4_g32_f16{
 constexpr quantize_config cfg_int4_g128_bf16_full8{
     format{quant::qtype::int4, 128, quant::scale_type::bf16, quant::int4_range::full8},
     quant::rounding::half_even, quant::range_method::absmax};
+// PyTorch's convention (w * (1 / scale), ties to even).
+constexpr quantize_config cfg_torch_int8 = quant::torch_compatible(quant::int8_per_channel);
+constexpr quantize_config cfg_torch_int4_g32_f16_mse =
+    quant::torch_compatible(format{quant::qtype::int4, 32, quant::scale_type::f16, quant::int4_range::full8},
+                            quant::range_method::mse);
 constexpr quantize_config cfg_int4_channel{quant::int4_per_channel, quant::rounding::half_even,
                                            quant::range_method::absmax};
 
@@ -204,8 +210,9 @@ void check_fake_quant() {
     for (index_t i = 0; i < N; ++i)
       for (index_t k = 0; k < K; ++k) {
         const float s = scales(i, k / span);
-        REQUIRE(y(i, k) == quant::ref::fake_quant(x(i, k), s, F, C.round));
-        REQUIRE(dx(i, k) == dy(i, k) * quant::ref::fake_quant_mask(x(i, k), s, F, C.round));
+        const float want = quant::ref::fake_quant(x(i, k), s, F, C.round, C.div);
+        REQUIRE(std::memcmp(&y(i, k), &want, sizeof(float)) == 0);  // bits: +0 for a zero code
+        REQUIRE(dx(i, k) == dy(i, k) * quant::ref::fake_quant_mask(x(i, k), s, F, C.round, C.div));
       }
     if constexpr (!is_host<B>) {
       dsk::tensor<float, 2> bad = scales;
@@ -227,6 +234,8 @@ TEST_CASE("quant kernels: quantize on every backend matches ref bit for bit", "[
     check_quantize<B, cfg_int4_g32_f16, float>();
     check_quantize<B, cfg_int4_g128_bf16_full8, dsk::bf16>();
     check_quantize<B, cfg_int4_channel, dsk::f16>();
+    check_quantize<B, cfg_torch_int8, dsk::bf16>();
+    check_quantize<B, cfg_torch_int4_g32_f16_mse, float>();
   });
 }
 
@@ -247,6 +256,8 @@ TEST_CASE("quant kernels: fake quantization forward and backward on every backen
     check_fake_quant<B, cfg_int8>();
     check_fake_quant<B, cfg_int4_g32_f16>();
     check_fake_quant<B, cfg_int4_g128_bf16_full8>();
+    check_fake_quant<B, cfg_torch_int8>();
+    check_fake_quant<B, cfg_torch_int4_g32_f16_mse>();
   });
 }
 

@@ -1,6 +1,7 @@
 // Fake quantization for quantization-aware training, per channel (and group): forward y =
 // dequantize(quantize(x)) and the straight-through backward dx = dy masked to the clipping range, as
-// PyTorch's fake_quantize_per_channel_affine with zero point 0. Host (scalar + AVX2,
+// PyTorch's fake_quantize_per_channel_affine with zero point 0 (bit for bit with
+// quant::torch_compatible(fmt): x * f32(1 / s), ties to even). Host (scalar + AVX2,
 // quant/host/quantize_avx2.hpp); checked against quant/ref.hpp in tests/quant/fake_quant.cpp.
 #pragma once
 
@@ -63,7 +64,8 @@ DSK_ISA_END
 
 DSK_ISA_BEGIN
 // fake_quantize<C, Exec = dsk::host>: C a quant::format or quant::quantize_config (quantize's), Exec
-// dsk::host or a packet layer. Forward: y[i, k] = clamp(round(x[i, k] / s), qmin, qmax) * s with s =
+// dsk::host or a packet layer. Forward: y[i, k] = clamp(round(x[i, k] / s), qmin, qmax) * s (+0 for a zero
+// code; x / s formed as C's division says) with s =
 // scales[i, k / group] (f32, >= 0; a zero scale gives 0). Uses the format (code range, group) and the
 // rounding. x, y [N, K]; scales [N, groups_per_row(fmt, K)]. Typical scales: absmax_scales<C>(w, scales),
 // i.e. what quantize() would store. y may be exactly x (in place); no other overlap (checked).

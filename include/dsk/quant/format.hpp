@@ -24,8 +24,19 @@ enum class qtype : std::uint8_t { int8, int4 };
 enum class int4_range : std::uint8_t { sym7, full8 };
 
 // Rounding of w / scale to a code. half_even: ties to the even integer (IEEE nearbyint, PyTorch's
-// quantize_per_channel). half_away: ties away from zero (C roundf, llama.cpp).
+// quantize_per_channel: bit for bit with division::reciprocal). half_away: ties away from zero (C roundf,
+// llama.cpp).
 enum class rounding : std::uint8_t { half_even, half_away };
+
+// How the quotient w / scale handed to the rounding is formed (f32 arithmetic either way).
+//  divide:     w / scale, one correctly rounded IEEE division (the default).
+//  reciprocal: w * (1 / scale), the reciprocal rounded to f32 first: PyTorch's quantize_per_channel and
+//              fake_quantize_per_channel_affine (CPU and CUDA: inv_scale = 1.0f / scale; nearbyint(w *
+//              inv_scale)). Two roundings instead of one, so near a tie (w / scale within ~1 ulp of k + 0.5)
+//              the code may differ by one from divide's; with half_even it reproduces torch's codes bit for
+//              bit. Where 1 / scale overflows f32 (scale below ~2^-128, a subnormal f32 scale; torch's result
+//              is undefined there) the quotient falls back to the division. quantize_config::div.
+enum class division : std::uint8_t { divide, reciprocal };
 
 // Storage type of the scales. The scale used to compute the codes is the stored (rounded) one, so
 // dequantize(quantize(w)) uses exactly the scale the codes were chosen for.
@@ -61,11 +72,19 @@ struct quantize_config {
   format fmt{};
   rounding round = rounding::half_even;
   range_method method = range_method::absmax;
+  division div = division::divide;
 };
+
+// PyTorch's convention on the format f: ties to even of w * (1 / scale) (quantize_per_channel,
+// fake_quantize_per_channel_affine with zero point 0), abs-max scales. quantize<quant::torch_compatible(
+// quant::int4_per_channel)>(w) gives torch's codes for the scales it stores.
+DSK_HD constexpr quantize_config torch_compatible(format f, range_method m = range_method::absmax) {
+  return quantize_config{f, rounding::half_even, m, division::reciprocal};
+}
 
 // What quantize<C> / fake_quantize<C> / absmax_scales<C> take as C: a format (rounding half_even, abs-max
 // scales: quantize<quant::int4_per_channel>(w), as matmul deduces it) or a quantize_config for the options
-// that change the generated code (rounding, clipping search).
+// that change the generated code (rounding, clipping search, division).
 template <class T>
 concept quantize_spec = std::is_same_v<T, format> || std::is_same_v<T, quantize_config>;
 
@@ -170,6 +189,16 @@ DSK_HD constexpr float round_half_away(float x) {
   const float t = static_cast<float>(static_cast<std::int32_t>(ax));  // truncation, exact below 2^23
   const float r = (ax - t >= 0.5f) ? t + 1.0f : t;                    // ax - t is exact
   return x < 0 ? -r : r;
+}
+
+// The quotient of division d (format.hpp's spec; host packets and device code follow it): w / s, or w * inv
+// with inv = 1 / s rounded to f32, and w / s where that reciprocal overflows. s != 0.
+DSK_HD constexpr float quotient_of(float w, float s, division d) {
+  if (d == division::reciprocal) {
+    const float inv = 1.0f / s;
+    if (inv <= 3.4028234663852886e38f && inv >= -3.4028234663852886e38f) return w * inv;
+  }
+  return w / s;
 }
 
 // ---- non-owning view of quantized weights ------------------------------------------------------------

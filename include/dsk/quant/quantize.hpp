@@ -183,9 +183,10 @@ DSK_ISA_BEGIN
 // per group of fmt.group columns:
 //   amax = max |w| over the channel/group;  scale = stored(r * amax / divisor)  (r = 1 for absmax; the best
 //   of the clip_ratio grid for range_method::mse);  code = clamp(round(w / scale), qmin, qmax), 0 when scale
-//   == 0.
-// Conventions follow PyTorch's quantize_per_channel (half_even) or llama.cpp (half_away). A NaN or Inf weight
-// throws dsk::error naming the channel and column.
+//   == 0; w / scale an IEEE division, or w * f32(1 / scale) with division::reciprocal.
+// Conventions follow PyTorch's quantize_per_channel (half_even; bit for bit with division::reciprocal, i.e.
+// quantize<quant::torch_compatible(fmt)>) or llama.cpp (half_away). A NaN or Inf weight throws dsk::error
+// naming the channel and column.
 template <auto C, host_exec Exec = host>
 quantized_weight<spec_v<C>.fmt> quantize(view<const float, 2> w) {
   return detail::quantize_with<exec_packet_t<Exec>, spec_v<C>>(w);

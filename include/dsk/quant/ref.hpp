@@ -1,7 +1,7 @@
 // Plain scalar reference of the quant family, written from the formulas in quant/format.hpp and
-// docs/quantization.md: quantize (abs-max and clipping search, both roundings), dequantize, per-token
-// activation quantization, weight-only and W8A8/W4A8 products (accumulated in double), fake quantization and
-// its straight-through gradient. The oracle of tests/quant; shares no code with quant/host/.
+// docs/quantization.md: quantize (abs-max and clipping search, both roundings, both divisions), dequantize,
+// per-token activation quantization, weight-only and W8A8/W4A8 products (accumulated in double), fake
+// quantization and its straight-through gradient. The oracle of tests/quant; shares no code with quant/host/.
 #pragma once
 
 #include <cmath>
@@ -41,10 +41,20 @@ inline float stored_scale(float s, scale_type t) {
   return s;
 }
 
+// w / s as division d forms it: one IEEE division, or w times the reciprocal 1 / s rounded to float first
+// (PyTorch: inv_scale = 1.0f / scale; w * inv_scale), unless that reciprocal is infinite (then w / s).
+inline float ratio(float w, float s, division d) {
+  if (d == division::reciprocal) {
+    const float inv = 1.0f / s;
+    if (std::isfinite(inv)) return w * inv;
+  }
+  return w / s;
+}
+
 // q = clamp(round(w / s), qmin, qmax); 0 when s == 0.
-inline int code_of(float w, float s, format f, rounding r) {
+inline int code_of(float w, float s, format f, rounding r, division d = division::divide) {
   if (s == 0.0f) return 0;
-  float q = round_to_int(w / s, r);
+  float q = round_to_int(ratio(w, s, d), r);
   if (q < static_cast<float>(qmin(f))) q = static_cast<float>(qmin(f));
   if (q > static_cast<float>(qmax(f))) q = static_cast<float>(qmax(f));
   return static_cast<int>(q);
@@ -81,7 +91,7 @@ quantized quantize(view<const T, 2> w, quantize_config c) {
         for (index_t k = k0; k < k1; ++k) {
           const float v = static_cast<float>(w(i, k));
           const double d = static_cast<double>(v) -
-                           static_cast<double>(code_of(v, s, f, c.round)) * static_cast<double>(s);
+                           static_cast<double>(code_of(v, s, f, c.round, c.div)) * static_cast<double>(s);
           err += d * d;
         }
         if (err < best_err) {
@@ -92,7 +102,7 @@ quantized quantize(view<const T, 2> w, quantize_config c) {
       out.scales[static_cast<std::size_t>(i * out.groups + g)] = best_s;
       for (index_t k = k0; k < k1; ++k)
         out.codes[static_cast<std::size_t>(i * out.cols + k)] =
-            code_of(static_cast<float>(w(i, k)), best_s, f, c.round);
+            code_of(static_cast<float>(w(i, k)), best_s, f, c.round, c.div);
     }
   }
   return out;
@@ -172,13 +182,13 @@ inline std::vector<double> matmul_a8(const tokens& t, const quantized& q, format
 
 // Fake quantization (PyTorch fake_quantize_per_channel_affine with zero point 0): y = clamp(round(x/s)) * s
 // with scales [rows, groups]; s == 0 gives y = 0.
-inline float fake_quant(float x, float s, format f, rounding r) {
-  return static_cast<float>(code_of(x, s, f, r)) * s;
+inline float fake_quant(float x, float s, format f, rounding r, division d = division::divide) {
+  return static_cast<float>(code_of(x, s, f, r, d)) * s;
 }
 // Straight-through mask: 1 where qmin <= round(x / s) <= qmax (for s == 0: where x == 0), else 0.
-inline float fake_quant_mask(float x, float s, format f, rounding r) {
+inline float fake_quant_mask(float x, float s, format f, rounding r, division d = division::divide) {
   if (s == 0.0f) return x == 0.0f ? 1.0f : 0.0f;
-  const float q = round_to_int(x / s, r);
+  const float q = round_to_int(ratio(x, s, d), r);
   return (q >= static_cast<float>(qmin(f)) && q <= static_cast<float>(qmax(f))) ? 1.0f : 0.0f;
 }
 

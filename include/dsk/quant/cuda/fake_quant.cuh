@@ -20,12 +20,12 @@ DSK_CUDA_MODE_BEGIN
 namespace kernels {
 // Backward when dy != nullptr (writes dx), forward otherwise (writes y). bad: flat index of a scale that is
 // negative, NaN or infinite.
-template <DSK_QUANT_FMT_PARAMS, rounding Rd>
+template <DSK_QUANT_FMT_PARAMS, rounding Rd, division Dv>
 __global__ void fake_quant(const float* x, index_t ldx, const float* scales, index_t lds, index_t rows,
                            index_t cols, float* y, index_t ldy, const float* dy, index_t lddy, float* dx,
                            index_t lddx, long long* bad) {
   constexpr format F{Q, G, S, R};
-  constexpr quantize_config C{F, Rd, range_method::absmax};
+  constexpr quantize_config C{F, Rd, range_method::absmax, Dv};
   const index_t span = group_span(F, cols);
   for (index_t i = blockIdx.x; i < rows; i += gridDim.x)
     for (index_t k = static_cast<index_t>(blockIdx.y) * blockDim.x + threadIdx.x; k < cols;
@@ -40,9 +40,10 @@ __global__ void fake_quant(const float* x, index_t ldx, const float* scales, ind
       if (!dy) {
         float out = 0.0f;
         if (s != 0.0f) {
-          float q = C.round == rounding::half_even ? round_half_even(v / s) : round_half_away(v / s);
+          const float t = quotient_of(v, s, C.div);
+          float q = C.round == rounding::half_even ? round_half_even(t) : round_half_away(t);
           q = fminf(fmaxf(q, static_cast<float>(qmin(F))), static_cast<float>(qmax(F)));
-          out = q * s;
+          out = (q + 0.0f) * s;  // + 0: a code of -0 is +0 (the host's and the reference's bits)
         }
         y[i * ldy + k] = out;
       } else {
@@ -50,7 +51,8 @@ __global__ void fake_quant(const float* x, index_t ldx, const float* scales, ind
         if (s == 0.0f) {
           pass = v == 0.0f;
         } else {
-          const float q = C.round == rounding::half_even ? round_half_even(v / s) : round_half_away(v / s);
+          const float t = quotient_of(v, s, C.div);
+          const float q = C.round == rounding::half_even ? round_half_even(t) : round_half_away(t);
           pass = q >= static_cast<float>(qmin(F)) && q <= static_cast<float>(qmax(F));
         }
         dx[i * lddx + k] = pass ? dy[i * lddy + k] : 0.0f;
@@ -82,7 +84,7 @@ void fake_quant_cuda(const char* where, view<const float, 2> x, view<const float
   if (x.size() == 0) return;
   const device::index_report bad(s);
   const auto gy = static_cast<unsigned>(std::min<index_t>(64, device::blocks_for(x.extent(1), 256)));
-  device::launch(kernels::fake_quant<DSK_QUANT_FMT_ARGS(C.fmt), C.round>,
+  device::launch(kernels::fake_quant<DSK_QUANT_FMT_ARGS(C.fmt), C.round, C.div>,
                  {dim3(static_cast<unsigned>(std::min<index_t>(x.extent(0), 65535)), gy), dim3(256)}, s)(
       x.data(), x.stride(0), scales.data(), scales.stride(0), x.extent(0), x.extent(1), y.data(), y.stride(0),
       backward ? dy.data() : nullptr, dy.stride(0), dx.data(), dx.stride(0), bad.slot());

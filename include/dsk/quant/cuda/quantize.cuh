@@ -30,10 +30,11 @@ DSK_DEVICE_INLINE float stored_scale(float s) {
     return device::to_f32(device::from_f32<scale_t<F>>(s));
 }
 
-template <rounding R>
+template <rounding R, division Dv>
 DSK_DEVICE_INLINE int code_of(float w, float s, format f) {
   if (s == 0.0f) return 0;
-  float q = R == rounding::half_even ? round_half_even(w / s) : round_half_away(w / s);
+  const float t = quotient_of(w, s, Dv);
+  float q = R == rounding::half_even ? round_half_even(t) : round_half_away(t);
   q = fminf(fmaxf(q, static_cast<float>(qmin(f))), static_cast<float>(qmax(f)));
   return static_cast<int>(q);
 }
@@ -50,12 +51,12 @@ DSK_DEVICE_INLINE double warp_sum_d(double v) {
 
 // One warp per (row i, group g). bad_value: flat index i * K + k of a non-finite weight; bad_scale: i *
 // groups + g of a scale that overflows its storage type.
-template <DSK_QUANT_FMT_PARAMS, rounding Rd, range_method Method, class T>
+template <DSK_QUANT_FMT_PARAMS, rounding Rd, range_method Method, division Dv, class T>
 __global__ void quantize(const T* w, index_t ldw, index_t N, index_t K, std::uint8_t* codes,
                          typename scale_storage<S>::type* scales, long long* bad_value,
                          long long* bad_scale) {
   constexpr format F{Q, G, S, R};
-  constexpr quantize_config C{F, Rd, Method};
+  constexpr quantize_config C{F, Rd, Method, Dv};
   const index_t groups = groups_per_row(F, K), span = group_span(F, K);
   const index_t item = static_cast<index_t>(blockIdx.x) * quant_warps + (threadIdx.x >> 5);
   const unsigned lane = threadIdx.x & 31u;
@@ -85,8 +86,8 @@ __global__ void quantize(const T* w, index_t ldw, index_t N, index_t K, std::uin
       double err = 0;
       for (index_t k = k0 + lane; k < k1; k += 32) {
         const float v = device::to_f32(wr[k]);
-        const double d =
-            static_cast<double>(v) - static_cast<double>(code_of<C.round>(v, s, F)) * static_cast<double>(s);
+        const double d = static_cast<double>(v) -
+                         static_cast<double>(code_of<C.round, C.div>(v, s, F)) * static_cast<double>(s);
         err += d * d;
       }
       err = warp_sum_d(err);  // the same value in every lane: every lane makes the same choice
@@ -105,12 +106,12 @@ __global__ void quantize(const T* w, index_t ldw, index_t N, index_t K, std::uin
   if constexpr (F.type == qtype::int8) {
     for (index_t k = k0 + lane; k < k1; k += 32)
       cr[k] = static_cast<std::uint8_t>(
-          static_cast<std::int8_t>(code_of<C.round>(device::to_f32(wr[k]), best, F)));
+          static_cast<std::int8_t>(code_of<C.round, C.div>(device::to_f32(wr[k]), best, F)));
   } else {
     // Groups hold an even number of columns, so a byte never straddles two groups.
     for (index_t b = k0 / 2 + lane; b < (k1 + 1) / 2; b += 32) {
-      const int lo = code_of<C.round>(device::to_f32(wr[2 * b]), best, F);
-      const int hi = 2 * b + 1 < k1 ? code_of<C.round>(device::to_f32(wr[2 * b + 1]), best, F) : 0;
+      const int lo = code_of<C.round, C.div>(device::to_f32(wr[2 * b]), best, F);
+      const int hi = 2 * b + 1 < k1 ? code_of<C.round, C.div>(device::to_f32(wr[2 * b + 1]), best, F) : 0;
       cr[b] = static_cast<std::uint8_t>((lo & 0xf) | ((hi & 0xf) << 4));
     }
   }
@@ -144,7 +145,7 @@ device_quantized_weight<C.fmt> quantize_cuda(view<const T, 2> w, const device::s
   if (items == 0) return q;
   c.in_range("channels x groups", items, index_t{1}, index_t{device::max_grid_x()} * kernels::quant_warps);
   const device::index_report bad_value(s), bad_scale(s);
-  device::launch(kernels::quantize<DSK_QUANT_FMT_ARGS(C.fmt), C.round, C.method, T>,
+  device::launch(kernels::quantize<DSK_QUANT_FMT_ARGS(C.fmt), C.round, C.method, C.div, T>,
                  {dim3(device::blocks_for(items, kernels::quant_warps)), dim3(32 * kernels::quant_warps)},
                  s)(w.data(), w.stride(0), N, K, reinterpret_cast<std::uint8_t*>(q.codes()), q.scales(),
                     bad_value.slot(), bad_scale.slot());

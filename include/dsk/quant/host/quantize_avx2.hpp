@@ -22,11 +22,26 @@ inline typename S::f32 round_codes(typename S::f32 v, rounding r) {
   return r == rounding::half_even ? S::round_even(v) : S::round_away(v);
 }
 
+// The quotient w / s of a packet under quantize_config::div (format.hpp's quotient_of, lane by lane): built
+// once per scale s != 0, then w / s (divide, or a reciprocal that overflows f32) or w * f32(1 / s).
+template <class S>
+struct quotient {
+  typename S::f32 s, inv;
+  bool recip = false;
+  quotient(float scale, division d) : s(S::broadcast(scale)), inv(S::zero()) {
+    if (d != division::reciprocal || scale == 0.0f) return;
+    const float r = 1.0f / scale;
+    recip = std::isfinite(r);
+    if (recip) inv = S::broadcast(r);
+  }
+  typename S::f32 operator()(typename S::f32 w) const { return recip ? S::mul(w, inv) : S::div(w, s); }
+};
+
 // clamp(round(w / s), qmin, qmax) for one packet (s != 0).
 template <class S>
-inline typename S::f32 codes_of(typename S::f32 w, typename S::f32 s, typename S::f32 lo, typename S::f32 hi,
-                                rounding r) {
-  return S::min(S::max(round_codes<S>(S::div(w, s), r), lo), hi);
+inline typename S::f32 codes_of(typename S::f32 w, const quotient<S>& s, typename S::f32 lo,
+                                typename S::f32 hi, rounding r) {
+  return S::min(S::max(round_codes<S>(s(w), r), lo), hi);
 }
 
 template <class S, class T>
@@ -83,7 +98,7 @@ void quantize_rows(const T* w, index_t ldw, index_t r0, index_t r1, index_t K, s
           if (std::isinf(c))
             fail(where, ": argument 'w': channel ", i, ": the scale overflows its storage type");
           if (c != 0.0f) {
-            const P cv = S::broadcast(c);
+            const quotient<S> cv(c, C.div);
             for (index_t k = k0; k < k1; k += S::width) {
               const index_t n = std::min<index_t>(S::width, k1 - k);
               S::store_partial(tmp.data() + (k - k0), codes_of<S>(load_n<S>(row + k, n), cv, lo, hi, C.round),
@@ -112,7 +127,7 @@ void quantize_rows(const T* w, index_t ldw, index_t r0, index_t r1, index_t K, s
       scales[i * lds + g] = from_float<scale_t<F>>(s);
       // Codes of [k0, k1). A zero scale (zero channel, or a magnitude below the scale type's range) gives
       // codes 0.
-      const P sv = S::broadcast(s);
+      const quotient<S> sv(s, C.div);
       for (index_t k = k0; k < k1; k += S::width) {
         const index_t n = std::min<index_t>(S::width, k1 - k);
         const P q = s == 0.0f ? S::zero() : codes_of<S>(load_n<S>(row + k, n), sv, lo, hi, C.round);
@@ -184,7 +199,7 @@ void quantize_tokens_rows(const float* x, index_t ldx, index_t r0, index_t r1, i
     if (std::isnan(S::reduce_add(bad))) fail(where, ": argument 'x': token ", m, " holds a non-finite value");
     const float s = S::reduce_max(amax) / 127.0f;
     scales[m] = s;
-    const P sv = S::broadcast(s);
+    const quotient<S> sv(s, division::divide);
     auto codes = [&](index_t k, index_t n) {
       return s == 0.0f ? S::zero() : codes_of<S>(load_n<S>(row + k, n), sv, lo, hi, rounding::half_even);
     };
@@ -211,7 +226,7 @@ void quantize_tokens_rows(const float* x, index_t ldx, index_t r0, index_t r1, i
 }
 
 // Fake quantization of rows [r0, r1): y = clamp(round(x / s)) * s (0 where s == 0) and, when dy is given,
-// dx = dy where qmin <= round(x / s) <= qmax (where x == 0 when s == 0), else 0.
+// dx = dy where qmin <= round(x / s) <= qmax (where x == 0 when s == 0), else 0; x / s formed as C.div says.
 template <class S, quantize_config C>
 void fake_quant_rows(const float* x, index_t ldx, const float* sc, index_t lds, index_t r0, index_t r1,
                      index_t K, float* y, index_t ldy, const float* dy, index_t lddy, float* dx,
@@ -224,14 +239,17 @@ void fake_quant_rows(const float* x, index_t ldx, const float* sc, index_t lds, 
     for (index_t g = 0; g < G; ++g) {
       const float s = sc[i * lds + g];
       const P sv = S::broadcast(s);
+      const quotient<S> quot(s, C.div);
       const index_t k1 = std::min(K, (g + 1) * span);
       for (index_t k = g * span; k < k1; k += S::width) {
         const int n = static_cast<int>(std::min<index_t>(S::width, k1 - k));
         const P v = load_n<S>(x + i * ldx + k, n);
         P q = S::zero(), in_range = S::zero();
         if (s != 0.0f) {
-          const P r = round_codes<S>(S::div(v, sv), C.round);
-          q = S::min(S::max(r, lo), hi);
+          const P r = round_codes<S>(quot(v), C.round);
+          // + 0 turns a code of -0 into +0: y is the integer code times s, with no signed zero (as the
+          // reference's and torch's int codes).
+          q = S::add(S::min(S::max(r, lo), hi), S::zero());
           in_range = S::select_eq(q, r, S::broadcast(1.0f));
         } else {
           in_range = S::select_eq(v, S::zero(), S::broadcast(1.0f));
