@@ -5,7 +5,10 @@
 // native packet layers must agree bit for bit.
 #include "dsk/quant/matmul.hpp"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include <catch2/catch.hpp>
@@ -89,6 +92,91 @@ void check_a8(index_t M, index_t N, index_t K) {
   }
 }
 
+// matmul_a8's canonical order (quant/matmul.hpp), evaluated on quant/ref.hpp's codes and scales: per chunk (a
+// group, or with per-channel scales a run of 2^16 columns) the exact integer dot product, converted to float
+// and folded with one fma per chunk, then scaled by the token's scale. Every path and packet layer must give
+// these bits.
+constexpr index_t a8_chunk = index_t{1} << 16;
+std::vector<float> canonical_a8(const ref::tokens& t, const ref::quantized& q, format f) {
+  const index_t K = q.cols, span = f.group != 0 ? f.group : std::min(K, a8_chunk);
+  const index_t chunks = K == 0 ? 0 : (K + span - 1) / span;
+  std::vector<float> y(static_cast<std::size_t>(t.rows * q.rows));
+  for (index_t m = 0; m < t.rows; ++m)
+    for (index_t n = 0; n < q.rows; ++n) {
+      float acc = 0.0f;
+      for (index_t c = 0; c < chunks; ++c) {
+        std::int64_t dot = 0;
+        for (index_t k = c * span; k < std::min(K, (c + 1) * span); ++k)
+          dot += std::int64_t{t.codes[static_cast<std::size_t>(m * K + k)]} * q.code(n, k);
+        REQUIRE(std::abs(dot) < (std::int64_t{1} << 31));
+        acc = std::fma(static_cast<float>(dot), q.scale(n, f.group != 0 ? c : 0), acc);
+      }
+      y[static_cast<std::size_t>(m * q.rows + n)] = t.scales[static_cast<std::size_t>(m)] * acc;
+    }
+  return y;
+}
+
+// Weights in [-1, 1] with, per row, the extremes of the code range: row 3i + 1 has its abs-max negative
+// (code -8 under full8, -127 for int8), row 3i + 2 all weights equal to the row's amax (every code qmax).
+tensor<float, 2> extreme_weights(index_t N, index_t K, std::uint64_t seed) {
+  tensor<float, 2> w(N, K);
+  const auto r = test::random_floats(static_cast<std::size_t>(N * K), seed, -1.0f, 1.0f);
+  std::copy(r.begin(), r.end(), w.data());
+  for (index_t n = 0; n < N; ++n)
+    for (index_t k = 0; k < K; ++k) {
+      if (n % 3 == 1 && k % 5 == 0) w(n, k) = -1.5f;
+      if (n % 3 == 2) w(n, k) = (k % 7 == 3) ? -0.75f : 0.75f;
+    }
+  return w;
+}
+
+template <class S, format F>
+std::vector<float> run_a8_on(const tensor<float, 2>& x, const quantized_weight<F>& q) {
+  tensor<float, 2> ybuf(x.extent(0), q.rows() + 2);  // a padded row stride
+  const view<float, 2> y = ybuf.view().slice(1, 0, q.rows());
+  quant::matmul_a8<S>(x.cview(), q.view(), y);
+  std::vector<float> out;
+  for (index_t m = 0; m < x.extent(0); ++m)
+    for (index_t n = 0; n < q.rows(); ++n) out.push_back(y(m, n));
+  return out;
+}
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+template <format F>
+void check_canonical(index_t M, index_t N, index_t K) {
+  INFO("M " << M << " N " << N << " K " << K);
+  const tensor<float, 2> w = extreme_weights(N, K, 31 + K + N);
+  tensor<float, 2> x(M, K);
+  const auto rx = test::random_floats(static_cast<std::size_t>(M * K), 32 + M, -2.0f, 2.0f);
+  std::copy(rx.begin(), rx.end(), x.data());
+  for (index_t k = 0; M > 2 && k < K; ++k) x(2, k) = (k % 3 == 0) ? -1.0f : 1.0f;  // codes +-127 only
+  if (M > 1)
+    for (index_t k = 0; k < K; ++k) x(1, k) = 0.0f;  // an all-zero token
+  const auto q = quantize<quantize_config{F}>(w.cview());
+  const auto want =
+      canonical_a8(ref::quantize_tokens(x.cview()), ref::quantize(w.cview(), quantize_config{F}), F);
+  const auto got_s = run_a8_on<simd::scalar>(x, q), got_n = run_a8_on<simd::native>(x, q);
+  REQUIRE(same_bits(got_s, want));
+  REQUIRE(same_bits(got_n, want));
+}
+
+template <format F>
+void check_canonical_grid() {
+  // M < 16: the decode path (1 x 8, 2 x 4 and 1 x 1 tiles); 16 and 18: the int16 panel path (4 x 2, 4 x 1,
+  // 1 x 4, 1 x 1 tiles). K: below, at and past the 32/64-column steps and the groups; N: 8-row tiles with
+  // remainders, and the 64-row parallel block crossed.
+  for (index_t M : {1, 2, 3, 5, 15, 16, 18})
+    for (index_t N : {1, 3, 8, 13, 67})
+      for (index_t K : {1, 31, 32, 33, 63, 64, 65, 127, 128, 129, 200, 257}) {
+        if (N == 67 && K > 65 && M != 1 && M != 16) continue;
+        if (M >= 15 && N == 13 && K > 64) continue;
+        check_canonical<F>(M, N, K);
+      }
+}
+
 template <class S>
 std::vector<float> run_a8(const quantized_weight<int4_g128_f16>& q, const tensor<float, 2>& x) {
   tensor<float, 2> y(x.extent(0), q.rows());
@@ -124,6 +212,56 @@ TEST_CASE("quantized matmul against the reference: int4 per channel", "[quant][m
 }
 TEST_CASE("quantized matmul against the reference: int4 full8 groups of 64, f16 scales", "[quant][matmul]") {
   check_grid<format{qtype::int4, 64, scale_type::f16, int4_range::full8}>();
+}
+
+TEST_CASE("matmul_a8 gives the canonical order's bits on every path: int4 sym7 per channel",
+          "[quant][matmul]") {
+  check_canonical_grid<int4_per_channel>();
+}
+TEST_CASE("matmul_a8 gives the canonical order's bits on every path: int4 full8 groups of 32, f16",
+          "[quant][matmul]") {
+  check_canonical_grid<format{qtype::int4, 32, scale_type::f16, int4_range::full8}>();
+}
+TEST_CASE("matmul_a8 gives the canonical order's bits on every path: int4 full8 groups of 64",
+          "[quant][matmul]") {
+  check_canonical_grid<format{qtype::int4, 64, scale_type::f32, int4_range::full8}>();
+}
+TEST_CASE("matmul_a8 gives the canonical order's bits on every path: int4 groups of 128, f16",
+          "[quant][matmul]") {
+  check_canonical_grid<int4_g128_f16>();
+}
+TEST_CASE("matmul_a8 gives the canonical order's bits on every path: int8 per channel", "[quant][matmul]") {
+  check_canonical_grid<int8_per_channel>();
+}
+TEST_CASE("matmul_a8 gives the canonical order's bits on every path: int8 groups of 32, bf16",
+          "[quant][matmul]") {
+  check_canonical_grid<format{qtype::int8, 32, scale_type::bf16}>();
+}
+TEST_CASE("matmul_a8 gives the canonical order's bits on every path: int8 groups of 128", "[quant][matmul]") {
+  check_canonical_grid<format{qtype::int8, 128, scale_type::f32}>();
+}
+
+TEST_CASE("matmul_a8 per channel: int32 chunks of 2^16 columns keep long rows exact", "[quant][matmul]") {
+  // Every code +-127 over 140000 columns: one int32 sum of the row would reach 140000 * 127^2 > 2^31.
+  const index_t K = 140000;
+  tensor<float, 2> w(3, K), x(2, K);
+  for (index_t k = 0; k < K; ++k) {
+    w(0, k) = 1.0f, w(1, k) = (k % 2) ? -1.0f : 1.0f, w(2, k) = (k % 3) ? 0.5f : -1.0f;
+    x(0, k) = 2.0f, x(1, k) = (k % 5) ? -2.0f : 2.0f;
+  }
+  const auto q8 = quantize<quantize_config{int8_per_channel}>(w.cview());
+  const auto want8 =
+      canonical_a8(ref::quantize_tokens(x.cview()),
+                   ref::quantize(w.cview(), quantize_config{int8_per_channel}), int8_per_channel);
+  REQUIRE(same_bits(run_a8_on<simd::scalar>(x, q8), want8));
+  REQUIRE(same_bits(run_a8_on<simd::native>(x, q8), want8));
+  REQUIRE(std::fabs(want8[0] - 2.0 * K) <= 1e-5 * 2.0 * K);  // sx * 127 * (127 * 1/127) per column
+  const auto q4 = quantize<quantize_config{int4_per_channel}>(w.cview());
+  const auto want4 =
+      canonical_a8(ref::quantize_tokens(x.cview()),
+                   ref::quantize(w.cview(), quantize_config{int4_per_channel}), int4_per_channel);
+  REQUIRE(same_bits(run_a8_on<simd::scalar>(x, q4), want4));
+  REQUIRE(same_bits(run_a8_on<simd::native>(x, q4), want4));
 }
 
 TEST_CASE("quantized matmul: scalar and native packet layers agree bit for bit", "[quant][matmul]") {

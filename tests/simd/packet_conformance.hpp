@@ -362,6 +362,81 @@ void check_int16_and_reductions() {
   }
 }
 
+// The decode ops of the W4A8/W8A8 GEMV: load_u4 (offset int4 codes), dot_u4s8 (u8 x s8 groups of four, at the
+// extremes 15 x -128 of its contract), load_i32 / add_i32 (wrapping), reduce_add8_halves (lanes 0-3 and 4-7
+// of 8 packets), transpose8; each lane against the formula and against scalar.
+template <class L>
+void check_decode_ops() {
+  using S = dsk::simd::scalar;
+  auto g = rng(13);
+  std::uniform_int_distribution<int> db(0, 255), du(0, 15), ds(-128, 127), di(-2000000000, 2000000000);
+  for (int rep = 0; rep < 100; ++rep) {
+    std::uint8_t codes[32];
+    std::int8_t ulo[32], uhi[32], slo[32], shi[32];
+    std::int32_t acc0[8], add[8], big[64];
+    for (int k = 0; k < 32; ++k) {
+      codes[k] = static_cast<std::uint8_t>(rep == 0 ? 8 * k + (k % 16) : db(g));
+      ulo[k] = static_cast<std::int8_t>(rep == 1 ? 15 : du(g)), uhi[k] = static_cast<std::int8_t>(du(g));
+      slo[k] = static_cast<std::int8_t>(rep == 1 ? -128 : ds(g)), shi[k] = static_cast<std::int8_t>(ds(g));
+      if (rep == 1) uhi[k] = 15, shi[k] = -128;
+    }
+    for (auto& e : acc0) e = di(g) / 2;
+    for (auto& e : add) e = di(g);
+    for (auto& e : big) e = di(g);
+    auto run = [&](auto layer) {
+      using V = decltype(layer);
+      typename V::i8 lo, hi;
+      V::load_u4(codes, lo, hi);
+      std::int8_t dl[32], dh[32];
+      std::memcpy(dl, &lo, 32);  // both layers hold 32 int8 lanes in lane order
+      std::memcpy(dh, &hi, 32);
+      typename V::i32 acc = V::load_i32(acc0);
+      acc = V::dot_u4s8(acc, V::load_i8(ulo), V::load_i8(slo), V::load_i8(uhi), V::load_i8(shi));
+      const typename V::i32 sum = V::add_i32(V::load_i32(acc0), V::load_i32(add));
+      typename V::i32 many[8], h0, h1;
+      for (int j = 0; j < 8; ++j) many[j] = V::load_i32(big + 8 * j);
+      V::reduce_add8_halves(many, h0, h1);
+      std::vector<std::int32_t> out(32);
+      std::memcpy(out.data(), &acc, 32);
+      std::memcpy(out.data() + 8, &sum, 32);
+      std::memcpy(out.data() + 16, &h0, 32);
+      std::memcpy(out.data() + 24, &h1, 32);
+      for (int k = 0; k < 32; ++k) out.push_back(dl[k]), out.push_back(dh[k]);
+      return out;
+    };
+    const auto got = run(L{}), want = run(S{});
+    REQUIRE(got == want);
+    auto wrap = [](std::int64_t v) { return static_cast<std::int32_t>(static_cast<std::uint32_t>(v)); };
+    for (int j = 0; j < 8; ++j) {
+      std::int64_t dot = acc0[j], s0 = 0, s1 = 0;
+      for (int k = 0; k < 4; ++k) dot += ulo[4 * j + k] * slo[4 * j + k] + uhi[4 * j + k] * shi[4 * j + k];
+      for (int l = 0; l < 4; ++l) s0 += big[8 * j + l], s1 += big[8 * j + 4 + l];
+      REQUIRE(want[std::size_t(j)] == dot);
+      REQUIRE(want[std::size_t(8 + j)] == wrap(std::int64_t{acc0[j]} + add[j]));
+      REQUIRE(want[std::size_t(16 + j)] == wrap(s0));
+      REQUIRE(want[std::size_t(24 + j)] == wrap(s1));
+    }
+    for (int k = 0; k < 32; ++k) {  // code + 8 of each nibble (two's complement)
+      const int lo_n = codes[k] & 0xf, hi_n = codes[k] >> 4;
+      REQUIRE(want[std::size_t(32 + 2 * k)] == (lo_n >= 8 ? lo_n - 16 : lo_n) + 8);
+      REQUIRE(want[std::size_t(33 + 2 * k)] == (hi_n >= 8 ? hi_n - 16 : hi_n) + 8);
+    }
+  }
+  const auto v = awkward_values(64, 77);
+  float got[64], want[64];
+  typename L::f32 rl[8];
+  S::f32 rs[8];
+  for (int i = 0; i < 8; ++i) rl[i] = L::load(v.data() + 8 * i), rs[i] = S::load(v.data() + 8 * i);
+  L::transpose8(rl);
+  S::transpose8(rs);
+  for (int i = 0; i < 8; ++i) L::store(got + 8 * i, rl[i]), S::store(want + 8 * i, rs[i]);
+  for (int i = 0; i < 8; ++i)
+    for (int j = 0; j < 8; ++j) {
+      REQUIRE(same_bits(want[8 * i + j], v[std::size_t(8 * j + i)]));
+      REQUIRE(same_bits(got[8 * i + j], want[8 * i + j]));
+    }
+}
+
 }  // namespace dsk::test
 
 // The TEST_CASEs of one layer.
@@ -391,4 +466,7 @@ void check_int16_and_reductions() {
   }                                                                                                     \
   TEST_CASE(#L " int16 multiply-add, reduce_add8 and reduce_add4 equal scalar", tag) {                  \
     dsk::test::check_int16_and_reductions<L>();                                                         \
+  }                                                                                                     \
+  TEST_CASE(#L " int4 decode, u8 x s8 dot, int32 ops, half reductions, transpose equal scalar", tag) {  \
+    dsk::test::check_decode_ops<L>();                                                                   \
   }

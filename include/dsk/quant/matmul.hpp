@@ -42,7 +42,7 @@ template <class S, format F>
 void matmul_a8_with(view<const float, 2> x, const qweight_view<F>& w, view<float, 2> y) {
   const contract c{"quant::matmul_a8"};
   check_matmul(c, x, w, y);
-  // Each int32 lane sums 4 products of |code| <= 127 per 32 columns of a group: K <= 2^20 keeps it exact.
+  // The documented range (the int32 sums are per group, or per 2^16 columns, so they stay exact beyond it).
   c.require(w.cols <= (index_t{1} << 20), "w", "at most 2^20 columns (int32 accumulators)", w.cols);
   matmul_a8<S>(x, w, y, "quant::matmul_a8");
 }
@@ -65,9 +65,12 @@ void matmul(view<const float, 2> x, std::type_identity_t<qweight_view<F>> w, vie
   detail::matmul_with<exec_packet_t<Exec>>(x, w, y);
 }
 
-// W8A8 / W4A8 product (prefill): x is quantized per token (quantize_tokens), then
+// W8A8 / W4A8 product: x is quantized per token (quantize_tokens), then
 // y[m, n] = sx[m] * sum_g scale[n, g] * sum_{k in g} xq[m, k] * code[n, k] with exact int32 dot products
 // (SmoothQuant/LLM.int8()-style per-token x per-channel dequantization). Shapes as matmul; K <= 2^20.
+// Rounding is the same on every packet layer and for every M (decode or prefill path): t = 0, then per chunk
+// c in order t = fma(float(dot_c), scale[n, c], t), y = sx[m] * t, where a chunk is a group, or with
+// per-channel scales a run of 2^16 columns (so |dot_c| < 2^31).
 template <host_exec Exec = host, class W>
 void matmul_a8(view<const float, 2> x, const W& w, view<float, 2> y) {
   if constexpr (detail::check_qweight<W>())

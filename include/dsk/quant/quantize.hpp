@@ -139,8 +139,8 @@ void quantize_tokens_with(view<const float, 2> x, view<std::int8_t, 2> q, view<f
   // x would overwrite later rows before they are read.
   c.disjoint("q", q, "x", x).disjoint("scales", scales, "x", x).disjoint("scales", scales, "q", q);
   parallel_for_chunks(0, x.extent(0), 16, [&](index_t lo, index_t hi) {
-    quantize_tokens_rows<S, std::int8_t, false>(x.data(), x.stride(0), lo, hi, x.extent(1), q.data(),
-                                                q.stride(0), scales.data(), where);
+    quantize_tokens_rows<S, std::int8_t, 0>(x.data(), x.stride(0), lo, hi, x.extent(1), q.data(), q.stride(0),
+                                            scales.data(), where);
   });
 }
 DSK_ISA_END

@@ -85,6 +85,24 @@ struct avx2 {
     return _mm_cvtss_f32(_mm_max_ss(s2, _mm_shuffle_ps(s2, s2, 1)));
   }
 
+  static void transpose8(f32 (&r)[8]) {
+    __m256 t[8], u[8];
+    for (int i = 0; i < 8; i += 2) {
+      t[i] = _mm256_unpacklo_ps(r[i].v, r[i + 1].v);
+      t[i + 1] = _mm256_unpackhi_ps(r[i].v, r[i + 1].v);
+    }
+    for (int i = 0; i < 8; i += 4) {
+      u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+      u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xee);
+      u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+      u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xee);
+    }
+    for (int i = 0; i < 4; ++i) {
+      r[i].v = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+      r[i + 4].v = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+    }
+  }
+
   // e^x; the same operation sequence as scalar::exp1, lane by lane.
   static f32 exp(f32 a) {
     const __m256 x = a.v, hi = _mm256_set1_ps(88.7228394f), lo = _mm256_set1_ps(-87.3365479f);
@@ -128,6 +146,17 @@ struct avx2 {
     const __m256i pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(a.v, a.v), _mm256_sign_epi8(b.v, a.v));
     return {_mm256_add_epi32(acc.v, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))};
   }
+  // Two maddubs (u8 x s8 -> pairs in s16: 2 * 15 * 128 per lane), their sum (4 * 15 * 128 < 2^15) and one
+  // madd against ones (pairs -> s32).
+  static i32 dot_u4s8(i32 acc, i8 ulo, i8 slo, i8 uhi, i8 shi) {
+    const __m256i pairs =
+        _mm256_add_epi16(_mm256_maddubs_epi16(ulo.v, slo.v), _mm256_maddubs_epi16(uhi.v, shi.v));
+    return {_mm256_add_epi32(acc.v, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))};
+  }
+  static i32 load_i32(const std::int32_t* p) {
+    return {_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))};
+  }
+  static i32 add_i32(i32 a, i32 b) { return {_mm256_add_epi32(a.v, b.v)}; }
   static std::int32_t reduce_add(i32 a) {
     const __m128i s = _mm_add_epi32(_mm256_castsi256_si128(a.v), _mm256_extracti128_si256(a.v, 1));
     const __m128i s2 = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
@@ -184,6 +213,15 @@ struct avx2 {
     const std::uint32_t v = lo | (hi << 16);
     std::memcpy(p, &v, 4);
   }
+  // Flipping bit 3 of each nibble (xor 0x88) turns a two's-complement nibble into code + 8; the high nibbles
+  // come down with a 16-bit shift, whose bits from the neighbouring byte the mask clears.
+  static void load_u4(const std::uint8_t* p, i8& lo, i8& hi) {
+    const __m256i b =
+        _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)), _mm256_set1_epi8(-0x78));
+    const __m256i m = _mm256_set1_epi8(0x0f);
+    lo.v = _mm256_and_si256(b, m);
+    hi.v = _mm256_and_si256(_mm256_srli_epi16(b, 4), m);
+  }
   static f32 load_i8_f32(const std::int8_t* p) {
     return {_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))))};
   }
@@ -239,6 +277,13 @@ struct avx2 {
     const __m256i lo = _mm256_hadd_epi32(h01, h23), hi = _mm256_hadd_epi32(h45, h67);
     return {
         _mm256_add_epi32(_mm256_permute2x128_si256(lo, hi, 0x20), _mm256_permute2x128_si256(lo, hi, 0x31))};
+  }
+  static void reduce_add8_halves(const i32 (&a)[8], i32& lo, i32& hi) {
+    const __m256i h01 = _mm256_hadd_epi32(a[0].v, a[1].v), h23 = _mm256_hadd_epi32(a[2].v, a[3].v);
+    const __m256i h45 = _mm256_hadd_epi32(a[4].v, a[5].v), h67 = _mm256_hadd_epi32(a[6].v, a[7].v);
+    const __m256i l = _mm256_hadd_epi32(h01, h23), h = _mm256_hadd_epi32(h45, h67);
+    lo.v = _mm256_permute2x128_si256(l, h, 0x20);
+    hi.v = _mm256_permute2x128_si256(l, h, 0x31);
   }
   static void reduce_add4(f32 a, f32 b, f32 c, f32 d, float* out) {
     const __m256 t = _mm256_hadd_ps(_mm256_hadd_ps(a.v, b.v), _mm256_hadd_ps(c.v, d.v));

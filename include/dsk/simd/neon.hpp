@@ -88,6 +88,19 @@ struct neon {
     return u0 > u1 ? u0 : u1;
   }
 
+  // Four 4 x 4 transposes: the low halves of rows 0-3 become the low halves of rows 0-3, and so on.
+  static void transpose8(f32 (&r)[8]) {
+    float32x4_t a[4], b[4], c[4], d[4];
+    transpose4(r[0].lo, r[1].lo, r[2].lo, r[3].lo, a);
+    transpose4(r[4].lo, r[5].lo, r[6].lo, r[7].lo, b);
+    transpose4(r[0].hi, r[1].hi, r[2].hi, r[3].hi, c);
+    transpose4(r[4].hi, r[5].hi, r[6].hi, r[7].hi, d);
+    for (int i = 0; i < 4; ++i) {
+      r[i] = {a[i], b[i]};
+      r[i + 4] = {c[i], d[i]};
+    }
+  }
+
   // e^x, the operation sequence of scalar::exp1.
   static f32 exp(f32 a) { return {exp4(a.lo), exp4(a.hi)}; }
 
@@ -103,6 +116,13 @@ struct neon {
   static i32 dot_i8(i32 acc, i8 a, i8 b) {
     return {vaddq_s32(acc.lo, dot16(a.lo, b.lo)), vaddq_s32(acc.hi, dot16(a.hi, b.hi))};
   }
+  // Offset codes in [0, 15] are also valid int8, so the signed widening products serve.
+  static i32 dot_u4s8(i32 acc, i8 ulo, i8 slo, i8 uhi, i8 shi) {
+    return {vaddq_s32(vaddq_s32(acc.lo, dot16(ulo.lo, slo.lo)), dot16(uhi.lo, shi.lo)),
+            vaddq_s32(vaddq_s32(acc.hi, dot16(ulo.hi, slo.hi)), dot16(uhi.hi, shi.hi))};
+  }
+  static i32 load_i32(const std::int32_t* p) { return {vld1q_s32(p), vld1q_s32(p + 4)}; }
+  static i32 add_i32(i32 a, i32 b) { return {vaddq_s32(a.lo, b.lo), vaddq_s32(a.hi, b.hi)}; }
   static std::int32_t reduce_add(i32 a) { return vaddvq_s32(a.lo) + vaddvq_s32(a.hi); }
   static f32 to_f32(i32 a) { return {vcvtq_f32_s32(a.lo), vcvtq_f32_s32(a.hi)}; }
 
@@ -123,6 +143,12 @@ struct neon {
     std::uint8_t tmp[8];
     vst1_u8(tmp, packed);
     std::memcpy(p, tmp, 4);
+  }
+  static void load_u4(const std::uint8_t* p, i8& lo, i8& hi) {
+    const uint8x16_t k = vdupq_n_u8(0x88), m = vdupq_n_u8(0x0f);
+    const uint8x16_t b0 = veorq_u8(vld1q_u8(p), k), b1 = veorq_u8(vld1q_u8(p + 16), k);
+    lo = {vreinterpretq_s8_u8(vandq_u8(b0, m)), vreinterpretq_s8_u8(vandq_u8(b1, m))};
+    hi = {vreinterpretq_s8_u8(vshrq_n_u8(b0, 4)), vreinterpretq_s8_u8(vshrq_n_u8(b1, 4))};
   }
   static f32 load_i8_f32(const std::int8_t* p) { return widen_i16_f32(vmovl_s8(vld1_s8(p))); }
   static void load_i4_f32(const std::uint8_t* p, f32& even, f32& odd) {
@@ -161,6 +187,12 @@ struct neon {
     return {vpaddq_s32(vpaddq_s32(s[0], s[1]), vpaddq_s32(s[2], s[3])),
             vpaddq_s32(vpaddq_s32(s[4], s[5]), vpaddq_s32(s[6], s[7]))};
   }
+  static void reduce_add8_halves(const i32 (&a)[8], i32& lo, i32& hi) {
+    lo = {vpaddq_s32(vpaddq_s32(a[0].lo, a[1].lo), vpaddq_s32(a[2].lo, a[3].lo)),
+          vpaddq_s32(vpaddq_s32(a[4].lo, a[5].lo), vpaddq_s32(a[6].lo, a[7].lo))};
+    hi = {vpaddq_s32(vpaddq_s32(a[0].hi, a[1].hi), vpaddq_s32(a[2].hi, a[3].hi)),
+          vpaddq_s32(vpaddq_s32(a[4].hi, a[5].hi), vpaddq_s32(a[6].hi, a[7].hi))};
+  }
   // The AVX2 hadd tree: pairwise adds within each half, then the two halves.
   static void reduce_add4(f32 a, f32 b, f32 c, f32 d, float* out) {
     const float32x4_t lo = vpaddq_f32(vpaddq_f32(a.lo, b.lo), vpaddq_f32(c.lo, d.lo));
@@ -182,6 +214,14 @@ struct neon {
   }
   static int32x4_t madd8(int16x8_t a, int16x8_t b) {
     return vpaddq_s32(vmull_s16(vget_low_s16(a), vget_low_s16(b)), vmull_high_s16(a, b));
+  }
+  static void transpose4(float32x4_t r0, float32x4_t r1, float32x4_t r2, float32x4_t r3,
+                         float32x4_t (&out)[4]) {
+    const float32x4x2_t p01 = vtrnq_f32(r0, r1), p23 = vtrnq_f32(r2, r3);
+    out[0] = vcombine_f32(vget_low_f32(p01.val[0]), vget_low_f32(p23.val[0]));
+    out[1] = vcombine_f32(vget_low_f32(p01.val[1]), vget_low_f32(p23.val[1]));
+    out[2] = vcombine_f32(vget_high_f32(p01.val[0]), vget_high_f32(p23.val[0]));
+    out[3] = vcombine_f32(vget_high_f32(p01.val[1]), vget_high_f32(p23.val[1]));
   }
   static float32x4_t sel_gt(float32x4_t a, float32x4_t b) { return vbslq_f32(vcgtq_f32(a, b), a, b); }
   static float32x4_t sel_lt(float32x4_t a, float32x4_t b) { return vbslq_f32(vcltq_f32(a, b), a, b); }

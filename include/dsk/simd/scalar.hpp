@@ -117,6 +117,14 @@ struct scalar {
     return u0 > u1 ? u0 : u1;
   }
 
+  // r[i].v[j] <- r[j].v[i] (an 8 x 8 transpose).
+  static void transpose8(f32 (&r)[8]) {
+    f32 t[8];
+    for (int i = 0; i < 8; ++i)
+      for (int j = 0; j < 8; ++j) t[i].v[j] = r[j].v[i];
+    for (int i = 0; i < 8; ++i) r[i] = t[i];
+  }
+
   // e^x for x in [-87.3, 88.7] with a relative error of a few ulp; below the range 0, above +Inf, NaN -> NaN.
   // Range reduction x = n ln2 + r and a degree-6 polynomial; the op sequence matches avx2::exp exactly.
   static f32 exp(f32 a) {
@@ -143,6 +151,28 @@ struct scalar {
     for (int j = 0; j < 8; ++j)
       for (int k = 0; k < 4; ++k) acc.v[j] += std::int32_t{a.v[4 * j + k]} * std::int32_t{b.v[4 * j + k]};
     return acc;
+  }
+  // acc[j] += sum_{k<4} ulo[4j+k] * slo[4j+k] + uhi[4j+k] * shi[4j+k], with ulo and uhi read as unsigned
+  // bytes. Contract: ulo, uhi in [0, 15] (offset int4 codes, load_u4): the AVX2 path sums the four products
+  // of a pair of lanes in int16.
+  static i32 dot_u4s8(i32 acc, i8 ulo, i8 slo, i8 uhi, i8 shi) {
+    for (int j = 0; j < 8; ++j)
+      for (int k = 0; k < 4; ++k)
+        acc.v[j] += std::int32_t{static_cast<std::uint8_t>(ulo.v[4 * j + k])} * slo.v[4 * j + k] +
+                    std::int32_t{static_cast<std::uint8_t>(uhi.v[4 * j + k])} * shi.v[4 * j + k];
+    return acc;
+  }
+  static i32 load_i32(const std::int32_t* p) {
+    i32 r;
+    std::memcpy(r.v, p, sizeof r.v);
+    return r;
+  }
+  // Wrapping int32 addition.
+  static i32 add_i32(i32 a, i32 b) {
+    for (int j = 0; j < 8; ++j)
+      a.v[j] =
+          static_cast<std::int32_t>(static_cast<std::uint32_t>(a.v[j]) + static_cast<std::uint32_t>(b.v[j]));
+    return a;
   }
   static std::int32_t reduce_add(i32 a) {
     std::int32_t s = 0;
@@ -194,6 +224,14 @@ struct scalar {
     for (int j = 0; j < 4; ++j) {
       const int lo = static_cast<int>(a.v[2 * j]), hi = static_cast<int>(a.v[2 * j + 1]);
       p[j] = static_cast<std::uint8_t>((lo & 0xf) | ((hi & 0xf) << 4));
+    }
+  }
+  // 32 bytes of int4x2 -> the 32 low-nibble codes and the 32 high-nibble codes, each plus 8 (offset binary,
+  // 0..15: the unsigned operand of dot_u4s8).
+  static void load_u4(const std::uint8_t* p, i8& lo, i8& hi) {
+    for (int i = 0; i < 32; ++i) {
+      lo.v[i] = static_cast<std::int8_t>((p[i] & 0xf) ^ 8);
+      hi.v[i] = static_cast<std::int8_t>((p[i] >> 4) ^ 8);
     }
   }
   // 8 int8 -> 8 floats.
@@ -248,6 +286,18 @@ struct scalar {
       r.v[j] = static_cast<std::int32_t>(s);
     }
     return r;
+  }
+  // lo[j] = the sum of lanes 0..3 of a[j], hi[j] = the sum of lanes 4..7 (wrapping); reduce_add8 is lo + hi.
+  static void reduce_add8_halves(const i32 (&a)[8], i32& lo, i32& hi) {
+    for (int j = 0; j < 8; ++j) {
+      std::uint32_t s0 = 0, s1 = 0;
+      for (int l = 0; l < 4; ++l) {
+        s0 += static_cast<std::uint32_t>(a[j].v[l]);
+        s1 += static_cast<std::uint32_t>(a[j].v[l + 4]);
+      }
+      lo.v[j] = static_cast<std::int32_t>(s0);
+      hi.v[j] = static_cast<std::int32_t>(s1);
+    }
   }
   // out[k] = the horizontal sum of the k-th packet in the order ((v0+v1) + (v2+v3)) + ((v4+v5) + (v6+v7))
   // (the AVX2 hadd tree; note: not reduce_add's order).

@@ -179,14 +179,16 @@ void dequantize_rows(qweight_view<F> q, index_t r0, index_t r1, float* out, inde
 }
 
 // Per-token int8 quantization of x rows [r0, r1): s = amax / 127, q = clamp(nearbyint(x / s), -127, 127).
-// Out: either int8 codes (natural order) or int16 codes in the order the W4A8/W8A8 kernels read (`perm32`:
-// each full block of 32 as its 16 even then 16 odd elements).
-template <class S, class Out, bool Perm32>
+// Out: int8 or int16 codes, in natural order (Perm = 0) or in the order the int4 W4A8 kernels read (Perm = 32
+// or 64: each full block of Perm elements as its Perm / 2 even then Perm / 2 odd elements, the K % Perm tail
+// in natural order).
+template <class S, class Out, int Perm>
 void quantize_tokens_rows(const float* x, index_t ldx, index_t r0, index_t r1, index_t K, Out* q, index_t ldq,
                           float* scales, const char* where) {
+  static_assert(Perm == 0 || Perm == 32 || Perm == 64);
   using P = typename S::f32;
   const P lo = S::broadcast(-127.0f), hi = S::broadcast(127.0f);
-  alignas(32) float tmp[32];
+  alignas(32) float tmp[64];
   for (index_t m = r0; m < r1; ++m) {
     const float* row = x + m * ldx;
     Out* qrow = q + m * ldq;
@@ -204,12 +206,12 @@ void quantize_tokens_rows(const float* x, index_t ldx, index_t r0, index_t r1, i
       return s == 0.0f ? S::zero() : codes_of<S>(load_n<S>(row + k, n), sv, lo, hi, rounding::half_even);
     };
     index_t k = 0;
-    if constexpr (Perm32) {
-      for (; k + 32 <= K; k += 32) {
-        for (int j = 0; j < 4; ++j) S::store(tmp + 8 * j, codes(k + 8 * j, 8));
-        for (int j = 0; j < 16; ++j) {
+    if constexpr (Perm > 0) {
+      for (; k + Perm <= K; k += Perm) {
+        for (int j = 0; j < Perm / 8; ++j) S::store(tmp + 8 * j, codes(k + 8 * j, 8));
+        for (int j = 0; j < Perm / 2; ++j) {
           qrow[k + j] = static_cast<Out>(tmp[2 * j]);
-          qrow[k + 16 + j] = static_cast<Out>(tmp[2 * j + 1]);
+          qrow[k + Perm / 2 + j] = static_cast<Out>(tmp[2 * j + 1]);
         }
       }
     }
