@@ -1,10 +1,9 @@
 // Instructions per weight of the quantized decode GEMV (docs/performance.md, Quantization): one call per case
 // between callgrind dumps, W [512, 4096] (int4 g128 f16 scales / int8 per channel), M = 1 and 2, one thread.
-// Not part of the build; run from the repository root:
-//   g++ -std=gnu++20 -O3 -DNDEBUG -march=x86-64-v3 -fopenmp -Iinclude tools/quant_gemv_profile.cpp -o
-//   /tmp/qprof
+// Built with the benchmarks (build/release/bench/quant/quant_gemv_profile) when valgrind's header is found:
 //   cd /tmp && DSK_NUM_THREADS=1 OMP_NUM_THREADS=1 valgrind --tool=callgrind
-//     --toggle-collect='*parallel_for_chunks*' --callgrind-out-file=cg.out /tmp/qprof   (one line)
+//     --toggle-collect='*parallel_for_chunks*' --callgrind-out-file=cg.out  (one line)
+//     /work/main/build/release/bench/quant/quant_gemv_profile
 //   for f in cg.out.*; do grep -m1 Request $f; grep -m1 '^summary:\|^totals:' $f; done
 // The toggle counts the parallel regions (the tiles; the token quantization too where it runs in one, as in
 // the int16 path before the decode path, ~0.006 per weight); divide by N * K = 2097152.
