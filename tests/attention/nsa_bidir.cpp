@@ -1,9 +1,9 @@
 // Bidirectional NSA (dsk/attention/nsa.hpp, nsa_config.causal = false) against the fp64 reference written
 // from the formulas with explicit masks (ref::nsa_bidir): partial last compressed blocks (mean and learned
-// linear), each branch alone, the gated mix, the block selection per query block and GQA group (groups
-// 1..16), lengths 0, 1, around the block sizes, 600 and 3000; the window / selection covering the sequence
-// equal dense bidirectional attention; scalar == native bit for bit; argument errors. Also the causal
-// family's fully masked rows (zeros, never NaN).
+// linear), each branch alone (disabled branches and one-hot gates), the gated mix, the block selection per
+// query block and GQA group (groups 1..16), lengths 0, 1, around the block sizes, 600 and 3000; the window /
+// selection covering the sequence equal dense bidirectional attention; scalar == native bit for bit; argument
+// errors. Also the causal family's fully masked rows (zeros, never NaN).
 #include <cmath>
 #include <limits>
 
@@ -150,6 +150,39 @@ TEST_CASE("bidirectional NSA: gated mix, GQA groups 1..16, lengths 0 .. 600", "[
                                          .sel = false,
                                          .causal = false};
   check_bidir<local_global>(130, 4, 2, seed++, true);
+}
+
+TEST_CASE("bidirectional NSA: one-hot gates pick each branch of the full config", "[attention][nsa][bidir]") {
+  // All three branches enabled, gates one-hot: the output is that branch alone (ref's o_cmp / o_sel / o_win);
+  // then one-hot per head (head h takes branch h % 3) in one call.
+  constexpr att::nsa_config C = bidir_cfg;
+  const index_t T = 141, H = 6, Hkv = 2;
+  const auto q = random_tensor<3>({T, H, 64}, 91), k = random_tensor<3>({T, Hkv, 64}, 92),
+             v = random_tensor<3>({T, Hkv, 64}, 93);
+  const float scale = 0.25f;
+  tensor<float, 3> gates(T, H, 3);
+  gates.fill(0.0f);
+  const auto want = att::ref::nsa_bidir(q, k, v, gates, params_of<C>(scale));
+  const tensor<double, 3>* branch[3] = {&want.o_cmp, &want.o_sel, &want.o_win};
+  for (int b = 0; b < 3; ++b) {
+    INFO("branch " << b);
+    gates.fill(0.0f);
+    for (index_t t = 0; t < T; ++t)
+      for (index_t h = 0; h < H; ++h) gates(t, h, b) = 1.0f;
+    tensor<float, 3> o(T, H, 64);
+    att::nsa<C>(q, k, v, gates, o, nullptr, {}, {.scale = scale});
+    CHECK(dsk::test::nmse_of(*branch[b], o) < dsk::test::attention_nmse);
+  }
+  gates.fill(0.0f);
+  tensor<double, 3> per_head(T, H, 64);
+  for (index_t t = 0; t < T; ++t)
+    for (index_t h = 0; h < H; ++h) {
+      gates(t, h, h % 3) = 1.0f;
+      for (index_t c = 0; c < 64; ++c) per_head(t, h, c) = (*branch[h % 3])(t, h, c);
+    }
+  tensor<float, 3> o(T, H, 64);
+  att::nsa<C>(q, k, v, gates, o, nullptr, {}, {.scale = scale});
+  CHECK(dsk::test::nmse_of(per_head, o) < dsk::test::attention_nmse);
 }
 
 TEST_CASE("bidirectional NSA at paper sizes over 3000 tokens (selection drops blocks)",
