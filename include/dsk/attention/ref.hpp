@@ -330,9 +330,12 @@ inline nsa_bidir_result nsa_bidir(view<const float, 3> q, view<const float, 3> k
       res.selected[qb * Hkv + kvh] = chosen;
       res.importance[qb * Hkv + kvh] = imp;
     }
+  // chosen[(qb * Hkv + kvh) * NB + b]: block b is selected for query block qb and KV head kvh
+  std::vector<char> chosen(static_cast<std::size_t>(NB * Hkv * NB), 0);
+  for (index_t x = 0; x < NB * Hkv; ++x)
+    for (index_t b : res.selected[x]) chosen[x * NB + b] = 1;
   attention(q, k, v, res.o_sel.view(), {}, P.scale, [&](index_t t, index_t h, index_t j) {
-    const auto& ch = res.selected[(t / P.sel_block) * Hkv + h / G];
-    return std::find(ch.begin(), ch.end(), j / P.sel_block) != ch.end();
+    return chosen[((t / P.sel_block) * Hkv + h / G) * NB + j / P.sel_block] != 0;
   });
   attention(q, k, v, res.o_win.view(), {}, P.scale,
             [&](index_t t, index_t, index_t j) { return std::abs(t - j) <= P.window; });
