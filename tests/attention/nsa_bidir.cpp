@@ -190,7 +190,7 @@ TEST_CASE("bidirectional NSA at paper sizes over 3000 tokens (selection drops bl
   // Paper defaults (l 32, d 16, l' 64, n 16, w 512) bidirectional; head_dim 16 keeps the fp64 reference
   // quick (the selection logic does not depend on it). 3000 = 46 full query blocks + a partial one.
   constexpr att::nsa_config paper{.head_dim = 16, .causal = false};
-  check_bidir<paper>(3000, 2, 1, 300);
+  check_bidir<paper>(3000, 1, 1, 300);  // one head: the fp64 reference dominates under ASan
 }
 
 TEST_CASE("bidirectional NSA: the window or the selection covering the sequence equal dense attention",
