@@ -2,6 +2,9 @@
 //   prefill: dsk (flash) vs openblas (two sgemm + softmax, non-causal only) — GFLOP/s of the attention math
 //   decode:  dsk vs roof (a SIMD streaming read of the same KV bytes) — GB/s of KV bytes read
 //   nsa:     dsk NSA prefill vs dsk dense flash prefill at 8k/32k/64k tokens (dense/ and nsa/ impl prefixes)
+//   encoder: bidirectional NSA (causal = false; paper sizes, and the local + global form with blocks of 64)
+//            vs dense bidirectional flash prefill at 1k/4k/16k/64k (nsa_bidir/, localglobal_bidir/,
+//            dense_full/)
 //   mla:     absorbed vs expanded decode over the 576-float latent cache
 // Run: bench_attention --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 //      (DSK_NUM_THREADS=1 DSK_BENCH_CPU_TIME=1 for per-thread rates on a shared machine)
@@ -155,6 +158,40 @@ void nsa_dense(benchmark::State& st, index_t L, index_t H) {
   flops_counter(st, attention_flops(L, L, H, 64, 64, true));
 }
 
+// Encoder prefill: bidirectional NSA vs dense bidirectional flash attention, 16 query heads sharing 1 KV
+// head, d64. nsa_bidir_cfg: paper sizes (l 32, d 16, l' 64, n 16, w 512 on each side); local_global_cfg: the
+// seed's form, global attention over mean-pooled blocks of 64 plus a band of 256 on each side, no selection.
+constexpr att::nsa_config nsa_bidir_cfg{.head_dim = 64, .causal = false};
+constexpr att::nsa_config local_global_cfg{.head_dim = 64,
+                                           .cmp_block = 64,
+                                           .cmp_stride = 64,
+                                           .sel_block = 64,
+                                           .sel_count = 4,
+                                           .window = 256,
+                                           .sel = false,
+                                           .causal = false};
+template <att::nsa_config C>
+void encoder_nsa(benchmark::State& st, index_t L, index_t H) {
+  const auto q = filled<3>({L, H, 64}, 1), k = filled<3>({L, 1, 64}, 2), v = filled<3>({L, 1, 64}, 3);
+  dsk::tensor<float, 3> g(L, H, 3), o(L, H, 64);
+  g.fill(1.0f / 3.0f);
+  for (auto _ : st) {
+    att::nsa<C>(q, k, v, g, o);
+    benchmark::DoNotOptimize(o.data());
+  }
+  flops_counter(
+      st, attention_flops(L, L, H, 64, 64, false));  // dense-equivalent work: comparable with dense_full/
+}
+void encoder_dense(benchmark::State& st, index_t L, index_t H) {
+  const auto q = filled<3>({L, H, 64}, 1), k = filled<3>({L, 1, 64}, 2), v = filled<3>({L, 1, 64}, 3);
+  dsk::tensor<float, 3> o(L, H, 64);
+  for (auto _ : st) {
+    att::dense<att::dense_config{.head_dim = 64, .causal = false}>(q, k, v, o);
+    benchmark::DoNotOptimize(o.data());
+  }
+  flops_counter(st, attention_flops(L, L, H, 64, 64, false));
+}
+
 // MLA decode, DeepSeek-V2-Lite shapes: 16 heads, latent cache [L, 576], kv_b_proj [16 * 256, 512].
 template <bool Absorbed>
 void mla_decode(benchmark::State& st, index_t L) {
@@ -242,6 +279,17 @@ void register_all() {
         "nsa/" + cs, [=](benchmark::State& st) { nsa_dsk(st, L, 16); }, it);
     reg(
         "dense/" + cs, [=](benchmark::State& st) { nsa_dense(st, L, 16); }, it);
+  }
+  for (index_t L : {1024, 2048, 4096, 16384, 65536}) {
+    const int it = L >= 16384 ? 1 : 0;  // one dense bidirectional 16k prefill is ~a minute, 64k ~15
+    const std::string cs = "encoder_d64_h16_kv1_L" + kname(L);
+    reg(
+        "nsa_bidir/" + cs, [=](benchmark::State& st) { encoder_nsa<nsa_bidir_cfg>(st, L, 16); }, it);
+    reg(
+        "localglobal_bidir/" + cs, [=](benchmark::State& st) { encoder_nsa<local_global_cfg>(st, L, 16); },
+        it);
+    reg(
+        "dense_full/" + cs, [=](benchmark::State& st) { encoder_dense(st, L, 16); }, it);
   }
   for (index_t L : {1024, 2048, 4096, 8192, 16384}) {
     const std::string cs = "mla_decode_h16_ctx" + kname(L);

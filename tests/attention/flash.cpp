@@ -106,6 +106,33 @@ TEST_CASE("dense attention: sliding window, explicit query offset, cross attenti
   check_against_ref<att::dense_config{.head_dim = 128, .causal = false}>({31, 9, 8, 2}, seed++);
 }
 
+TEST_CASE("cross attention: decoder queries over a cached encoder memory (dense, no mask, any lengths)",
+          "[attention][dense]") {
+  // dense<{causal = false}> with q_len != kv_len: every query sees every key of the memory, whatever the
+  // lengths (query_offset plays no part without a mask). Encoder lengths not a multiple of the 64-key tile
+  // or the 4-key block, one decoder query (a decode step), more queries than keys; MHA and GQA.
+  const shape cross[] = {{1, 1, 4, 4},   {1, 777, 8, 2},  {1, 130, 16, 1},  {5, 67, 4, 2},
+                         {64, 13, 4, 1}, {200, 65, 2, 2}, {37, 1001, 4, 4}, {3, 0, 2, 1}};
+  std::uint64_t seed = 400;
+  for (const shape& s : cross) {
+    check_against_ref<att::dense_config{.head_dim = 64, .causal = false}, true>(s, seed++);
+    check_against_ref<att::dense_config{.head_dim = 128, .causal = false}>(s, seed++);
+  }
+  // A decoder step t reads rows of the same memory: equal to its row of the batched call, bit for bit.
+  constexpr att::dense_config C{.head_dim = 64};
+  const index_t Tq = 9, Tk = 333;
+  const auto q = random_tensor<3>({Tq, 8, 64}, 450), k = random_tensor<3>({Tk, 2, 64}, 451),
+             v = random_tensor<3>({Tk, 2, 64}, 452);
+  tensor<float, 3> all(Tq, 8, 64);
+  att::dense<C>(q, k, v, all);
+  for (index_t t = 0; t < Tq; ++t) {
+    tensor<float, 3> one(1, 8, 64);
+    att::dense<C>(q.cview().slice(0, t, t + 1), k, v, one);
+    for (index_t h = 0; h < 8; ++h)
+      for (index_t d = 0; d < 64; ++d) REQUIRE(one(0, h, d) == all(t, h, d));
+  }
+}
+
 TEST_CASE("fully masked rows give zeros and lse = -inf, never NaN", "[attention][dense]") {
   // 10 queries aligned to the end of 4 keys: the first 6 queries precede every key.
   const auto q = random_tensor<3>({10, 2, 64}, 5), k = random_tensor<3>({4, 1, 64}, 6),

@@ -1,6 +1,6 @@
 // Plain scalar references of dsk::attention, written from the formulas in double precision: softmax attention
-// under an explicit visibility predicate, and the block-sparse, NSA and MLA forms built on it. The oracle of
-// tests/attention/*; shares no code with the optimised paths (host/*). Host only.
+// under an explicit visibility predicate, and the block-sparse, NSA (causal and bidirectional) and MLA forms
+// built on it. The oracle of tests/attention/*; shares no code with the optimised paths (host/*). Host only.
 #pragma once
 
 #include <algorithm>
@@ -219,6 +219,132 @@ inline nsa_result nsa(view<const float, 3> q, view<const float, 3> k, view<const
                            (P.win ? gates(t, h, 2) * res.o_win(t, h, c) : 0.0);
       }
     }
+  return res;
+}
+
+// ---- Bidirectional NSA (encoder prefill), from the formulas with explicit masks ---------------------------
+// Compressed blocks cover the whole sequence: block i spans tokens [i d, i d + l) clipped to [0, T), and
+// blocks are added while the previous one ends before T (so every token is in one). phi: the mean of the
+// tokens present, or (w given) w . vec(rows + pe) with zero rows for the missing tokens.
+inline tensor<double, 3> nsa_compress_bidir(view<const float, 3> x, index_t l, index_t d,
+                                            view<const float, 2> w = {}, view<const float, 2> pe = {}) {
+  const index_t T = x.extent(0), H = x.extent(1), D = x.extent(2);
+  index_t nc = 0;
+  while (T > 0 && (nc == 0 || (nc - 1) * d + l < T)) ++nc;
+  tensor<double, 3> out(nc, H, D);
+  for (index_t i = 0; i < nc; ++i)
+    for (index_t h = 0; h < H; ++h)
+      for (index_t r = 0; r < D; ++r) {
+        double acc = 0;
+        index_t present = 0;
+        for (index_t j = 0; j < l; ++j) {
+          const index_t tok = i * d + j;
+          if (tok >= T) continue;
+          ++present;
+          if (!w.data())
+            acc += x(tok, h, r);
+          else
+            for (index_t c = 0; c < D; ++c)
+              acc += double(w(r, j * D + c)) * (double(x(tok, h, c)) + pe(j, c));
+        }
+        out(i, h, r) = w.data() ? acc : acc / double(present);
+      }
+  return out;
+}
+
+struct nsa_bidir_result {
+  tensor<double, 3> o, o_cmp, o_sel, o_win;     // [T, H, Dv]
+  std::vector<std::vector<index_t>> selected;   // [query block * kv_heads + kvh]: ascending block indices
+  std::vector<std::vector<double>> importance;  // [query block * kv_heads + kvh]: per selection block
+};
+
+// Bidirectional NSA: the score matrix of each branch under an explicit mask, softmax over the unmasked
+// entries, then o = sum of gates * branch outputs. Compressed: every query sees every compressed block.
+// Selection: per query block qb (tokens [qb l', (qb + 1) l')) and KV head, importance of selection block b =
+// sum over the block's queries and the group's heads of p_cmp over the compressed blocks whose (clipped) span
+// overlaps b; blocks b < init_blocks and |b - qb| < local_blocks forced, then the most important (ties:
+// lower index) up to sel_count; query t sees the tokens of its block's chosen blocks. Window: |t - j| <= w.
+inline nsa_bidir_result nsa_bidir(view<const float, 3> q, view<const float, 3> k, view<const float, 3> v,
+                                  view<const float, 3> gates, const nsa_params& P,
+                                  view<const float, 2> w_k = {}, view<const float, 2> pe_k = {},
+                                  view<const float, 2> w_v = {}, view<const float, 2> pe_v = {}) {
+  const index_t T = q.extent(0), H = q.extent(1), D = q.extent(2), Hkv = k.extent(1), Dv = v.extent(2);
+  const index_t G = H / Hkv;
+  const tensor<double, 3> kc = nsa_compress_bidir(k, P.cmp_block, P.cmp_stride, w_k, pe_k);
+  const tensor<double, 3> vc = nsa_compress_bidir(v, P.cmp_block, P.cmp_stride, w_v, pe_v);
+  const index_t NC = kc.extent(0);
+  const index_t NB = (T + P.sel_block - 1) / P.sel_block;
+  nsa_bidir_result res{tensor<double, 3>(T, H, Dv),
+                       tensor<double, 3>(T, H, Dv),
+                       tensor<double, 3>(T, H, Dv),
+                       tensor<double, 3>(T, H, Dv),
+                       {},
+                       {}};
+  // Compressed branch: full score matrix [T, NC] per head, no mask.
+  tensor<double, 3> p_cmp(T, H, NC);
+  for (index_t t = 0; t < T; ++t)
+    for (index_t h = 0; h < H; ++h) {
+      double mx = -std::numeric_limits<double>::infinity();
+      for (index_t i = 0; i < NC; ++i) {
+        double dot = 0;
+        for (index_t x = 0; x < D; ++x) dot += double(q(t, h, x)) * kc(i, h / G, x);
+        p_cmp(t, h, i) = P.scale * dot;
+        mx = std::max(mx, p_cmp(t, h, i));
+      }
+      double sum = 0;
+      for (index_t i = 0; i < NC; ++i) sum += (p_cmp(t, h, i) = std::exp(p_cmp(t, h, i) - mx));
+      for (index_t i = 0; i < NC; ++i) p_cmp(t, h, i) /= sum;
+      for (index_t c = 0; c < Dv; ++c) {
+        double acc = 0;
+        for (index_t i = 0; i < NC; ++i) acc += p_cmp(t, h, i) * vc(i, h / G, c);
+        res.o_cmp(t, h, c) = acc;
+      }
+    }
+  // Selection per (query block, KV head).
+  res.selected.resize(static_cast<std::size_t>(NB * Hkv));
+  res.importance.resize(static_cast<std::size_t>(NB * Hkv));
+  for (index_t qb = 0; qb < NB; ++qb)
+    for (index_t kvh = 0; kvh < Hkv; ++kvh) {
+      // sum of p_cmp over the block's queries and the group's heads, then spread over the overlapped blocks
+      std::vector<double> psum(static_cast<std::size_t>(NC), 0.0), imp(static_cast<std::size_t>(NB), 0.0);
+      for (index_t t = qb * P.sel_block; t < std::min(T, (qb + 1) * P.sel_block); ++t)
+        for (index_t g = 0; g < G; ++g)
+          for (index_t i = 0; i < NC; ++i) psum[i] += p_cmp(t, kvh * G + g, i);
+      for (index_t i = 0; i < NC; ++i)
+        for (index_t b = 0; b < NB; ++b) {
+          const index_t a0 = i * P.cmp_stride, a1 = std::min(T, a0 + P.cmp_block), b0 = b * P.sel_block,
+                        b1 = b0 + P.sel_block;
+          if (a0 < b1 && b0 < a1) imp[b] += psum[i];
+        }
+      std::vector<index_t> chosen, rest;
+      for (index_t b = 0; b < NB; ++b) {
+        if (b < P.init_blocks || std::abs(b - qb) < P.local_blocks)
+          chosen.push_back(b);
+        else
+          rest.push_back(b);
+      }
+      std::stable_sort(rest.begin(), rest.end(), [&](index_t a, index_t b) { return imp[a] > imp[b]; });
+      for (index_t b : rest)
+        if (static_cast<index_t>(chosen.size()) < P.sel_count) chosen.push_back(b);
+      std::sort(chosen.begin(), chosen.end());
+      res.selected[qb * Hkv + kvh] = chosen;
+      res.importance[qb * Hkv + kvh] = imp;
+    }
+  // chosen[(qb * Hkv + kvh) * NB + b]: block b is selected for query block qb and KV head kvh
+  std::vector<char> chosen(static_cast<std::size_t>(NB * Hkv * NB), 0);
+  for (index_t x = 0; x < NB * Hkv; ++x)
+    for (index_t b : res.selected[x]) chosen[x * NB + b] = 1;
+  attention(q, k, v, res.o_sel.view(), {}, P.scale, [&](index_t t, index_t h, index_t j) {
+    return chosen[((t / P.sel_block) * Hkv + h / G) * NB + j / P.sel_block] != 0;
+  });
+  attention(q, k, v, res.o_win.view(), {}, P.scale,
+            [&](index_t t, index_t, index_t j) { return std::abs(t - j) <= P.window; });
+  for (index_t t = 0; t < T; ++t)
+    for (index_t h = 0; h < H; ++h)
+      for (index_t c = 0; c < Dv; ++c)
+        res.o(t, h, c) = (P.cmp ? gates(t, h, 0) * res.o_cmp(t, h, c) : 0.0) +
+                         (P.sel ? gates(t, h, 1) * res.o_sel(t, h, c) : 0.0) +
+                         (P.win ? gates(t, h, 2) * res.o_win(t, h, c) : 0.0);
   return res;
 }
 
