@@ -9,10 +9,8 @@
 
 #include <catch2/catch.hpp>
 
-#include "common.hpp"
 #include "dsk/attention/flash.hpp"
-#include "dsk/attention/nsa.hpp"
-#include "dsk/attention/ref.hpp"
+#include "nsa_common.hpp"
 
 namespace {
 using dsk::index_t;
@@ -22,8 +20,7 @@ using dsk::test::random_tensor;
 
 template <att::nsa_config C>
 att::ref::nsa_params params_of(double scale) {
-  return {C.cmp_block, C.cmp_stride, C.sel_block, C.sel_count, C.init_blocks, C.local_blocks,
-          C.window,    C.cmp,        C.sel,       C.win,       scale};
+  return dsk::test::nsa_params_of<C>(scale);
 }
 
 // The kernel writes one block list per token; all tokens of a query block must carry the same list, equal
@@ -44,13 +41,7 @@ void check_selection(const att::ref::nsa_bidir_result& want, const tensor<std::i
       INFO("t " << t << " group " << h);
       REQUIRE(gs.size() == ws.size());
       if (gs == ws || t % block != 0) continue;
-      const auto& imp = want.importance[qb * Hkv + h];
-      double kept_min = 1e300;
-      for (index_t b : ws) kept_min = std::min(kept_min, imp[b]);
-      for (index_t b : gs) {
-        INFO("block " << b);
-        REQUIRE(std::abs(imp[b] - kept_min) < 1e-5 * std::max(1.0, kept_min));
-      }
+      dsk::test::require_near_tie(ws, gs, want.importance[qb * Hkv + h], 1e-5);
       ++near_ties;
     }
   CHECK(near_ties <= 2);
@@ -63,14 +54,10 @@ void check_bidir(index_t T, index_t H, index_t Hkv, std::uint64_t seed, bool sca
   INFO("T " << T << " heads " << H << "/" << Hkv << " l " << C.cmp_block << " d " << C.cmp_stride << " l' "
             << C.sel_block << " n " << C.sel_count << " w " << C.window << " branches " << C.cmp << C.sel
             << C.win << " linear " << (C.pooling == att::nsa_pooling::linear));
-  const auto q = random_tensor<3>({T, H, D}, seed), k = random_tensor<3>({T, Hkv, D}, seed + 1),
-             v = random_tensor<3>({T, Hkv, Dv}, seed + 2),
-             gates = random_tensor<3>({T, H, 3}, seed + 3, 0.0f, 1.0f);
-  const auto w_k = random_tensor<2>({D, C.cmp_block * D}, seed + 4, -0.05f, 0.05f),
-             pe_k = random_tensor<2>({C.cmp_block, D}, seed + 5),
-             w_v = random_tensor<2>({Dv, C.cmp_block * Dv}, seed + 6, -0.05f, 0.05f),
-             pe_v = random_tensor<2>({C.cmp_block, Dv}, seed + 7);
-  const att::nsa_weights w{w_k, pe_k, w_v, pe_v};
+  const dsk::test::nsa_inputs<C> in(T, H, Hkv, seed);
+  const auto &q = in.q, &k = in.k, &v = in.v, &gates = in.gates;
+  const auto &w_k = in.w_k, &pe_k = in.pe_k, &w_v = in.w_v, &pe_v = in.pe_v;
+  const att::nsa_weights w = in.weights();
   constexpr bool linear = C.pooling == att::nsa_pooling::linear;
   // Scale 2/sqrt(D): peaked enough that the block importances differ clearly.
   const float scale = 2.0f / std::sqrt(float(D));

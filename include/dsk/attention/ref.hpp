@@ -90,6 +90,20 @@ struct nsa_params {
   double scale;
 };
 
+// NSA's block choice among blocks [0, count): the forced ones (initial and local), then the most important
+// of the rest (ties: lower index) up to `limit` in all; returned in ascending order.
+template <class Forced>
+std::vector<index_t> select_blocks(const std::vector<double>& imp, index_t count, index_t limit,
+                                   Forced forced) {
+  std::vector<index_t> chosen, rest;
+  for (index_t b = 0; b < count; ++b) (forced(b) ? chosen : rest).push_back(b);
+  std::stable_sort(rest.begin(), rest.end(), [&](index_t a, index_t b) { return imp[a] > imp[b]; });
+  for (index_t b : rest)
+    if (static_cast<index_t>(chosen.size()) < limit) chosen.push_back(b);
+  std::sort(chosen.begin(), chosen.end());
+  return chosen;
+}
+
 // Compressed block i = phi(x[i*d .. i*d + l)): the mean, or (w given) w . vec(block + pe).
 inline tensor<double, 3> nsa_compress(view<const float, 3> x, index_t l, index_t d,
                                       view<const float, 2> w = {}, view<const float, 2> pe = {}) {
@@ -190,18 +204,10 @@ inline nsa_result nsa(view<const float, 3> q, view<const float, 3> k, view<const
           }
       }
       // selection: initial and local blocks forced, then the most important (ties: lower index)
-      std::vector<index_t> chosen, rest;
       const index_t last = t / P.sel_block;
-      for (index_t b = 0; b <= last; ++b) {
-        if (b < P.init_blocks || b > last - P.local_blocks)
-          chosen.push_back(b);
-        else
-          rest.push_back(b);
-      }
-      std::stable_sort(rest.begin(), rest.end(), [&](index_t a, index_t b) { return imp[a] > imp[b]; });
-      for (index_t b : rest)
-        if (static_cast<index_t>(chosen.size()) < P.sel_count) chosen.push_back(b);
-      std::sort(chosen.begin(), chosen.end());
+      const auto chosen = select_blocks(imp, last + 1, P.sel_count, [&](index_t b) {
+        return b < P.init_blocks || b > last - P.local_blocks;
+      });
       res.selected[t * Hkv + kvh] = chosen;
       res.importance[t * Hkv + kvh] = imp;
       std::vector<index_t> sel_keys, win_keys;
@@ -316,17 +322,9 @@ inline nsa_bidir_result nsa_bidir(view<const float, 3> q, view<const float, 3> k
                         b1 = b0 + P.sel_block;
           if (a0 < b1 && b0 < a1) imp[b] += psum[i];
         }
-      std::vector<index_t> chosen, rest;
-      for (index_t b = 0; b < NB; ++b) {
-        if (b < P.init_blocks || std::abs(b - qb) < P.local_blocks)
-          chosen.push_back(b);
-        else
-          rest.push_back(b);
-      }
-      std::stable_sort(rest.begin(), rest.end(), [&](index_t a, index_t b) { return imp[a] > imp[b]; });
-      for (index_t b : rest)
-        if (static_cast<index_t>(chosen.size()) < P.sel_count) chosen.push_back(b);
-      std::sort(chosen.begin(), chosen.end());
+      const auto chosen = select_blocks(imp, NB, P.sel_count, [&](index_t b) {
+        return b < P.init_blocks || std::abs(b - qb) < P.local_blocks;
+      });
       res.selected[qb * Hkv + kvh] = chosen;
       res.importance[qb * Hkv + kvh] = imp;
     }
