@@ -5,13 +5,18 @@
 // Names: <impl>/<op>/<shape>, impl in {dsk, openblas, roof}; op says the weight/activation types (bf16 and
 // f32 are dsk::gemm). Shapes, named as in bench_gemm: m<M>_k2048_n2048 (x[M, 2048] * W[2048, 2048]^T, weights
 // in L3) and decode_dram_m1_k4096_n14336 (M = 1, W[14336, 4096] as perf-roofs' sgemv, several matrices cycled
-// so that every call reads its weights from DRAM: >= 64 MiB of distinct packed weights per op). Counters:
+// so that every call reads its weights from DRAM: at least twice the last-level cache of distinct packed
+// weights per op, and >= 64 MiB; the run's context prints the L3 size and the bytes per op). Counters:
 // GB/s of weight bytes (codes + scales) for GEMV, GFLOP/s (2 M N K) for GEMM, GB/s of f32 read + codes
 // written for quantize.
 #include <benchmark/benchmark.h>
 #include <immintrin.h>
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <cstdio>
+#include <fstream>
 #include <memory>
 #include <random>
 #include <string>
@@ -48,19 +53,37 @@ tensor<float, 2> random_matrix(index_t r, index_t c, std::uint64_t seed) {
 // ---- shared data, built on first use --------------------------------------------------------------------
 constexpr index_t dram_n = 14336, dram_k = 4096;
 
+// Bytes of the last-level cache (sysconf, else sysfs' index3, else 64 MiB): a 2-vCPU guest may sit on a
+// host with a 260 MiB L3, where a fixed 118 MB set of int4 matrices would be served from L3.
+inline std::size_t llc_bytes() {
+  long v = sysconf(_SC_LEVEL3_CACHE_SIZE);
+  if (v > 0) return static_cast<std::size_t>(v);
+  std::ifstream f("/sys/devices/system/cpu/cpu0/cache/index3/size");
+  std::size_t kib = 0;
+  if (f >> kib && kib > 0) return kib * 1024;
+  return std::size_t{64} << 20;
+}
+// Copies of one matrix of `bytes` so that the cycled set is >= 2x the LLC and >= 64 MiB (at least 2).
+inline int copies_for(std::size_t bytes) {
+  const std::size_t want = std::max<std::size_t>(2 * llc_bytes(), std::size_t{64} << 20);
+  return static_cast<int>(std::max<std::size_t>(2, (want + bytes - 1) / bytes));
+}
+
 struct dram_set {
   tensor<float, 2> src = random_matrix(dram_n, dram_k, 1);
   std::vector<q::quantized_weight<w4>> i4;
   std::vector<q::quantized_weight<w8>> i8;
   std::vector<tensor<bf16, 2>> b16;
   dram_set() {
-    for (int i = 0; i < 4; ++i) i4.push_back(q::quantize<c4>(src.cview()));  // 4 x 29.5 MB
-    for (int i = 0; i < 2; ++i) i8.push_back(q::quantize<c8>(src.cview()));  // 2 x 58.8 MB
-    for (int i = 0; i < 2; ++i) {                                            // 2 x 117 MB
-      tensor<bf16, 2> b({dram_n, dram_k}, uninitialized);
-      for (index_t j = 0; j < b.size(); ++j) b.data()[j] = bf16(src.data()[j]);
-      b16.push_back(std::move(b));
-    }
+    const auto one4 = q::quantize<c4>(src.cview());  // 29.5 MB
+    const auto one8 = q::quantize<c8>(src.cview());  // 58.8 MB
+    for (int i = copies_for(one4.code_bytes()); i > 0; --i) i4.push_back(one4);
+    for (int i = copies_for(one8.code_bytes()); i > 0; --i) i8.push_back(one8);
+    tensor<bf16, 2> b({dram_n, dram_k}, uninitialized);  // 117 MB
+    for (index_t j = 0; j < b.size(); ++j) b.data()[j] = bf16(src.data()[j]);
+    for (int i = copies_for(static_cast<std::size_t>(b.size()) * 2); i > 0; --i) b16.push_back(b);
+    std::fprintf(stderr, "bench_quant: LLC %zu MiB; DRAM rows cycle %zu int4 / %zu int8 / %zu bf16 copies\n",
+                 llc_bytes() >> 20, i4.size(), i8.size(), b16.size());
   }
 };
 dram_set& dram() {
