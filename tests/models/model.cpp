@@ -51,7 +51,8 @@ void copy_case(const std::string& name, const fs::path& dir, Edit edit) {
   std::ofstream(dir / "config.json") << cfg.dump(2);
 }
 
-void keep_checkpoint(const io::checkpoint&, io::safetensors_writer&, std::vector<std::string>&, nlohmann::json&) {}
+void keep_checkpoint(const io::checkpoint&, io::safetensors_writer&, std::vector<std::string>&,
+                     nlohmann::json&) {}
 
 using dsk::test::error_of;
 }  // namespace
