@@ -2,84 +2,28 @@
 // host: tokenize, prefill, decode with the latent KV cache, sample, stream tokens, then report speed, time
 // per kernel family, expert load and peak memory. Without --model: the tiny preset on built-in random
 // weights.
-#include <sys/resource.h>
-
-#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <numeric>
 #include <random>
-#include <sstream>
 
-#include "dsk/nn/sampling.hpp"
+#include "../common/cli.hpp"
 #include "model.hpp"
 
-namespace {
-
-double peak_rss_mib() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return static_cast<double>(u.ru_maxrss) / 1024.0;  // Linux: KiB
-}
-
-std::vector<std::int32_t> parse_ids(const std::string& s, dsk::index_t vocab) {
-  std::vector<std::int32_t> ids;
-  std::string tok;
-  std::stringstream in(s);
-  while (std::getline(in, tok, ',')) {
-    std::stringstream t(tok);
-    long long v = 0;
-    if (!(t >> v) || !(t >> std::ws).eof())
-      throw dsk::error("dsk_v2: --tokens: '" + tok + "' is not an integer (expected comma-separated ids)");
-    if (v < 0 || v >= vocab)
-      throw dsk::error("dsk_v2: --tokens: id " + std::to_string(v) + " is outside [0, " +
-                       std::to_string(vocab) + ")");
-    ids.push_back(static_cast<std::int32_t>(v));
-  }
-  return ids;
-}
-
-}  // namespace
+using dsk_examples::parse_ids;
+using dsk_examples::peak_rss_mib;
 
 int main(int argc, char** argv) {
   CLI::App app{"dsk_v2: DeepSeek-V2 / V2-Lite inference with dsk kernels (host)"};
-  std::string model_dir, prompt, tokens_arg, weights = "checkpoint", form = "expanded", cache_type = "f32";
-  int max_new = 64, threads = 0, top_k = 30, layers = 0;
+  std::string model_dir, prompt, tokens_arg, form = "expanded", cache_type = "f32";
+  int layers = 0;
   std::string preset_name = "tiny";
-  double temperature = 0.7, top_p = 1.0, min_p = 0.0, repetition_penalty = 1.0;
-  std::uint64_t seed = 0;
-  bool greedy = false, quiet = false, no_weight_check = false;
+  dsk_examples::common_options o;
   app.add_option("--model", model_dir, "checkpoint directory: config.json, *.safetensors, tokenizer.json");
   app.add_option("--prompt", prompt, "prompt text (needs tokenizer.json)");
   app.add_option("--tokens", tokens_arg, "prompt as comma-separated token ids (instead of --prompt)");
-  app.add_option("--max-new-tokens", max_new, "tokens to generate")
-      ->capture_default_str()
-      ->check(CLI::Range(0, 1 << 20));
-  app.add_option("--temperature", temperature, "sampling temperature")
-      ->capture_default_str()
-      ->check(CLI::Range(0.0, 100.0));
-  app.add_option("--top-k", top_k, "sample among the k most likely tokens (0: all)")
-      ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
-  app.add_option("--top-p", top_p, "nucleus sampling: smallest set with probability >= p")
-      ->capture_default_str()
-      ->check(CLI::Range(0.0, 1.0));
-  app.add_option("--min-p", min_p, "drop tokens less likely than min-p times the most likely one")
-      ->capture_default_str()
-      ->check(CLI::Range(0.0, 1.0));
-  app.add_option("--repetition-penalty", repetition_penalty,
-                 "divide positive / multiply negative logits of tokens already seen (1: off)")
-      ->capture_default_str()
-      ->check(CLI::Range(0.01, 100.0));
-  app.add_option("--seed", seed, "sampling seed")->capture_default_str();
-  app.add_flag("--greedy", greedy, "argmax decoding (ignores temperature, top-k, top-p)");
-  app.add_option("--threads", threads, "worker threads (0: all cores)")
-      ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
-  app.add_option("--weights", weights, "weights in memory: checkpoint (file dtype), f32, bf16, int8, int4")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"checkpoint", "auto", "f32", "bf16", "int8", "int4"}));
+  dsk_examples::add_common_options(app, o);
   app.add_option("--cache", cache_type,
                  "element type of the MLA latent KV cache: f32 or bf16 (half the bytes)")
       ->capture_default_str()
@@ -95,16 +39,12 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"tiny", "v2-lite"}));
   app.add_option("--layers", layers, "without --model: override the preset's layer count (0: keep)")
       ->check(CLI::Range(0, 1024));
-  app.add_flag("--no-weight-check", no_weight_check,
-               "skip the load-time scan of every weight for NaN / infinity (one read of the checkpoint; "
-               "non-finite logits are still reported)");
-  app.add_flag("--quiet", quiet, "print only the generated text / ids and the summary line");
   CLI11_PARSE(app, argc, argv);
 
   try {
     std::optional<dsk::thread_count_scope> th;
-    if (threads > 0) th.emplace(threads);
-    const auto fmt = dsk_v2::parse_weight_format(weights);
+    if (o.threads > 0) th.emplace(o.threads);
+    const auto fmt = dsk_v2::parse_weight_format(o.weights);
     const auto t_load0 = std::chrono::steady_clock::now();
     std::optional<dsk::io::tokenizer> tok;
     std::optional<dsk_v2::model> m;
@@ -118,7 +58,7 @@ int main(int argc, char** argv) {
           p.name);
       m.emplace(dsk_v2::model::random(p, fmt));
     } else {
-      m.emplace(dsk_v2::model::load(model_dir, fmt, {.check_finite = !no_weight_check}));
+      m.emplace(dsk_v2::model::load(model_dir, fmt, {.check_finite = !o.no_weight_check}));
       const auto tok_file = std::filesystem::path(model_dir) / "tokenizer.json";
       if (std::filesystem::exists(tok_file)) {
         tok.emplace(dsk::io::tokenizer::load(tok_file));
@@ -135,7 +75,7 @@ int main(int argc, char** argv) {
     if (!tokens_arg.empty() && !prompt.empty())
       throw dsk::error("dsk_v2: give --prompt or --tokens, not both");
     if (!tokens_arg.empty()) {
-      ids = parse_ids(tokens_arg, cfg.vocab_size);
+      ids = parse_ids(tokens_arg, cfg.vocab_size, "dsk_v2");
     } else if (!prompt.empty()) {
       if (!tok)
         throw dsk::error("dsk_v2: --prompt needs tokenizer.json in the --model directory (or use --tokens)");
@@ -149,29 +89,24 @@ int main(int argc, char** argv) {
     }
     if (ids.empty()) throw dsk::error("dsk_v2: the prompt has no tokens");
 
-    if (!quiet) {
+    if (!o.quiet) {
       std::printf(
           "model: %lld layers, hidden %lld, %lld heads, %lld routed experts (top-%lld), vocab %lld; "
           "weights %s: %.1f MiB in memory; loaded in %.2f s (%.1f MiB checked for NaN/inf); %d threads\n",
           (long long)cfg.num_hidden_layers, (long long)cfg.hidden_size, (long long)cfg.num_attention_heads,
           (long long)cfg.n_routed_experts, (long long)cfg.num_experts_per_tok, (long long)cfg.vocab_size,
-          weights.c_str(), static_cast<double>(m->weight_bytes()) / (1 << 20), load_s,
+          o.weights.c_str(), static_cast<double>(m->weight_bytes()) / (1 << 20), load_s,
           static_cast<double>(m->checked_bytes()) / (1 << 20), dsk::num_threads());
       std::printf("prompt (%zu tokens):", ids.size());
       for (auto t : ids) std::printf(" %d", t);
       std::printf("\n");
     }
 
-    const dsk::index_t capacity = static_cast<dsk::index_t>(ids.size()) + max_new;
+    const dsk::index_t capacity = static_cast<dsk::index_t>(ids.size()) + o.max_new;
     dsk_v2::kv_cache cache =
         m->new_cache(capacity, cache_type == "bf16" ? dsk_v2::cache_dtype::bf16 : dsk_v2::cache_dtype::f32);
     dsk::tensor<float, 2> logits(std::array<dsk::index_t, 2>{1, cfg.vocab_size});
-    dsk::nn::sampler smp({.temperature = greedy ? 0.0 : temperature,
-                          .top_k = top_k,
-                          .top_p = top_p,
-                          .min_p = min_p,
-                          .repetition_penalty = repetition_penalty},
-                         seed);
+    dsk::nn::sampler smp(o.sampling(), o.seed);
     m->prof().reset();
 
     const auto t0 = std::chrono::steady_clock::now();
@@ -184,19 +119,19 @@ int main(int argc, char** argv) {
       return std::find(cfg.eos_token_ids.begin(), cfg.eos_token_ids.end(), t) != cfg.eos_token_ids.end();
     };
     std::printf("output: ");
-    for (int i = 0; i < max_new; ++i) {
+    for (int i = 0; i < o.max_new; ++i) {
       std::vector<std::int32_t> seen(ids);  // the repetition penalty applies to prompt and output
       seen.insert(seen.end(), out.begin(), out.end());
       const auto next = static_cast<std::int32_t>(smp.sample(logits.cview(), seen));
       out.push_back(next);
       if (text) {
         // The new part of the decoded text (ids the tokenizer lacks decode as nothing: text_stream).
-        std::fputs(text->push(next, is_eos(next) || i + 1 == max_new).c_str(), stdout);
+        std::fputs(text->push(next, is_eos(next) || i + 1 == o.max_new).c_str(), stdout);
       } else {
         std::printf("%d ", next);
       }
       std::fflush(stdout);
-      if (is_eos(next) || i + 1 == max_new) break;
+      if (is_eos(next) || i + 1 == o.max_new) break;
       const std::int32_t one[1] = {next};
       m->forward(one, cache, logits.view());
     }
@@ -214,14 +149,9 @@ int main(int argc, char** argv) {
     std::printf(
         "prefill: %zu tokens in %.3f s (%.1f tokens/s); decode: %.0f tokens in %.3f s (%.2f tokens/s)\n",
         ids.size(), pre_s, ids.size() / pre_s, dec_n, dec_s, dec_n > 0 ? dec_n / dec_s : 0.0);
-    if (!quiet) {
+    if (!o.quiet) {
       const auto& p = m->prof();
-      double total = 0;
-      for (double s : p.seconds) total += s;
-      std::printf("time per kernel family (prefill + decode):\n");
-      for (int f = 0; f < dsk_v2::profile::count; ++f)
-        std::printf("  %-22s %8.3f s  %5.1f%%\n", dsk_v2::profile::names[f], p.seconds[f],
-                    total > 0 ? 100.0 * p.seconds[f] / total : 0.0);
+      dsk_examples::print_times(p, "time per kernel family (prefill + decode)");
       if (cfg.n_routed_experts > 0) {
         std::printf("expert load (tokens routed per expert, all MoE layers summed; min / mean / max):\n  ");
         std::vector<std::int64_t> sum(static_cast<std::size_t>(cfg.n_routed_experts), 0);

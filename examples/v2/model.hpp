@@ -23,6 +23,7 @@
 #include <unistd.h>
 #include <vector>
 
+#include "../common/runner.hpp"
 #include "dsk/attention/mla.hpp"
 #include "dsk/core.hpp"
 #include "dsk/io/io.hpp"
@@ -42,18 +43,16 @@ namespace dsk_v2 {
 using namespace dsk;
 namespace fs = std::filesystem;
 
-// How weights are held in memory. checkpoint: the file's dtype (bf16 stays bf16, f32 stays f32); int8 / int4:
-// symmetric per-output-channel codes with f32 scales, quantized while loading, one tensor at a time.
-enum class weight_format { checkpoint, f32, bf16, int8, int4 };
-
+// The weight format, loader, MLP loader and tokenizer helpers are shared with the other runners
+// (examples/common/runner.hpp); these names keep dsk_v2's spelling of them.
+using dsk_examples::has_token;
+using dsk_examples::load_options;
+using dsk_examples::loader;
+using dsk_examples::text_stream;
+using dsk_examples::to_linear_format;
+using dsk_examples::weight_format;
 inline weight_format parse_weight_format(std::string_view s) {
-  if (s == "checkpoint" || s == "auto") return weight_format::checkpoint;
-  if (s == "f32") return weight_format::f32;
-  if (s == "bf16") return weight_format::bf16;
-  if (s == "int8") return weight_format::int8;
-  if (s == "int4") return weight_format::int4;
-  throw unsupported("dsk_v2: --weights '" + std::string(s) +
-                    "' is not supported; choices: checkpoint, f32, bf16, int8, int4");
+  return dsk_examples::parse_weight_format(s, "dsk_v2");
 }
 
 // The config the model runs from a preset (the tiny demo) in the form config.json gives.
@@ -108,189 +107,20 @@ inline attention::mla_config mla_widths(const io::v2_config& c) {
           .v_dim = static_cast<int>(c.v_head_dim)};
 }
 
-// ---- time per kernel family and expert load --------------------------------------------------------------
-struct profile {
-  enum family { embedding, norm, linear, rope, attention, router, experts, lm_head, count };
+struct profile : dsk_examples::family_times<8> {
+  enum family { embedding, norm, linear, rope, attention, router, experts, lm_head };
   static constexpr const char* names[count] = {"embedding",   "rmsnorm",         "linear (gemm/quant)",
                                                "rope/yarn",   "attention (MLA)", "moe router",
                                                "moe experts", "lm_head"};
-  double seconds[count] = {};
   std::vector<std::vector<std::int64_t>> expert_tokens;  // [layer][expert]: tokens routed there
 
-  struct timer {
-    profile* p;
-    family f;
-    std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
-    ~timer() {
-      if (p) p->seconds[f] += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    }
-  };
   void reset() {
-    std::fill(std::begin(seconds), std::end(seconds), 0.0);
+    reset_times();
     for (auto& l : expert_tokens) std::fill(l.begin(), l.end(), 0);
   }
 };
 
-// ---- weights in any format ----------------------------------------------------------------------------
-inline nn::linear_format to_linear_format(weight_format f) {
-  switch (f) {
-    case weight_format::f32:
-      return nn::parse_linear_format("f32");
-    case weight_format::bf16:
-      return nn::parse_linear_format("bf16");
-    case weight_format::int8:
-      return nn::parse_linear_format("int8");
-    case weight_format::int4:
-      return nn::parse_linear_format("int4");
-    case weight_format::checkpoint:
-      break;
-  }
-  return {};
-}
-
-// What model::load checks besides the structure (which is always checked).
-struct load_options {
-  // Every weight the model uses is scanned once for NaN and infinities (nn::first_nonfinite, vectorised,
-  // over the mapped tensor in its checkpoint dtype): one read of the checkpoint's bytes. false skips it (a
-  // corrupt checkpoint then shows as non-finite logits, which model::forward reports).
-  bool check_finite = true;
-};
-
-// Reads tensors of one checkpoint (or of the built-in random weights) into the chosen format.
-class loader {
- public:
-  loader(const io::checkpoint& ck, weight_format fmt, load_options opts = {})
-      : ck_(ck), fmt_(fmt), opts_(opts) {}
-
-  const io::checkpoint& checkpoint() const { return ck_; }
-
-  // A 2-D weight of exactly this shape, converted one tensor at a time.
-  nn::linear linear(const std::string& name, index_t out, index_t in) const {
-    nn::linear l = convert(name, out, in);
-    release(name);
-    return l;
-  }
-  tensor<float, 2> f32(const std::string& name, std::array<index_t, 2> shape) const {
-    ck_.check_shape(name, shape);
-    check_finite(name);
-    auto t = ck_.read<float, 2>(name, shape);
-    release(name);
-    return t;
-  }
-  tensor<float, 1> vec(const std::string& name, index_t n) const {
-    const std::array<index_t, 1> shape{n};
-    ck_.check_shape(name, shape);
-    check_finite(name);
-    auto t = ck_.read<float, 1>(name, shape);
-    release(name);
-    return t;
-  }
-  weight_format format() const { return fmt_; }
-
-  // Throws dsk::error naming the tensor, its file and the first element that is NaN or infinite (F32, BF16,
-  // F16 and F64 tensors; other dtypes hold no such values). Call after the shape check, before the tensor
-  // is used. Adds the tensor's bytes to checked_bytes().
-  void check_finite(const std::string& name) const {
-    if (!opts_.check_finite) return;
-    const io::tensor_info& t = ck_.info(name);
-    const auto b = ck_.bytes(name);
-    index_t k = -1;
-    float value = 0;
-    auto scan = [&]<class T>(std::type_identity<T>) {
-      const index_t n = static_cast<index_t>(b.size() / sizeof(T));
-      if (reinterpret_cast<std::uintptr_t>(b.data()) % alignof(T) == 0) {
-        const view<const T, 1> v(reinterpret_cast<const T*>(b.data()), dims<1>(n), {1});
-        k = nn::first_nonfinite(v);
-        if (k >= 0) value = static_cast<float>(v(k));
-      } else {  // a tensor the file does not align for its dtype: checked in an aligned copy
-        tensor<T, 1> c(std::array<index_t, 1>{n}, uninitialized);
-        if (n > 0) std::memcpy(c.data(), b.data(), b.size());
-        k = nn::first_nonfinite(c.cview());
-        if (k >= 0) value = static_cast<float>(c(k));
-      }
-    };
-    switch (t.dtype) {
-      case io::st_dtype::F32:
-        scan(std::type_identity<float>{});
-        break;
-      case io::st_dtype::BF16:
-        scan(std::type_identity<bf16>{});
-        break;
-      case io::st_dtype::F16:
-        scan(std::type_identity<f16>{});
-        break;
-      case io::st_dtype::F64:  // rare in checkpoints: scalar
-        for (std::size_t i = 0; i < b.size() / 8 && k < 0; ++i) {
-          double d;
-          std::memcpy(&d, b.data() + 8 * i, 8);
-          if (!std::isfinite(d)) k = static_cast<index_t>(i), value = static_cast<float>(d);
-        }
-        break;
-      default:
-        return;
-    }
-    checked_bytes_ += static_cast<std::int64_t>(b.size());
-    if (k < 0) return;
-    std::vector<index_t> at(t.shape.size());  // the element's index in the tensor's shape
-    for (std::size_t d = t.shape.size(), rest = static_cast<std::size_t>(k); d-- > 0;) {
-      const auto e = static_cast<std::size_t>(std::max<index_t>(t.shape[d], 1));
-      at[d] = static_cast<index_t>(rest % e);
-      rest /= e;
-    }
-    const auto [file, info] = ck_.find(name);
-    (void)info;
-    fail("dsk_v2::model: tensor '", name, "' in '", file ? file->label() : ck_.label(), "' (",
-         io::name(t.dtype), ", shape ", io::shape_string(t.shape), ") holds a non-finite value: element ", k,
-         " ", io::shape_string(at), " = ", value,
-         " (the first one); the checkpoint is corrupt or was saved from a diverged run (load_options "
-         "check_finite = false, dsk_v2 --no-weight-check, loads it anyway)");
-  }
-  // Bytes of the tensors check_finite has scanned.
-  std::int64_t checked_bytes() const { return checked_bytes_; }
-
-  // Drops the mapped file pages of a tensor that has been converted (the converted copy is what the model
-  // keeps), so that resident memory while loading stays near the size of the result instead of growing by
-  // every byte of the checkpoint read so far. The pages come back from the file if touched again.
-  void release(const std::string& name) const { ck_.release(name); }
-
- private:
-  nn::linear convert(const std::string& name, index_t out, index_t in) const {
-    const std::array<index_t, 2> shape{out, in};
-    ck_.check_shape(name, shape);
-    check_finite(name);
-    const io::st_dtype dt = ck_.info(name).dtype;
-    const auto f = to_linear_format(fmt_);
-    if (dt == io::st_dtype::BF16) return nn::linear(ck_.view<bf16, 2>(name, shape), f);
-    if (dt == io::st_dtype::F16) return nn::linear(ck_.view<f16, 2>(name, shape), f);
-    return nn::linear(ck_.read<float, 2>(name, shape).cview(), f);
-  }
-
-  const io::checkpoint& ck_;
-  weight_format fmt_;
-  load_options opts_;
-  mutable std::int64_t checked_bytes_ = 0;
-};
-
-// SwiGLU MLP down(silu(gate x) * up x) in the loader's format.
-inline nn::swiglu_mlp load_mlp(const loader& ld, const std::string& prefix, index_t hidden, index_t inter) {
-  const std::array<index_t, 2> gu{inter, hidden}, dn{hidden, inter};
-  const std::string g = prefix + ".gate_proj.weight", u = prefix + ".up_proj.weight",
-                    d = prefix + ".down_proj.weight";
-  const auto& ck = ld.checkpoint();
-  const auto f = to_linear_format(ld.format());
-  for (const auto* n : {&g, &u, &d}) {
-    ck.check_shape(*n, n == &d ? dn : gu);
-    ld.check_finite(*n);
-  }
-  const bool bf = ck.info(g).dtype == io::st_dtype::BF16 && ck.info(u).dtype == io::st_dtype::BF16 &&
-                  ck.info(d).dtype == io::st_dtype::BF16;
-  nn::swiglu_mlp m =
-      bf ? nn::swiglu_mlp(ck.view<bf16, 2>(g, gu), ck.view<bf16, 2>(u, gu), ck.view<bf16, 2>(d, dn), f)
-         : nn::swiglu_mlp(ck.read<float, 2>(g, gu).cview(), ck.read<float, 2>(u, gu).cview(),
-                          ck.read<float, 2>(d, dn).cview(), f);
-  ld.release(g), ld.release(u), ld.release(d);
-  return m;
-}
+using dsk_examples::load_mlp;
 
 // The routed and shared experts of one DeepSeekMoE layer in the weight format, as the moe::expert_bank types
 // that moe::deepseek_moe runs. Float storage: per-expert matrices, viewed in place in the mapped checkpoint
@@ -450,7 +280,7 @@ class model {
     const io::checkpoint& ck = *ck_;
     validate_config();
     check_layers(ck, cfg_.num_hidden_layers);
-    const loader ld(ck, fmt, opts);
+    const loader ld(ck, fmt, opts, "dsk_v2");
     const index_t D = cfg_.hidden_size, H = cfg_.num_attention_heads, V = cfg_.vocab_size;
     const index_t qk = cfg_.qk_head_dim(), R = cfg_.kv_lora_rank, Dr = cfg_.qk_rope_head_dim;
     const std::array<index_t, 2> emb_shape{V, D};
@@ -924,81 +754,12 @@ class model {
   std::int64_t checked_bytes_ = 0;
 };
 
-// The runner's built-in prompt ids (no --prompt, --tokens or tokenizer.json), checked against the model's
-// vocabulary so that a small one gets an error about the built-in prompt rather than about ids the user never
-// gave.
 inline std::vector<std::int32_t> builtin_prompt(index_t vocab_size) {
-  std::vector<std::int32_t> ids = {0, 17, 42, 7, 99, 3};
-  const index_t top = *std::max_element(ids.begin(), ids.end());
-  if (top >= vocab_size)
-    fail(
-        "dsk_v2: without --prompt or --tokens (and no tokenizer.json in --model) the built-in prompt ids "
-        "0,17,42,7,99,3 are used; they need vocab_size >= ",
-        top + 1, ", this model has vocab_size ", vocab_size,
-        ": give the prompt as ids with --tokens ID,ID,... "
-        "(each < ",
-        vocab_size, ")");
-  return ids;
+  return dsk_examples::builtin_prompt(vocab_size, "dsk_v2", "--tokens");
 }
-
-// ---- the tokenizer next to the model ---------------------------------------------------------------------
-// Every id the tokenizer can produce (vocabulary and added tokens) must have an embedding row: a tokenizer
-// larger than config.json's vocab_size belongs to another model. (Smaller is normal: DeepSeek-V2's
-// tokenizer has about 100k ids for vocab_size 102400, the embedding padded.)
 inline void check_tokenizer(const io::tokenizer& tok, index_t vocab_size, std::string_view tokenizer_file,
                             std::string_view config_file) {
-  if (tok.vocab_size() > vocab_size)
-    fail("dsk_v2: tokenizer '", tokenizer_file, "' has ", tok.vocab_size(), " ids (0 .. ",
-         tok.vocab_size() - 1, ", added tokens included), more than the model's vocab_size = ", vocab_size,
-         " ('", config_file, "'): ids >= ", vocab_size,
-         " have no embedding row; the tokenizer belongs to another model");
+  dsk_examples::check_tokenizer(tok, vocab_size, tokenizer_file, config_file, "dsk_v2");
 }
-
-// Whether the tokenizer has a token for id (ids in [0, vocab_size()) can still be holes).
-inline bool has_token(const io::tokenizer& tok, std::int32_t id) {
-  if (id < 0 || id >= tok.vocab_size()) return false;
-  try {
-    (void)tok.id_to_token(id);
-    return true;
-  } catch (const dsk::error&) {
-    return false;
-  }
-}
-
-// The text of generated ids as it grows, token by token. An id the tokenizer has no token for (the model's
-// vocab_size is larger than the tokenizer: padded rows, which a trained model rarely samples, random weights
-// often) decodes as nothing, as transformers' decode does; unknown() counts them. A token may end inside a
-// UTF-8 character, which decodes as U+FFFD until the next token completes it: push() holds such a tail back,
-// except for the last token.
-class text_stream {
- public:
-  explicit text_stream(const io::tokenizer& tok, bool skip_special_tokens = true)
-      : tok_(tok), skip_special_(skip_special_tokens) {}
-
-  // Appends id; returns the new text to print (possibly empty).
-  std::string push(std::int32_t id, bool last) {
-    if (has_token(tok_, id))
-      known_.push_back(id);
-    else
-      ++unknown_;
-    const std::string text = tok_.decode(known_, skip_special_);
-    const bool partial = text.size() >= 3 && text.compare(text.size() - 3, 3, "\xEF\xBF\xBD") == 0;
-    if ((partial && !last) || text.size() <= printed_.size() ||
-        text.compare(0, printed_.size(), printed_) != 0)
-      return {};
-    std::string fresh = text.substr(printed_.size());
-    printed_ = text;
-    return fresh;
-  }
-  const std::string& text() const { return printed_; }
-  index_t unknown() const { return unknown_; }
-
- private:
-  const io::tokenizer& tok_;
-  bool skip_special_;
-  std::vector<std::int32_t> known_;
-  std::string printed_;
-  index_t unknown_ = 0;
-};
 
 }  // namespace dsk_v2
