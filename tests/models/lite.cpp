@@ -1,0 +1,162 @@
+// DeepSeek-Lite (examples/lite): the converter's int4 layout, checked element by element against an
+// independent abs-max quantizer written here, on the float Lite tiny of tools/gen_lite_golden.py.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <fstream>
+
+#include <unistd.h>
+#include <nlohmann/json.hpp>
+
+#include "common.hpp"
+#include "lite/convert.hpp"
+#include "lite/presets.hpp"
+
+using namespace dsk;
+
+namespace {
+struct temp_dir {
+  std::filesystem::path p;
+  explicit temp_dir(const std::string& tag)
+      : p(std::filesystem::temp_directory_path() / ("dsk_lite_" + tag + "_" + std::to_string(::getpid()))) {
+    std::filesystem::remove_all(p);
+  }
+  ~temp_dir() {
+    std::error_code ec;
+    std::filesystem::remove_all(p, ec);
+  }
+};
+
+// The nibble of column j in a packed row: low nibble for even j, two's complement.
+int nibble(const std::uint8_t* row, index_t j) {
+  const int b = (row[j / 2] >> (4 * (j % 2))) & 0xF;
+  return b >= 8 ? b - 16 : b;
+}
+}  // namespace
+
+TEST_CASE("lite: dsk_lite_convert writes int4 codes and f16 scales of abs-max per-channel quantization",
+          "[models][lite]") {
+  const auto src = dsk::test::models_data("lite_tiny");
+  temp_dir out("convert");
+  const dsk_lite::convert_options o{};  // sym7, per channel, abs-max, share_repeats from the config
+  const auto st = dsk_lite::convert(src, out.p, o);
+  const io::checkpoint in(src), lite(out.p / "model.safetensors");
+
+  index_t quantized = 0, f16s = 0;
+  for (const auto& name : in.names()) {
+    const auto& info = in.info(name);
+    INFO(name);
+    if (!dsk_lite::is_quantized_tensor(name, info.shape.size())) {
+      REQUIRE(lite.contains(name));
+      CHECK(lite.info(name).dtype == io::st_dtype::F16);
+      CHECK(lite.info(name).shape == info.shape);
+      ++f16s;
+      continue;
+    }
+    const std::string b = dsk_lite::base_name(name);
+    REQUIRE(lite.contains(b + ".qweight"));
+    REQUIRE(lite.contains(b + ".scales"));
+    CHECK_FALSE(lite.contains(name));
+    const index_t N = info.shape[0], K = info.shape[1];
+    REQUIRE(lite.info(b + ".qweight").dtype == io::st_dtype::U8);
+    REQUIRE(lite.info(b + ".qweight").shape == std::vector<index_t>{N, (K + 1) / 2});
+    REQUIRE(lite.info(b + ".scales").dtype == io::st_dtype::F16);
+    REQUIRE(lite.info(b + ".scales").shape == std::vector<index_t>{N, 1});
+    const auto w = in.read<float, 2>(name);
+    const auto codes = lite.bytes(b + ".qweight");
+    const auto scales = lite.read<float, 2>(b + ".scales");  // f16 widened exactly
+    index_t wrong_scale = 0, wrong_code = 0;
+    for (index_t i = 0; i < N; ++i) {
+      float amax = 0;
+      for (index_t j = 0; j < K; ++j) amax = std::max(amax, std::abs(w(i, j)));
+      const float s = float(f16(amax / 7.0f));  // the stored scale is the one the codes use
+      if (scales(i, 0) != s) ++wrong_scale;
+      const auto* row = reinterpret_cast<const std::uint8_t*>(codes.data()) + i * ((K + 1) / 2);
+      for (index_t j = 0; j < K; ++j) {
+        const float c = s == 0 ? 0.0f : std::clamp(std::nearbyint(w(i, j) / s), -7.0f, 7.0f);
+        if (nibble(row, j) != int(c)) ++wrong_code;
+      }
+    }
+    CHECK(wrong_scale == 0);
+    CHECK(wrong_code == 0);
+    ++quantized;
+  }
+  CHECK(st.tensors_quantized == quantized);
+  CHECK(st.tensors_f16 == f16s);
+  CHECK_FALSE(lite.contains("lm_head.weight"));  // tied: the embedding is the head
+  REQUIRE(lite.contains("model.embed_tokens.qweight"));
+
+  std::ifstream cf(out.p / "config.json");
+  const auto cfg = nlohmann::json::parse(cf);
+  CHECK(cfg.at("share_repeats") == 2);
+  CHECK(cfg.at("tie_word_embeddings") == true);
+  CHECK(cfg.at("num_hidden_layers") == dsk_lite::tiny.num_hidden_layers);
+  const auto& q = cfg.at("quantization");
+  CHECK(q.at("format") == "int4");
+  CHECK(q.at("range") == "sym7");
+  CHECK(q.at("group") == 0);
+  CHECK(q.at("scale_dtype") == "f16");
+  CHECK(q.at("method") == "absmax");
+
+  // Sizes: the file holds what the stats say; ~4 bits per weight plus scales of rows of 16-48 columns and
+  // the f16 norms / gates, i.e. about 5.4 here (lite_card's rows of 512-2048 give ~4.02).
+  std::int64_t bytes = 0;
+  for (const auto& n : lite.names()) bytes += static_cast<std::int64_t>(lite.bytes(n).size());
+  CHECK(bytes == st.file_bytes());
+  CHECK(st.bits_per_weight() > 4.0);
+  CHECK(st.bits_per_weight() < 6.0);
+  CHECK(st.compression_vs_f32() == Approx(2.0 * st.compression_vs_bf16()));
+  // The preset describes this checkpoint: its constexpr int4 size is the converter's.
+  CHECK(dsk_lite::int4_weight_bytes(dsk_lite::tiny) == st.int4_bytes());
+}
+
+TEST_CASE("lite: MSE clipping never has a larger squared error than abs-max; grouped scales",
+          "[models][lite]") {
+  const auto src = dsk::test::models_data("lite_tiny");
+  temp_dir a("absmax"), m("mse");
+  dsk_lite::convert_options oa{}, om{};
+  oa.group = om.group = 32;
+  om.method = quant::range_method::mse;
+  dsk_lite::convert(src, a.p, oa);
+  dsk_lite::convert(src, m.p, om);
+  const io::checkpoint in(src), la(a.p / "model.safetensors"), lm(m.p / "model.safetensors");
+  double ea = 0, em = 0;
+  index_t smaller = 0;
+  for (const auto& name : in.names()) {
+    if (!dsk_lite::is_quantized_tensor(name, in.info(name).shape.size())) continue;
+    const std::string b = dsk_lite::base_name(name);
+    const auto w = in.read<float, 2>(name);
+    const index_t N = w.extent(0), K = w.extent(1), G = (K + 31) / 32;
+    REQUIRE(la.info(b + ".scales").shape == std::vector<index_t>{N, G});
+    auto err = [&](const io::checkpoint& l) {
+      const auto sc = l.read<float, 2>(b + ".scales");
+      const auto* codes = reinterpret_cast<const std::uint8_t*>(l.bytes(b + ".qweight").data());
+      double e = 0;
+      for (index_t i = 0; i < N; ++i)
+        for (index_t j = 0; j < K; ++j) {
+          const double d = w(i, j) - nibble(codes + i * ((K + 1) / 2), j) * double(sc(i, j / 32));
+          e += d * d;
+        }
+      return e;
+    };
+    const double xa = err(la), xm = err(lm);
+    CHECK(xm <= xa * (1 + 1e-6));
+    smaller += xm < xa;
+    ea += xa, em += xm;
+  }
+  CHECK(smaller > 0);  // the search does find smaller ranges on these random weights
+  CHECK(em < ea);
+}
+
+TEST_CASE("lite: dsk_lite_convert rejects bad options and inputs with clear errors", "[models][lite]") {
+  temp_dir out("bad");
+  dsk_lite::convert_options o{};
+  o.group = 48;
+  CHECK_THAT(dsk::test::error_of([&] { dsk_lite::convert(dsk::test::models_data("lite_tiny"), out.p, o); }),
+             Catch::Contains("--group 48") && Catch::Contains("32, 64, 128"));
+  CHECK_THAT(dsk::test::error_of([&] { dsk_lite::parse_method("minmax"); }),
+             Catch::Contains("--clip 'minmax'") && Catch::Contains("absmax, mse"));
+  CHECK_THAT(dsk::test::error_of([&] { dsk_lite::parse_range("sym8"); }), Catch::Contains("sym7, full8"));
+  CHECK_THAT(dsk::test::error_of([&] { dsk_lite::convert(out.p / "nowhere", out.p / "o", {}); }),
+             Catch::Contains("config.json"));
+}
