@@ -30,9 +30,10 @@ int main(int argc, char** argv) {
                 dst.c_str());
     std::printf("weights: %lld (%lld int4, %lld f16)\n", static_cast<long long>(st.params()),
                 static_cast<long long>(st.quantized_params), static_cast<long long>(st.f16_params));
-    std::printf("size: %.6f GB (int4 codes %.6f GB + f16 scales %.6f GB + f16 tensors %.6f GB)\n",
-                double(st.file_bytes()) / 1e9, double(st.code_bytes) / 1e9, double(st.scale_bytes) / 1e9,
-                2.0 * double(st.f16_params) / 1e9);
+    std::printf("size: %lld bytes = %.6f GB (int4 codes %lld + f16 scales %lld + f16 tensors %lld bytes)\n",
+                static_cast<long long>(st.file_bytes()), double(st.file_bytes()) / 1e9,
+                static_cast<long long>(st.code_bytes), static_cast<long long>(st.scale_bytes),
+                static_cast<long long>(2 * st.f16_params));
     std::printf("bits per weight: %.3f (scales and f16 tensors included)\n", st.bits_per_weight());
     std::printf(
         "compression: %.2fx vs bf16 (%.1f%% smaller), %.2fx vs f32 (%.1f%% smaller; the seed's 87.5%% "

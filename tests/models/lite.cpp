@@ -10,6 +10,7 @@
 
 #include "common.hpp"
 #include "lite/convert.hpp"
+#include "lite/float_model.hpp"
 #include "lite/presets.hpp"
 
 using namespace dsk;
@@ -159,4 +160,61 @@ TEST_CASE("lite: dsk_lite_convert rejects bad options and inputs with clear erro
   CHECK_THAT(dsk::test::error_of([&] { dsk_lite::parse_range("sym8"); }), Catch::Contains("sym7, full8"));
   CHECK_THAT(dsk::test::error_of([&] { dsk_lite::convert(out.p / "nowhere", out.p / "o", {}); }),
              Catch::Contains("config.json"));
+}
+
+// The float Lite tiny (2 stored blocks run twice, tied head) against transformers' DeepseekV2ForCausalLM with
+// 4 layers whose repeated layers hold identical weights (tools/gen_lite_golden.py): the same 1e-4 as the V2
+// golden cases (both sides f32 from the same bf16 weights).
+TEST_CASE("lite: float Lite tiny matches transformers with repeated layers (prefill, decode, greedy tokens)",
+          "[models][lite]") {
+  const auto g = dsk::test::load_golden("lite_tiny");
+  INFO("golden from transformers " << g.transformers_version);
+  auto m = dsk_lite::load_float(dsk::test::models_data("lite_tiny"), dsk_v2::weight_format::checkpoint);
+  REQUIRE(m.config().num_hidden_layers == dsk_lite::tiny.num_hidden_layers);
+  REQUIRE(g.logits.extent(1) == m.config().vocab_size);
+  CHECK(std::abs(m.config().softmax_scale() - g.softmax_scale) < 1e-12);
+  m.set_prefill_form(dsk_v2::attention_form::expanded);
+  CHECK(dsk::test::max_abs(dsk::test::prefill_logits(m, g.tokens), g.logits) < 1e-4);
+  m.set_prefill_form(dsk_v2::attention_form::absorbed);
+  CHECK(dsk::test::max_abs(dsk::test::prefill_logits(m, g.tokens), g.logits) < 1e-4);
+  // Cached decode (absorbed MLA over the latent cache, one token at a time) == the recompute of transformers.
+  CHECK(dsk::test::max_abs(dsk::test::decode_logits(m, g.tokens), g.logits) < 1e-4);
+
+  // Greedy continuation with the cache against transformers' (full recompute each step, argmax). The expected
+  // tokens come from transformers, not from dsk: the same check runs in the aarch64 build under qemu
+  // (tests/models is in DSK_AARCH64_TEST_FAMILIES), so ARM's tokens = transformers' = x86's.
+  std::ifstream in(dsk::test::models_data("lite_tiny") / "golden.json");
+  const auto want = nlohmann::json::parse(in).at("greedy").get<std::vector<std::int32_t>>();
+  REQUIRE(want.size() == 12);
+  const index_t V = m.config().vocab_size;
+  auto cache = m.new_cache(static_cast<index_t>(g.tokens.size() + want.size()));
+  tensor<float, 2> logits(std::array<index_t, 2>{1, V});
+  m.forward(g.tokens, cache, logits.view());
+  std::vector<std::int32_t> got;
+  double min_margin = 1e9;  // top-1 minus top-2 logit: a near tie would make the comparison ISA-fragile
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    index_t best = 0;
+    for (index_t v = 1; v < V; ++v)
+      if (logits(0, v) > logits(0, best)) best = v;
+    float second = -1e30f;
+    for (index_t v = 0; v < V; ++v)
+      if (v != best) second = std::max(second, logits(0, v));
+    min_margin = std::min(min_margin, double(logits(0, best) - second));
+    got.push_back(static_cast<std::int32_t>(best));
+    const std::int32_t t = got.back();
+    m.forward(std::span<const std::int32_t>(&t, 1), cache, logits.view());
+  }
+  INFO("smallest top-1 / top-2 margin " << min_margin);
+  CHECK(got == want);
+  CHECK(min_margin > 1e-3);
+}
+
+TEST_CASE("lite: a float Lite checkpoint whose share_repeats does not divide the layers is rejected",
+          "[models][lite]") {
+  nlohmann::json c = {{"num_hidden_layers", 4}, {"share_repeats", 3}};
+  CHECK_THAT(dsk::test::error_of([&] { dsk_lite::share_repeats(c, "config.json"); }),
+             Catch::Contains("share_repeats = 3") && Catch::Contains("num_hidden_layers = 4"));
+  c["share_repeats"] = 0;
+  CHECK_THAT(dsk::test::error_of([&] { dsk_lite::share_repeats(c, "config.json"); }),
+             Catch::Contains("positive integer"));
 }
