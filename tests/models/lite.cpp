@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common.hpp"
+#include "lite/checkpoint.hpp"
 #include "lite/convert.hpp"
 #include "lite/float_model.hpp"
 #include "lite/presets.hpp"
@@ -217,4 +218,106 @@ TEST_CASE("lite: a float Lite checkpoint whose share_repeats does not divide the
   c["share_repeats"] = 0;
   CHECK_THAT(dsk::test::error_of([&] { dsk_lite::share_repeats(c, "config.json"); }),
              Catch::Contains("positive integer"));
+}
+
+// The converted checkpoint read back through dsk_lite::int4_weight: views into the mapping (no copy) whose
+// dequantized values are the codes x scales of the file, for per-channel and grouped formats.
+TEST_CASE("lite: int4 weights are viewed in the mapped checkpoint without conversion", "[models][lite]") {
+  const auto src = dsk::test::models_data("lite_tiny");
+  temp_dir out("view");
+  dsk_lite::convert_options o{};
+  o.group = 32;
+  o.range = quant::int4_range::full8;
+  dsk_lite::convert(src, out.p, o);
+  std::ifstream cf(out.p / "config.json");
+  const auto fmt = dsk_lite::parse_quantization(nlohmann::json::parse(cf), "config.json");
+  constexpr quant::format F{quant::qtype::int4, 32, quant::scale_type::f16, quant::int4_range::full8};
+  REQUIRE(fmt == F);
+  const io::checkpoint in(src), lite(out.p / "model.safetensors");
+  index_t n = 0;
+  for (const auto& name : in.names()) {
+    const auto& info = in.info(name);
+    if (!dsk_lite::is_quantized_tensor(name, info.shape.size())) continue;
+    const std::string b = dsk_lite::base_name(name);
+    const index_t N = info.shape[0], K = info.shape[1];
+    const auto q = dsk_lite::int4_weight<F>(lite, b, N, K);
+    CHECK(reinterpret_cast<const std::byte*>(q.codes) == lite.bytes(b + ".qweight").data());
+    CHECK(reinterpret_cast<const std::byte*>(q.scales) == lite.bytes(b + ".scales").data());
+    tensor<float, 2> d(std::array<index_t, 2>{N, K});
+    quant::dequantize(q, d.view());
+    const auto sc = lite.read<float, 2>(b + ".scales");
+    const auto* codes = reinterpret_cast<const std::uint8_t*>(lite.bytes(b + ".qweight").data());
+    index_t wrong = 0;
+    for (index_t i = 0; i < N; ++i)
+      for (index_t j = 0; j < K; ++j)
+        wrong += d(i, j) != float(nibble(codes + i * ((K + 1) / 2), j)) * sc(i, j / 32);
+    CHECK(wrong == 0);
+    ++n;
+  }
+  CHECK(n == 39);
+}
+
+TEST_CASE("lite: malformed Lite checkpoints give clear errors", "[models][lite]") {
+  using nlohmann::json;
+  constexpr quant::format F{quant::qtype::int4, 0, quant::scale_type::f16, quant::int4_range::sym7};
+  // Unknown or malformed formats in config.json.
+  auto cfg_error = [](json q) {
+    return dsk::test::error_of([&] { dsk_lite::parse_quantization(q, "cfg.json"); });
+  };
+  CHECK_THAT(cfg_error(json::object()), Catch::Contains("no \"quantization\""));
+  CHECK_THAT(cfg_error({{"quantization", {{"format", "int3"}}}}),
+             Catch::Contains("quantization.format = \"int3\"") && Catch::Contains("int4"));
+  CHECK_THAT(cfg_error({{"quantization", {{"format", "int4"}, {"group", 48}}}}),
+             Catch::Contains("quantization.group = 48"));
+  CHECK_THAT(cfg_error({{"quantization", {{"format", "int4"}, {"range", "sym8"}}}}),
+             Catch::Contains("quantization.range = \"sym8\""));
+  CHECK_THAT(cfg_error({{"quantization", {{"format", "int4"}, {"scale_dtype", "bf16"}}}}),
+             Catch::Contains("scale_dtype"));
+  CHECK_THAT(cfg_error({{"quantization", {{"format", "int4"}, {"group", "32"}}}}),
+             Catch::Contains("must be an integer"));
+
+  // Tensors: W [6, 10] -> codes U8 [6, 5], scales F16 [6, 1].
+  temp_dir dir("malformed");
+  std::filesystem::create_directories(dir.p);
+  auto write = [&](const std::string& file, std::vector<index_t> code_shape, io::st_dtype code_dtype,
+                   std::vector<index_t> scale_shape, io::st_dtype scale_dtype, bool with_scales) {
+    io::safetensors_writer w;
+    std::vector<std::byte> cb(
+        static_cast<std::size_t>(code_shape[0] * code_shape[1]) * io::size_of(code_dtype), std::byte{0x21});
+    w.add("w.qweight", code_dtype, code_shape, cb);
+    if (with_scales) {
+      std::int64_t ns = 1;
+      for (auto e : scale_shape) ns *= e;
+      std::vector<std::byte> sb(static_cast<std::size_t>(ns * io::size_of(scale_dtype)), std::byte{0});
+      w.add("w.scales", scale_dtype, scale_shape, sb);
+    }
+    w.write(dir.p / file);
+    return io::checkpoint(dir.p / file);
+  };
+  auto load = [&](const io::checkpoint& ck) {
+    return dsk::test::error_of([&] { (void)dsk_lite::int4_weight<F>(ck, "w", 6, 10); });
+  };
+  CHECK(load(write("ok.safetensors", {6, 5}, io::st_dtype::U8, {6, 1}, io::st_dtype::F16, true)) ==
+        "(no error)");
+  CHECK_THAT(load(write("code_size.safetensors", {6, 4}, io::st_dtype::U8, {6, 1}, io::st_dtype::F16, true)),
+             Catch::Contains("w.qweight") && Catch::Contains("[6, 5]"));
+  CHECK_THAT(
+      load(write("code_dtype.safetensors", {6, 5}, io::st_dtype::I16, {6, 1}, io::st_dtype::F16, true)),
+      Catch::Contains("w.qweight") && Catch::Contains("U8"));
+  CHECK_THAT(load(write("no_scales.safetensors", {6, 5}, io::st_dtype::U8, {6, 1}, io::st_dtype::F16, false)),
+             Catch::Contains("no 'w.scales'"));
+  CHECK_THAT(
+      load(write("scale_count.safetensors", {6, 5}, io::st_dtype::U8, {6, 2}, io::st_dtype::F16, true)),
+      Catch::Contains("w.scales") && Catch::Contains("needs [6, 1]"));
+  CHECK_THAT(load(write("scale_rows.safetensors", {6, 5}, io::st_dtype::U8, {5, 1}, io::st_dtype::F16, true)),
+             Catch::Contains("w.scales") && Catch::Contains("needs [6, 1]"));
+  CHECK_THAT(
+      load(write("scale_dtype.safetensors", {6, 5}, io::st_dtype::U8, {6, 1}, io::st_dtype::F32, true)),
+      Catch::Contains("w.scales") && Catch::Contains("F16"));
+  {
+    io::safetensors_writer w;
+    w.add("other", io::st_dtype::U8, {1}, std::vector<std::byte>(1));
+    w.write(dir.p / "no_codes.safetensors");
+    CHECK_THAT(load(io::checkpoint(dir.p / "no_codes.safetensors")), Catch::Contains("no 'w.qweight'"));
+  }
 }
