@@ -6,6 +6,7 @@
 // memory, unlike the int4 Lite model, which is not written yet.
 #pragma once
 
+#include <charconv>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -52,7 +53,13 @@ inline dsk_v2::model load_float(const fs::path& dir, dsk_v2::weight_format fmt) 
     const auto bytes = ck.bytes(n);
     if (n.compare(0, prefix.size(), prefix) == 0) {
       const auto dot = n.find('.', prefix.size());
-      const dsk::index_t b = std::stoll(n.substr(prefix.size(), dot - prefix.size()));
+      dsk::index_t b = -1;
+      const char* first = n.data() + prefix.size();
+      const char* last = dot == std::string::npos ? first : n.data() + dot;
+      const auto [p, ec] = std::from_chars(first, last, b);
+      if (dot == std::string::npos || p != last || ec != std::errc{} || b < 0 || b >= (1 << 20))
+        dsk::fail("dsk_lite: tensor '", n, "' in '", dir.string(),
+                  "' is not model.layers.<block>.<name> with a block number below 2^20");
       for (dsk::index_t k = 0; k < r; ++k)
         w.add(std::string(prefix) + std::to_string(b * r + k) + n.substr(dot), info.dtype, info.shape, bytes);
     } else {
