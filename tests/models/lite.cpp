@@ -1,0 +1,323 @@
+// DeepSeek-Lite (examples/lite): the converter's int4 layout, checked element by element against an
+// independent abs-max quantizer written here, on the float Lite tiny of tools/gen_lite_golden.py.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <fstream>
+
+#include <unistd.h>
+#include <nlohmann/json.hpp>
+
+#include "common.hpp"
+#include "lite/checkpoint.hpp"
+#include "lite/convert.hpp"
+#include "lite/float_model.hpp"
+#include "lite/presets.hpp"
+
+using namespace dsk;
+
+namespace {
+struct temp_dir {
+  std::filesystem::path p;
+  explicit temp_dir(const std::string& tag)
+      : p(std::filesystem::temp_directory_path() / ("dsk_lite_" + tag + "_" + std::to_string(::getpid()))) {
+    std::filesystem::remove_all(p);
+  }
+  ~temp_dir() {
+    std::error_code ec;
+    std::filesystem::remove_all(p, ec);
+  }
+};
+
+// The nibble of column j in a packed row: low nibble for even j, two's complement.
+int nibble(const std::uint8_t* row, index_t j) {
+  const int b = (row[j / 2] >> (4 * (j % 2))) & 0xF;
+  return b >= 8 ? b - 16 : b;
+}
+}  // namespace
+
+TEST_CASE("lite: dsk_lite_convert writes int4 codes and f16 scales of abs-max per-channel quantization",
+          "[models][lite]") {
+  const auto src = dsk::test::models_data("lite_tiny");
+  temp_dir out("convert");
+  const dsk_lite::convert_options o{};  // sym7, per channel, abs-max, share_repeats from the config
+  const auto st = dsk_lite::convert(src, out.p, o);
+  const io::checkpoint in(src), lite(out.p / "model.safetensors");
+
+  index_t quantized = 0, f16s = 0;
+  for (const auto& name : in.names()) {
+    const auto& info = in.info(name);
+    INFO(name);
+    if (!dsk_lite::is_quantized_tensor(name, info.shape.size())) {
+      REQUIRE(lite.contains(name));
+      CHECK(lite.info(name).dtype == io::st_dtype::F16);
+      CHECK(lite.info(name).shape == info.shape);
+      ++f16s;
+      continue;
+    }
+    const std::string b = dsk_lite::base_name(name);
+    REQUIRE(lite.contains(b + ".qweight"));
+    REQUIRE(lite.contains(b + ".scales"));
+    CHECK_FALSE(lite.contains(name));
+    const index_t N = info.shape[0], K = info.shape[1];
+    REQUIRE(lite.info(b + ".qweight").dtype == io::st_dtype::U8);
+    REQUIRE(lite.info(b + ".qweight").shape == std::vector<index_t>{N, (K + 1) / 2});
+    REQUIRE(lite.info(b + ".scales").dtype == io::st_dtype::F16);
+    REQUIRE(lite.info(b + ".scales").shape == std::vector<index_t>{N, 1});
+    const auto w = in.read<float, 2>(name);
+    const auto codes = lite.bytes(b + ".qweight");
+    const auto scales = lite.read<float, 2>(b + ".scales");  // f16 widened exactly
+    index_t wrong_scale = 0, wrong_code = 0;
+    for (index_t i = 0; i < N; ++i) {
+      float amax = 0;
+      for (index_t j = 0; j < K; ++j) amax = std::max(amax, std::abs(w(i, j)));
+      const float s = float(f16(amax / 7.0f));  // the stored scale is the one the codes use
+      if (scales(i, 0) != s) ++wrong_scale;
+      const auto* row = reinterpret_cast<const std::uint8_t*>(codes.data()) + i * ((K + 1) / 2);
+      for (index_t j = 0; j < K; ++j) {
+        const float c = s == 0 ? 0.0f : std::clamp(std::nearbyint(w(i, j) / s), -7.0f, 7.0f);
+        if (nibble(row, j) != int(c)) ++wrong_code;
+      }
+    }
+    CHECK(wrong_scale == 0);
+    CHECK(wrong_code == 0);
+    ++quantized;
+  }
+  CHECK(st.tensors_quantized == quantized);
+  CHECK(st.tensors_f16 == f16s);
+  CHECK_FALSE(lite.contains("lm_head.weight"));  // tied: the embedding is the head
+  REQUIRE(lite.contains("model.embed_tokens.qweight"));
+
+  std::ifstream cf(out.p / "config.json");
+  const auto cfg = nlohmann::json::parse(cf);
+  CHECK(cfg.at("share_repeats") == 2);
+  CHECK(cfg.at("tie_word_embeddings") == true);
+  CHECK(cfg.at("num_hidden_layers") == dsk_lite::tiny.num_hidden_layers);
+  const auto& q = cfg.at("quantization");
+  CHECK(q.at("format") == "int4");
+  CHECK(q.at("range") == "sym7");
+  CHECK(q.at("group") == 0);
+  CHECK(q.at("scale_dtype") == "f16");
+  CHECK(q.at("method") == "absmax");
+
+  // Sizes: the file holds what the stats say; ~4 bits per weight plus scales of rows of 16-48 columns and
+  // the f16 norms / gates, i.e. about 5.4 here (lite_card's rows of 512-2048 give ~4.02).
+  std::int64_t bytes = 0;
+  for (const auto& n : lite.names()) bytes += static_cast<std::int64_t>(lite.bytes(n).size());
+  CHECK(bytes == st.file_bytes());
+  CHECK(st.bits_per_weight() > 4.0);
+  CHECK(st.bits_per_weight() < 6.0);
+  CHECK(st.compression_vs_f32() == Approx(2.0 * st.compression_vs_bf16()));
+  // The preset describes this checkpoint: its constexpr int4 size is the converter's.
+  CHECK(dsk_lite::int4_weight_bytes(dsk_lite::tiny) == st.int4_bytes());
+}
+
+TEST_CASE("lite: MSE clipping never has a larger squared error than abs-max; grouped scales",
+          "[models][lite]") {
+  const auto src = dsk::test::models_data("lite_tiny");
+  temp_dir a("absmax"), m("mse");
+  dsk_lite::convert_options oa{}, om{};
+  oa.group = om.group = 32;
+  om.method = quant::range_method::mse;
+  dsk_lite::convert(src, a.p, oa);
+  dsk_lite::convert(src, m.p, om);
+  const io::checkpoint in(src), la(a.p / "model.safetensors"), lm(m.p / "model.safetensors");
+  double ea = 0, em = 0;
+  index_t smaller = 0;
+  for (const auto& name : in.names()) {
+    if (!dsk_lite::is_quantized_tensor(name, in.info(name).shape.size())) continue;
+    const std::string b = dsk_lite::base_name(name);
+    const auto w = in.read<float, 2>(name);
+    const index_t N = w.extent(0), K = w.extent(1), G = (K + 31) / 32;
+    REQUIRE(la.info(b + ".scales").shape == std::vector<index_t>{N, G});
+    auto err = [&](const io::checkpoint& l) {
+      const auto sc = l.read<float, 2>(b + ".scales");
+      const auto* codes = reinterpret_cast<const std::uint8_t*>(l.bytes(b + ".qweight").data());
+      double e = 0;
+      for (index_t i = 0; i < N; ++i)
+        for (index_t j = 0; j < K; ++j) {
+          const double d = w(i, j) - nibble(codes + i * ((K + 1) / 2), j) * double(sc(i, j / 32));
+          e += d * d;
+        }
+      return e;
+    };
+    const double xa = err(la), xm = err(lm);
+    CHECK(xm <= xa * (1 + 1e-6));
+    smaller += xm < xa;
+    ea += xa, em += xm;
+  }
+  CHECK(smaller > 0);  // the search does find smaller ranges on these random weights
+  CHECK(em < ea);
+}
+
+TEST_CASE("lite: dsk_lite_convert rejects bad options and inputs with clear errors", "[models][lite]") {
+  temp_dir out("bad");
+  dsk_lite::convert_options o{};
+  o.group = 48;
+  CHECK_THAT(dsk::test::error_of([&] { dsk_lite::convert(dsk::test::models_data("lite_tiny"), out.p, o); }),
+             Catch::Contains("--group 48") && Catch::Contains("32, 64, 128"));
+  CHECK_THAT(dsk::test::error_of([&] { dsk_lite::parse_method("minmax"); }),
+             Catch::Contains("--clip 'minmax'") && Catch::Contains("absmax, mse"));
+  CHECK_THAT(dsk::test::error_of([&] { dsk_lite::parse_range("sym8"); }), Catch::Contains("sym7, full8"));
+  CHECK_THAT(dsk::test::error_of([&] { dsk_lite::convert(out.p / "nowhere", out.p / "o", {}); }),
+             Catch::Contains("config.json"));
+}
+
+// The float Lite tiny (2 stored blocks run twice, tied head) against transformers' DeepseekV2ForCausalLM with
+// 4 layers whose repeated layers hold identical weights (tools/gen_lite_golden.py): the same 1e-4 as the V2
+// golden cases (both sides f32 from the same bf16 weights).
+TEST_CASE("lite: float Lite tiny matches transformers with repeated layers (prefill, decode, greedy tokens)",
+          "[models][lite]") {
+  const auto g = dsk::test::load_golden("lite_tiny");
+  INFO("golden from transformers " << g.transformers_version);
+  auto m = dsk_lite::load_float(dsk::test::models_data("lite_tiny"), dsk_v2::weight_format::checkpoint);
+  REQUIRE(m.config().num_hidden_layers == dsk_lite::tiny.num_hidden_layers);
+  REQUIRE(g.logits.extent(1) == m.config().vocab_size);
+  CHECK(std::abs(m.config().softmax_scale() - g.softmax_scale) < 1e-12);
+  m.set_prefill_form(dsk_v2::attention_form::expanded);
+  CHECK(dsk::test::max_abs(dsk::test::prefill_logits(m, g.tokens), g.logits) < 1e-4);
+  m.set_prefill_form(dsk_v2::attention_form::absorbed);
+  CHECK(dsk::test::max_abs(dsk::test::prefill_logits(m, g.tokens), g.logits) < 1e-4);
+  // Cached decode (absorbed MLA over the latent cache, one token at a time) == the recompute of transformers.
+  CHECK(dsk::test::max_abs(dsk::test::decode_logits(m, g.tokens), g.logits) < 1e-4);
+
+  // Greedy continuation with the cache against transformers' (full recompute each step, argmax). The expected
+  // tokens come from transformers, not from dsk: the same check runs in the aarch64 build under qemu
+  // (tests/models is in DSK_AARCH64_TEST_FAMILIES), so ARM's tokens = transformers' = x86's.
+  std::ifstream in(dsk::test::models_data("lite_tiny") / "golden.json");
+  const auto want = nlohmann::json::parse(in).at("greedy").get<std::vector<std::int32_t>>();
+  REQUIRE(want.size() == 12);
+  const index_t V = m.config().vocab_size;
+  auto cache = m.new_cache(static_cast<index_t>(g.tokens.size() + want.size()));
+  tensor<float, 2> logits(std::array<index_t, 2>{1, V});
+  m.forward(g.tokens, cache, logits.view());
+  std::vector<std::int32_t> got;
+  double min_margin = 1e9;  // top-1 minus top-2 logit: a near tie would make the comparison ISA-fragile
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    index_t best = 0;
+    for (index_t v = 1; v < V; ++v)
+      if (logits(0, v) > logits(0, best)) best = v;
+    float second = -1e30f;
+    for (index_t v = 0; v < V; ++v)
+      if (v != best) second = std::max(second, logits(0, v));
+    min_margin = std::min(min_margin, double(logits(0, best) - second));
+    got.push_back(static_cast<std::int32_t>(best));
+    const std::int32_t t = got.back();
+    m.forward(std::span<const std::int32_t>(&t, 1), cache, logits.view());
+  }
+  INFO("smallest top-1 / top-2 margin " << min_margin);
+  CHECK(got == want);
+  CHECK(min_margin > 1e-3);
+}
+
+TEST_CASE("lite: a float Lite checkpoint whose share_repeats does not divide the layers is rejected",
+          "[models][lite]") {
+  nlohmann::json c = {{"num_hidden_layers", 4}, {"share_repeats", 3}};
+  CHECK_THAT(dsk::test::error_of([&] { dsk_lite::share_repeats(c, "config.json"); }),
+             Catch::Contains("share_repeats = 3") && Catch::Contains("num_hidden_layers = 4"));
+  c["share_repeats"] = 0;
+  CHECK_THAT(dsk::test::error_of([&] { dsk_lite::share_repeats(c, "config.json"); }),
+             Catch::Contains("positive integer"));
+}
+
+// The converted checkpoint read back through dsk_lite::int4_weight: views into the mapping (no copy) whose
+// dequantized values are the codes x scales of the file, for per-channel and grouped formats.
+TEST_CASE("lite: int4 weights are viewed in the mapped checkpoint without conversion", "[models][lite]") {
+  const auto src = dsk::test::models_data("lite_tiny");
+  temp_dir out("view");
+  dsk_lite::convert_options o{};
+  o.group = 32;
+  o.range = quant::int4_range::full8;
+  dsk_lite::convert(src, out.p, o);
+  std::ifstream cf(out.p / "config.json");
+  const auto fmt = dsk_lite::parse_quantization(nlohmann::json::parse(cf), "config.json");
+  constexpr quant::format F{quant::qtype::int4, 32, quant::scale_type::f16, quant::int4_range::full8};
+  REQUIRE(fmt == F);
+  const io::checkpoint in(src), lite(out.p / "model.safetensors");
+  index_t n = 0;
+  for (const auto& name : in.names()) {
+    const auto& info = in.info(name);
+    if (!dsk_lite::is_quantized_tensor(name, info.shape.size())) continue;
+    const std::string b = dsk_lite::base_name(name);
+    const index_t N = info.shape[0], K = info.shape[1];
+    const auto q = dsk_lite::int4_weight<F>(lite, b, N, K);
+    CHECK(reinterpret_cast<const std::byte*>(q.codes) == lite.bytes(b + ".qweight").data());
+    CHECK(reinterpret_cast<const std::byte*>(q.scales) == lite.bytes(b + ".scales").data());
+    tensor<float, 2> d(std::array<index_t, 2>{N, K});
+    quant::dequantize(q, d.view());
+    const auto sc = lite.read<float, 2>(b + ".scales");
+    const auto* codes = reinterpret_cast<const std::uint8_t*>(lite.bytes(b + ".qweight").data());
+    index_t wrong = 0;
+    for (index_t i = 0; i < N; ++i)
+      for (index_t j = 0; j < K; ++j)
+        wrong += d(i, j) != float(nibble(codes + i * ((K + 1) / 2), j)) * sc(i, j / 32);
+    CHECK(wrong == 0);
+    ++n;
+  }
+  CHECK(n == 39);
+}
+
+TEST_CASE("lite: malformed Lite checkpoints give clear errors", "[models][lite]") {
+  using nlohmann::json;
+  constexpr quant::format F{quant::qtype::int4, 0, quant::scale_type::f16, quant::int4_range::sym7};
+  // Unknown or malformed formats in config.json.
+  auto cfg_error = [](json q) {
+    return dsk::test::error_of([&] { dsk_lite::parse_quantization(q, "cfg.json"); });
+  };
+  CHECK_THAT(cfg_error(json::object()), Catch::Contains("no \"quantization\""));
+  CHECK_THAT(cfg_error({{"quantization", {{"format", "int3"}}}}),
+             Catch::Contains("quantization.format = \"int3\"") && Catch::Contains("int4"));
+  CHECK_THAT(cfg_error({{"quantization", {{"format", "int4"}, {"group", 48}}}}),
+             Catch::Contains("quantization.group = 48"));
+  CHECK_THAT(cfg_error({{"quantization", {{"format", "int4"}, {"range", "sym8"}}}}),
+             Catch::Contains("quantization.range = \"sym8\""));
+  CHECK_THAT(cfg_error({{"quantization", {{"format", "int4"}, {"scale_dtype", "bf16"}}}}),
+             Catch::Contains("scale_dtype"));
+  CHECK_THAT(cfg_error({{"quantization", {{"format", "int4"}, {"group", "32"}}}}),
+             Catch::Contains("must be an integer"));
+
+  // Tensors: W [6, 10] -> codes U8 [6, 5], scales F16 [6, 1].
+  temp_dir dir("malformed");
+  std::filesystem::create_directories(dir.p);
+  auto write = [&](const std::string& file, std::vector<index_t> code_shape, io::st_dtype code_dtype,
+                   std::vector<index_t> scale_shape, io::st_dtype scale_dtype, bool with_scales) {
+    io::safetensors_writer w;
+    std::vector<std::byte> cb(
+        static_cast<std::size_t>(code_shape[0] * code_shape[1]) * io::size_of(code_dtype), std::byte{0x21});
+    w.add("w.qweight", code_dtype, code_shape, cb);
+    if (with_scales) {
+      std::int64_t ns = 1;
+      for (auto e : scale_shape) ns *= e;
+      std::vector<std::byte> sb(static_cast<std::size_t>(ns * io::size_of(scale_dtype)), std::byte{0});
+      w.add("w.scales", scale_dtype, scale_shape, sb);
+    }
+    w.write(dir.p / file);
+    return io::checkpoint(dir.p / file);
+  };
+  auto load = [&](const io::checkpoint& ck) {
+    return dsk::test::error_of([&] { (void)dsk_lite::int4_weight<F>(ck, "w", 6, 10); });
+  };
+  CHECK(load(write("ok.safetensors", {6, 5}, io::st_dtype::U8, {6, 1}, io::st_dtype::F16, true)) ==
+        "(no error)");
+  CHECK_THAT(load(write("code_size.safetensors", {6, 4}, io::st_dtype::U8, {6, 1}, io::st_dtype::F16, true)),
+             Catch::Contains("w.qweight") && Catch::Contains("[6, 5]"));
+  CHECK_THAT(
+      load(write("code_dtype.safetensors", {6, 5}, io::st_dtype::I16, {6, 1}, io::st_dtype::F16, true)),
+      Catch::Contains("w.qweight") && Catch::Contains("U8"));
+  CHECK_THAT(load(write("no_scales.safetensors", {6, 5}, io::st_dtype::U8, {6, 1}, io::st_dtype::F16, false)),
+             Catch::Contains("no 'w.scales'"));
+  CHECK_THAT(
+      load(write("scale_count.safetensors", {6, 5}, io::st_dtype::U8, {6, 2}, io::st_dtype::F16, true)),
+      Catch::Contains("w.scales") && Catch::Contains("needs [6, 1]"));
+  CHECK_THAT(load(write("scale_rows.safetensors", {6, 5}, io::st_dtype::U8, {5, 1}, io::st_dtype::F16, true)),
+             Catch::Contains("w.scales") && Catch::Contains("needs [6, 1]"));
+  CHECK_THAT(
+      load(write("scale_dtype.safetensors", {6, 5}, io::st_dtype::U8, {6, 1}, io::st_dtype::F32, true)),
+      Catch::Contains("w.scales") && Catch::Contains("F16"));
+  {
+    io::safetensors_writer w;
+    w.add("other", io::st_dtype::U8, {1}, std::vector<std::byte>(1));
+    w.write(dir.p / "no_codes.safetensors");
+    CHECK_THAT(load(io::checkpoint(dir.p / "no_codes.safetensors")), Catch::Contains("no 'w.qweight'"));
+  }
+}
