@@ -69,7 +69,7 @@ inline constexpr preset tiny{.name = "tiny",
                              .cmp_block = 8,
                              .cmp_stride = 4,
                              .sel_block = 16,
-                             .sel_count = 2,
+                             .sel_count = 5,
                              .window = 16};
 
 // Speed runs: about 0.2 B parameters, the card's block shapes (l 32, d_c 16, block_size 64, top-16, w 512).
