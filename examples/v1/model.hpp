@@ -7,6 +7,7 @@
 // architecture.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdint>
@@ -21,6 +22,7 @@
 #include <unistd.h>
 
 #include "../common/runner.hpp"
+#include "config.hpp"
 #include "dsk/attention/flash.hpp"
 #include "dsk/attention/nsa.hpp"
 #include "dsk/core.hpp"
@@ -96,6 +98,24 @@ void with_shape(const attention_shape& s, Fn&& fn) {
                     " is not compiled; choices: " + choices);
 }
 
+// Score and value FLOPs (2 dh per key for q.k, 2 dh for p.v, per head) of the encoder's self-attention over S
+// source tokens: dynamic block attention (compressed + selected + local keys per query) and dense
+// bidirectional attention (all S keys), summed over the encoder layers. Projections and the importance
+// scores of the selection are not counted (the same in both / small).
+struct attention_flops {
+  double nsa = 0, dense = 0;
+};
+inline attention_flops encoder_attention_flops(const preset& p, index_t S) {
+  if (S <= 0) return {};
+  const double l = p.cmp_block, dc = p.cmp_stride;
+  const double n_cmp = S <= p.cmp_block ? 1.0 : std::ceil((static_cast<double>(S) - l) / dc) + 1.0;
+  const double n_blocks = std::ceil(static_cast<double>(S) / p.sel_block);
+  const double n_sel = std::min<double>(std::min<double>(p.sel_count, n_blocks) * p.sel_block, S);
+  const double n_win = std::min<double>(2.0 * p.window + 1.0, S);
+  const double per_key = 4.0 * static_cast<double>(p.head_dim * p.num_heads * p.encoder_layers) * S;
+  return {per_key * (n_cmp + n_sel + n_win), per_key * static_cast<double>(S)};
+}
+
 struct profile : dsk_examples::family_times<6> {
   enum family { embedding, norm, linear, attention, ffn, lm_head };
   static constexpr const char* names[count] = {"embedding",         "rmsnorm",      "linear (gemm/quant)",
@@ -110,6 +130,10 @@ struct decoder_state {
   index_t length = 0;                              // decoder positions filled
   index_t memory_length = 0;                       // S
 };
+
+// The encoder's self-attention: the model's dynamic block attention, or dense bidirectional attention over
+// the same q, k, v (no gates) -- the baseline of the encoder benchmark (bench/models), not a V1 variant.
+enum class encoder_attention { dynamic_block, dense };
 
 class model {
  public:
@@ -132,6 +156,19 @@ class model {
       dec_.push_back(load_layer(ld, pre, true));
     }
     checked_bytes_ = ld.checked_bytes();
+  }
+
+  // Loads DIR/config.json and the safetensors checkpoint (one file or sharded) of a directory.
+  static model load(const fs::path& dir, weight_format fmt, load_options opts = {}) {
+    return model(load_config(dir), std::make_shared<const io::checkpoint>(dir), fmt, opts);
+  }
+
+  // Writes preset p on the deterministic random weights as a checkpoint directory (config.json and
+  // model.safetensors) that load() reads.
+  static void write_random_directory(const preset& p, const fs::path& dir, std::uint64_t seed = 20261203) {
+    fs::create_directories(dir);
+    write_random_checkpoint(p, dir / "model.safetensors", seed);
+    write_config(p, dir / "config.json");
   }
 
   // Preset p on deterministic random weights, written to a temporary safetensors file and loaded through the
@@ -226,6 +263,7 @@ class model {
   }
 
   const preset& config() const { return p_; }
+  void set_encoder_attention(encoder_attention a) { enc_attention_ = a; }
   profile& prof() const { return prof_; }
   std::int64_t checked_bytes() const { return checked_bytes_; }
 
@@ -417,6 +455,9 @@ class model {
         constexpr attention::nsa_config C = nsa_of(S, Causal);
         if constexpr (Causal)
           attention::nsa_step<C>(*cache, q.cview(), k.cview(), v.cview(), g.cview(), o.view(), wp);
+        else if (enc_attention_ == encoder_attention::dense)
+          attention::dense<attention::dense_config{.head_dim = S.head_dim}>(q.cview(), k.cview(), v.cview(),
+                                                                            o.view());
         else
           attention::nsa<C>(q.cview(), k.cview(), v.cview(), g.cview(), o.view(), wp);
       });
@@ -469,6 +510,7 @@ class model {
   tensor<float, 1> enc_norm_, dec_norm_;
   std::vector<layer> enc_, dec_;
   std::int64_t checked_bytes_ = 0;
+  encoder_attention enc_attention_ = encoder_attention::dynamic_block;
   mutable std::optional<nn::rope_cache> rope_;
   mutable profile prof_;
 };

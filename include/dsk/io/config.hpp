@@ -122,8 +122,9 @@ struct config_limits {
   static constexpr index_t token_id = index_t{1} << 31;   // bos / eos ids below this (and vocab)
 };
 
-namespace detail {
-
+// Checked reads of one JSON object's fields (a model's config.json): each accessor names the file and the
+// field in its error and bounds integers by the caller's limit. v2_config::parse is built on it; other
+// model configs (examples/v1) use it too.
 class config_reader {
  public:
   config_reader(const nlohmann::json& j, std::string_view source, std::string prefix = {})
@@ -153,7 +154,7 @@ class config_reader {
   // An integer in [lo, hi] (hi: dsk's documented limit, config_limits); the message reports the number as
   // written, an unsigned one above 2^63 too.
   index_t to_int(std::string_view key, const nlohmann::json& v, index_t lo, index_t hi) const {
-    if (!v.is_number_integer()) error(key, "expected an integer, got ", json_snippet(v));
+    if (!v.is_number_integer()) error(key, "expected an integer, got ", detail::json_snippet(v));
     if (v.is_number_unsigned() && v.get<std::uint64_t>() > static_cast<std::uint64_t>(hi))
       error(key, "expected an integer <= ", hi, " (dsk's limit for this field), got ", v.get<std::uint64_t>());
     const index_t x = v.get<index_t>();
@@ -162,17 +163,17 @@ class config_reader {
     return x;
   }
   double to_double(std::string_view key, const nlohmann::json& v) const {
-    if (!v.is_number()) error(key, "expected a number, got ", json_snippet(v));
+    if (!v.is_number()) error(key, "expected a number, got ", detail::json_snippet(v));
     const double x = v.get<double>();
-    if (!std::isfinite(x)) error(key, "expected a finite number, got ", json_snippet(v));
+    if (!std::isfinite(x)) error(key, "expected a finite number, got ", detail::json_snippet(v));
     return x;
   }
   bool to_bool(std::string_view key, const nlohmann::json& v) const {
-    if (!v.is_boolean()) error(key, "expected true or false, got ", json_snippet(v));
+    if (!v.is_boolean()) error(key, "expected true or false, got ", detail::json_snippet(v));
     return v.get<bool>();
   }
   std::string to_string(std::string_view key, const nlohmann::json& v) const {
-    if (!v.is_string()) error(key, "expected a string, got ", json_snippet(v));
+    if (!v.is_string()) error(key, "expected a string, got ", detail::json_snippet(v));
     return v.get<std::string>();
   }
 
@@ -203,6 +204,8 @@ class config_reader {
   std::string_view source_;
   std::string prefix_;
 };
+
+namespace detail {
 
 inline yarn_config parse_rope(const nlohmann::json& r, std::string_view source, std::string_view field,
                               double& theta) {
@@ -251,7 +254,7 @@ inline yarn_config parse_rope(const nlohmann::json& r, std::string_view source, 
 #if DSK_KERNELS_DEFINE(IO)  // compiled mode: defined once in dsk::kernels (src/kernels/io.cpp)
 DSK_KERNEL_INLINE v2_config v2_config::parse(std::string_view json_text, std::string_view source) {
   const nlohmann::json j = parse_json(json_text, source);
-  const detail::config_reader c(j, source);
+  const config_reader c(j, source);
   if (!j.is_object()) c.error_general("expected a JSON object, got ", j.type_name());
 
   if (const auto* mt = c.get("model_type"); mt && c.to_string("model_type", *mt) != "deepseek_v2")
