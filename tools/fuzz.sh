@@ -50,7 +50,10 @@ st_image() {  # st_image HEADER [DATA]: a safetensors file (8-byte little-endian
 for h in "${all[@]}"; do mkdir -p "$seeds/$h"; done
 d=tests/io/data
 cp $d/st_single.safetensors $d/st_sharded/*.safetensors "$seeds/fuzz_safetensors/"
-for m in tests/models/data/*/; do cp "$m/model.safetensors" "$seeds/fuzz_safetensors/$(basename "$m").safetensors"; done
+# (the V2 golden checkpoints; V1's data dirs hold golden.json only: their weights are generated)
+for m in tests/models/data/*/; do
+  [ -f "$m/model.safetensors" ] && cp "$m/model.safetensors" "$seeds/fuzz_safetensors/$(basename "$m").safetensors"
+done
 st_image '{"w":{"dtype":"F32","shape":[0,1099511627776,1099511627776],"data_offsets":[0,0]}}' \
   >"$seeds/fuzz_safetensors/zero_extent_overflow.safetensors"
 st_image "{\"w\":{\"dtype\":\"F32\",\"shape\":$(deep 100000)1$(undeep 100000),\"data_offsets\":[0,0]}}" \
@@ -61,7 +64,9 @@ cp $d/st_sharded/model.safetensors.index.json "$seeds/fuzz_checkpoint/index.json
 { printf '{"metadata":{"total_size":8},"weight_map":{"w":"x.safetensors"}}\n--shard--\n'
   cat $d/st_single.safetensors; } >"$seeds/fuzz_checkpoint/with_shard.bin"
 cp $d/config_*.json "$seeds/fuzz_config/"
-for m in tests/models/data/*/; do cp "$m/config.json" "$seeds/fuzz_config/$(basename "$m").json"; done
+for m in tests/models/data/*/; do
+  [ -f "$m/config.json" ] && cp "$m/config.json" "$seeds/fuzz_config/$(basename "$m").json"
+done
 { printf '{"vocab_size":%s1%s}' "$(deep 100000)" "$(undeep 100000)"; } >"$seeds/fuzz_config/deep.json"
 cp $d/tokenizer.json $d/tokenizer_variant.json "$seeds/fuzz_tokenizer/"
 printf '{"model":{"vocab":{"a": 2147483647}}}' >"$seeds/fuzz_tokenizer/huge_id.json"
