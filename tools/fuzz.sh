@@ -52,7 +52,7 @@ d=tests/io/data
 cp $d/st_single.safetensors $d/st_sharded/*.safetensors "$seeds/fuzz_safetensors/"
 # (the V2 golden checkpoints; V1's data dirs hold golden.json only: their weights are generated)
 for m in tests/models/data/*/; do
-  [ -f "$m/model.safetensors" ] && cp "$m/model.safetensors" "$seeds/fuzz_safetensors/$(basename "$m").safetensors"
+  if [ -f "$m/model.safetensors" ]; then cp "$m/model.safetensors" "$seeds/fuzz_safetensors/$(basename "$m").safetensors"; fi
 done
 st_image '{"w":{"dtype":"F32","shape":[0,1099511627776,1099511627776],"data_offsets":[0,0]}}' \
   >"$seeds/fuzz_safetensors/zero_extent_overflow.safetensors"
@@ -65,7 +65,7 @@ cp $d/st_sharded/model.safetensors.index.json "$seeds/fuzz_checkpoint/index.json
   cat $d/st_single.safetensors; } >"$seeds/fuzz_checkpoint/with_shard.bin"
 cp $d/config_*.json "$seeds/fuzz_config/"
 for m in tests/models/data/*/; do
-  [ -f "$m/config.json" ] && cp "$m/config.json" "$seeds/fuzz_config/$(basename "$m").json"
+  if [ -f "$m/config.json" ]; then cp "$m/config.json" "$seeds/fuzz_config/$(basename "$m").json"; fi
 done
 { printf '{"vocab_size":%s1%s}' "$(deep 100000)" "$(undeep 100000)"; } >"$seeds/fuzz_config/deep.json"
 cp $d/tokenizer.json $d/tokenizer_variant.json "$seeds/fuzz_tokenizer/"
