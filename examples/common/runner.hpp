@@ -10,6 +10,8 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <filesystem>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -19,6 +21,8 @@
 #include "dsk/io/io.hpp"
 #include "dsk/nn/finite.hpp"
 #include "dsk/nn/linear.hpp"
+
+#include <unistd.h>
 
 namespace dsk_examples {
 
@@ -224,6 +228,27 @@ struct family_times {
     return t;
   }
 };
+
+// The checkpoint of a runner's built-in random weights: write(path) writes a safetensors file at a temporary
+// path, which is mapped and then removed (Linux keeps an unlinked file's pages while they are mapped), so
+// that random weights load through the same code as a real checkpoint and leave no file behind.
+template <class Write>
+std::shared_ptr<const io::checkpoint> temporary_checkpoint(std::string_view runner, std::uint64_t seed,
+                                                           Write&& write) {
+  namespace fs = std::filesystem;
+  const fs::path path =
+      fs::temp_directory_path() / (std::string(runner) + "_random_" + std::to_string(::getpid()) + "_" +
+                                   std::to_string(seed) + ".safetensors");
+  struct remover {
+    fs::path p;
+    ~remover() {
+      std::error_code ec;
+      fs::remove(p, ec);
+    }
+  } rm{path};
+  write(path);
+  return std::make_shared<const io::checkpoint>(path);
+}
 
 // The runner's built-in prompt ids (no --prompt, --tokens or tokenizer.json), checked against the model's
 // vocabulary so that a small one gets an error about the built-in prompt rather than about ids the user never

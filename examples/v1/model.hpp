@@ -174,17 +174,10 @@ class model {
   // Preset p on deterministic random weights, written to a temporary safetensors file and loaded through the
   // same path as a real checkpoint.
   static model random(const preset& p, weight_format fmt, std::uint64_t seed = 20261203) {
-    const fs::path path = fs::temp_directory_path() / ("dsk_v1_random_" + std::to_string(::getpid()) + "_" +
-                                                       std::to_string(seed) + ".safetensors");
-    write_random_checkpoint(p, path, seed);
-    struct remover {
-      fs::path f;
-      ~remover() {
-        std::error_code ec;
-        fs::remove(f, ec);
-      }
-    } rm{path};
-    return model(p, std::make_shared<const io::checkpoint>(path), fmt);
+    return model(p,
+                 dsk_examples::temporary_checkpoint(
+                     "dsk_v1", seed, [&](const fs::path& path) { write_random_checkpoint(p, path, seed); }),
+                 fmt);
   }
 
   // Weight element i of the tensor `name`: (r - 2^23) 2^(e - 23), r the top 24 bits of splitmix64 over a

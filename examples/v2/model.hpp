@@ -388,19 +388,10 @@ class model {
   // The tiny preset (or any preset) on deterministic random weights, written to a temporary safetensors file
   // and loaded through the same path as a real checkpoint.
   static model random(const preset& d, weight_format fmt, std::uint64_t seed = 20261128) {
-    const io::v2_config cfg = to_config(d);
-    const fs::path path = fs::temp_directory_path() / ("dsk_v2_random_" + std::to_string(::getpid()) + "_" +
-                                                       std::to_string(seed) + ".safetensors");
-    write_random_checkpoint(d, path, seed);
-    struct remover {
-      fs::path p;
-      ~remover() {
-        std::error_code ec;
-        fs::remove(p, ec);
-      }
-    } rm{path};
-    // The mapping outlives the removed file (Linux keeps an unlinked file's pages while mapped).
-    return model(cfg, std::make_shared<const io::checkpoint>(path), fmt);
+    return model(to_config(d),
+                 dsk_examples::temporary_checkpoint(
+                     "dsk_v2", seed, [&](const fs::path& path) { write_random_checkpoint(d, path, seed); }),
+                 fmt);
   }
 
   // Writes random bf16 weights (normal, std 0.02 like the HF initialiser; norms = 1) for preset d.
