@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds and runs the demo: the reference models on their tiny presets with built-in deterministic random
-# weights: DeepSeek-V1 (examples/v1: encode with dynamic block attention, decode with the NSA cache), then
-# DeepSeek-V2 (examples/v2: prefill, decode with the latent KV cache), each with timing per kernel family.
+# weights: DeepSeek-V2 (examples/v2: prefill, decode with the latent KV cache), then DeepSeek-V1
+# (examples/v1: encode with dynamic block attention, decode with the NSA cache), each with timing per kernel
+# family.
 # Extra arguments go to the V2 runner (e.g. --greedy, --max-new-tokens 16, --weights int4; --model DIR for a
 # real checkpoint). Installs missing Debian packages first (as root) or says which to install.
 set -euo pipefail
@@ -11,8 +12,8 @@ cmake --preset release >/dev/null
 cmake --build --preset release --target dsk_v1 dsk_v2 dsk_demo -j "$(nproc)"
 build/release/examples/demo/dsk_demo
 echo
-echo "== DeepSeek-V1 (tiny preset, random weights): build/release/examples/v1/dsk_v1 --max-new-tokens 16 =="
-build/release/examples/v1/dsk_v1 --max-new-tokens 16 --source-len 300
-echo
 echo "== DeepSeek-V2 (tiny preset, random weights): build/release/examples/v2/dsk_v2 $* =="
-exec build/release/examples/v2/dsk_v2 "$@"
+build/release/examples/v2/dsk_v2 "$@"
+echo
+echo "== DeepSeek-V1 (tiny preset, random weights): build/release/examples/v1/dsk_v1 --max-new-tokens 16 --source-len 300 =="
+exec build/release/examples/v1/dsk_v1 --max-new-tokens 16 --source-len 300
