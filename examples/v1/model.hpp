@@ -295,8 +295,8 @@ class model {
           v(std::array<index_t, 3>{S, Hkv, dh}, uninitialized);
       if (S > 0) {
         profile::timer tm{&prof_, profile::linear};
-        L.xk->forward(memory, flat(k));
-        L.xv->forward(memory, flat(v));
+        L.cross.k->forward(memory, flat(k));
+        L.cross.v->forward(memory, flat(v));
       }
       st.cross_k.push_back(std::move(k));
       st.cross_v.push_back(std::move(v));
@@ -352,9 +352,12 @@ class model {
   }
 
  private:
+  struct projections {
+    std::optional<nn::linear> q, k, v, o;
+  };
   struct layer {
     tensor<float, 1> in_norm, cross_norm, post_norm;
-    std::optional<nn::linear> q, k, v, o, xq, xk, xv, xo;
+    projections self, cross;                    // cross: decoder only
     tensor<float, 2> gates;                     // [3 H, hidden]
     tensor<float, 2> ck_w, ck_pe, cv_w, cv_pe;  // learned compression (else empty)
     nn::swiglu_mlp mlp;
@@ -375,16 +378,19 @@ class model {
     with_shape(shape_of(p_), []<attention_shape>() {});  // unsupported shapes fail here, before loading
   }
 
-  layer load_layer(const loader& ld, const std::string& pre, bool decoder) const {
+  // q [H dh, d], k and v [Hkv dh, d], o [d, H dh] of one attention (self or cross) under `prefix`.
+  projections load_projections(const loader& ld, const std::string& prefix) const {
     const index_t D = p_.hidden_size, H = p_.num_heads, Hkv = p_.num_kv_heads, dh = p_.head_dim;
+    return {ld.linear(prefix + "q_proj.weight", H * dh, D), ld.linear(prefix + "k_proj.weight", Hkv * dh, D),
+            ld.linear(prefix + "v_proj.weight", Hkv * dh, D), ld.linear(prefix + "o_proj.weight", D, H * dh)};
+  }
+  layer load_layer(const loader& ld, const std::string& pre, bool decoder) const {
+    const index_t D = p_.hidden_size, H = p_.num_heads, dh = p_.head_dim;
     layer L;
     L.in_norm = ld.vec(pre + "input_layernorm.weight", D);
     L.post_norm = ld.vec(pre + "post_attention_layernorm.weight", D);
     const std::string a = pre + "self_attn.";
-    L.q = ld.linear(a + "q_proj.weight", H * dh, D);
-    L.k = ld.linear(a + "k_proj.weight", Hkv * dh, D);
-    L.v = ld.linear(a + "v_proj.weight", Hkv * dh, D);
-    L.o = ld.linear(a + "o_proj.weight", D, H * dh);
+    L.self = load_projections(ld, a);
     L.gates = ld.f32(a + "gate_proj.weight", {3 * H, D});
     if (p_.learned_compression) {
       const index_t l = p_.cmp_block;
@@ -396,10 +402,7 @@ class model {
     if (decoder) {
       L.cross_norm = ld.vec(pre + "cross_attn_layernorm.weight", D);
       const std::string x = pre + "cross_attn.";
-      L.xq = ld.linear(x + "q_proj.weight", H * dh, D);
-      L.xk = ld.linear(x + "k_proj.weight", Hkv * dh, D);
-      L.xv = ld.linear(x + "v_proj.weight", Hkv * dh, D);
-      L.xo = ld.linear(x + "o_proj.weight", D, H * dh);
+      L.cross = load_projections(ld, x);
     }
     L.mlp = dsk_examples::load_mlp(ld, pre + "mlp", D, p_.intermediate_size);
     return L;
@@ -433,9 +436,9 @@ class model {
         o(std::array<index_t, 3>{T, H, dh}, uninitialized), g(std::array<index_t, 3>{T, H, 3}, uninitialized);
     {
       profile::timer tm{&prof_, profile::linear};
-      L.q->forward(x, flat(q));
-      L.k->forward(x, flat(k));
-      L.v->forward(x, flat(v));
+      L.self.q->forward(x, flat(q));
+      L.self.k->forward(x, flat(k));
+      L.self.v->forward(x, flat(v));
       attention::nsa_gates(x, L.gates.cview(), {}, g.view());
     }
     nn::apply_rope(*rope_, pos, q.view());
@@ -457,7 +460,7 @@ class model {
     }
     tensor<float, 2> out(std::array<index_t, 2>{T, p_.hidden_size}, uninitialized);
     profile::timer tm{&prof_, profile::linear};
-    L.o->forward(dense_view<const float, 2>(o.data(), T, H * dh), out.view());
+    L.self.o->forward(dense_view<const float, 2>(o.data(), T, H * dh), out.view());
     return out;
   }
 
@@ -470,7 +473,7 @@ class model {
         o(std::array<index_t, 3>{T, H, dh}, uninitialized);
     {
       profile::timer tm{&prof_, profile::linear};
-      L.xq->forward(x, flat(q));
+      L.cross.q->forward(x, flat(q));
     }
     {
       profile::timer tm{&prof_, profile::attention};
@@ -480,7 +483,7 @@ class model {
     }
     tensor<float, 2> out(std::array<index_t, 2>{T, p_.hidden_size}, uninitialized);
     profile::timer tm{&prof_, profile::linear};
-    L.xo->forward(dense_view<const float, 2>(o.data(), T, H * dh), out.view());
+    L.cross.o->forward(dense_view<const float, 2>(o.data(), T, H * dh), out.view());
     return out;
   }
 
