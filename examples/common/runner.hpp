@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -21,6 +22,8 @@
 #include "dsk/io/io.hpp"
 #include "dsk/nn/finite.hpp"
 #include "dsk/nn/linear.hpp"
+#include "dsk/quant/quantize.hpp"
+#include "int4_layout.hpp"
 
 #include <unistd.h>
 
@@ -76,11 +79,47 @@ class loader {
 
   const io::checkpoint& checkpoint() const { return ck_; }
 
-  // A 2-D weight of exactly this shape, converted one tensor at a time.
+  // A Lite int4 checkpoint (int4_layout.hpp): every 2-D weight X.weight but the router gates is stored as
+  // X.qweight / X.scales in format f, and linear(), mlp() and int4_view() view them in the mapping, not
+  // converted (the format must be weight_format::checkpoint).
+  void set_int4_layout(quant::format f) {
+    if (fmt_ != weight_format::checkpoint)
+      fail(runner_, ": a Lite int4 checkpoint runs in its stored format; --weights must be checkpoint");
+    int4_ = f;
+  }
+  const std::optional<quant::format>& int4_layout() const { return int4_; }
+
+  // A 2-D weight of exactly this shape, converted one tensor at a time (viewed in place in the int4 layout).
   nn::linear linear(const std::string& name, index_t out, index_t in) const {
+    if (int4_)
+      return with_int4_format(
+          *int4_, [&](auto k) { return nn::linear(int4_view<decltype(k)::value>(name, out, in)); });
     nn::linear l = convert(name, out, in);
     release(name);
     return l;
+  }
+  // The int4 layout's codes and scales of the weight X.weight [out, in] (its scales scanned for NaN / inf).
+  template <quant::format F>
+  quant::qweight_view<F> int4_view(const std::string& name, index_t out, index_t in) const {
+    const std::string base = strip_weight(name);
+    const auto v = int4_weight<F>(ck_, base, out, in);
+    check_finite(base + ".scales");
+    return v;
+  }
+  // The weight as f32 [out, in]: dequantized from the int4 layout (code x scale, exact in f32), else read.
+  tensor<float, 2> dense_f32(const std::string& name, index_t out, index_t in) const {
+    if (!int4_) return f32(name, {out, in});
+    tensor<float, 2> t(std::array<index_t, 2>{out, in}, uninitialized);
+    with_int4_format(
+        *int4_, [&](auto k) { quant::dequantize(int4_view<decltype(k)::value>(name, out, in), t.view()); });
+    return t;
+  }
+  // "X.weight" -> "X".
+  static std::string strip_weight(const std::string& name) {
+    constexpr std::string_view w = ".weight";
+    if (name.size() > w.size() && name.compare(name.size() - w.size(), w.size(), w) == 0)
+      return name.substr(0, name.size() - w.size());
+    return name;
   }
   tensor<float, 2> f32(const std::string& name, std::array<index_t, 2> shape) const {
     ck_.check_shape(name, shape);
@@ -180,6 +219,7 @@ class loader {
 
   const io::checkpoint& ck_;
   weight_format fmt_;
+  std::optional<quant::format> int4_;
   load_options opts_;
   std::string runner_;
   mutable std::int64_t checked_bytes_ = 0;
@@ -190,6 +230,9 @@ inline nn::swiglu_mlp load_mlp(const loader& ld, const std::string& prefix, inde
   const std::array<index_t, 2> gu{inter, hidden}, dn{hidden, inter};
   const std::string g = prefix + ".gate_proj.weight", u = prefix + ".up_proj.weight",
                     d = prefix + ".down_proj.weight";
+  if (ld.int4_layout())  // viewed in the mapping: three layers (stacking gate and up would copy them)
+    return nn::swiglu_mlp(ld.linear(g, inter, hidden), ld.linear(u, inter, hidden),
+                          ld.linear(d, hidden, inter));
   const auto& ck = ld.checkpoint();
   const auto f = to_linear_format(ld.format());
   for (const auto* n : {&g, &u, &d}) {

@@ -152,9 +152,27 @@ struct quant_expert_store {
   }
   std::int64_t bytes() const { return routed_.bytes() + shared_.bytes(); }
 };
+// The int4 layout of a Lite checkpoint: the codes and scales viewed in the mapping (no copy).
+template <quant::format F>
+struct view_expert_store {
+  std::vector<quant::qweight_view<F>> gate, up, down, s_gate, s_up, s_down;
+  moe::quantized_experts<F> routed() const { return {gate, up, down}; }
+  std::optional<moe::quantized_experts<F>> shared() const {
+    if (s_gate.empty()) return std::nullopt;
+    return moe::quantized_experts<F>(s_gate, s_up, s_down);
+  }
+  std::int64_t bytes() const {
+    std::int64_t b = 0;
+    for (const auto* v : {&gate, &up, &down, &s_gate, &s_up, &s_down})
+      for (const auto& m : *v) b += m.bytes();
+    return b;
+  }
+};
 using expert_store =
     std::variant<dense_expert_store<float>, dense_expert_store<bf16>,
-                 quant_expert_store<quant::int8_per_channel>, quant_expert_store<quant::int4_per_channel>>;
+                 quant_expert_store<quant::int8_per_channel>, quant_expert_store<quant::int4_per_channel>,
+                 view_expert_store<dsk_examples::int4_layout_formats[0]>,
+                 view_expert_store<dsk_examples::int4_layout_formats[1]>>;
 
 // Loads experts[e].{gate,up,down}_proj (e < E) and shared_experts.* of one layer into the chosen format.
 inline expert_store load_experts(const loader& ld, const std::string& prefix, index_t E, index_t H, index_t I,
@@ -216,6 +234,22 @@ inline expert_store load_experts(const loader& ld, const std::string& prefix, in
                                q(name(-1, "down_proj"), H, shared_inter));
     return st;
   };
+  if (ld.int4_layout())
+    return dsk_examples::with_int4_format(*ld.int4_layout(), [&](auto k) -> expert_store {
+      constexpr quant::format F = decltype(k)::value;
+      view_expert_store<F> st;
+      for (index_t e = 0; e < E; ++e) {
+        st.gate.push_back(ld.int4_view<F>(name(e, "gate_proj"), I, H));
+        st.up.push_back(ld.int4_view<F>(name(e, "up_proj"), I, H));
+        st.down.push_back(ld.int4_view<F>(name(e, "down_proj"), H, I));
+      }
+      if (shared_inter > 0) {
+        st.s_gate.push_back(ld.int4_view<F>(name(-1, "gate_proj"), shared_inter, H));
+        st.s_up.push_back(ld.int4_view<F>(name(-1, "up_proj"), shared_inter, H));
+        st.s_down.push_back(ld.int4_view<F>(name(-1, "down_proj"), H, shared_inter));
+      }
+      return st;
+    });
   switch (fmt) {
     case weight_format::int8:
       return quant(quant_expert_store<quant::int8_per_channel>{});
@@ -261,6 +295,17 @@ struct kv_cache {
   }
 };
 
+// How the stored weights map onto the model (DeepSeek-Lite, examples/lite; V2 checkpoints use the defaults):
+// stored block b runs as layers b * share_repeats .. b * share_repeats + share_repeats - 1 (each keeps its
+// own cache rows), the output head may be the embedding, and the weights may be the Lite int4 layout, viewed
+// in the mapped checkpoint (examples/common/int4_layout.hpp; kv_b_proj, read per head by MLA, is dequantized
+// to f32 at load: exact, 4 bytes per weight).
+struct structure {
+  index_t share_repeats = 1;
+  bool tied_head = false;  // lm_head is model.embed_tokens (no lm_head tensor)
+  std::optional<quant::format> int4_layout;
+};
+
 class model {
  public:
   // Loads config.json and the safetensors checkpoint (one file or sharded) of a directory.
@@ -274,30 +319,44 @@ class model {
   // (check_layers); every tensor is shape-checked, then (opts.check_finite) scanned for NaN / infinity,
   // before it is converted.
   model(const io::v2_config& cfg, std::shared_ptr<const io::checkpoint> checkpoint, weight_format fmt,
-        load_options opts = {})
-      : ck_(std::move(checkpoint)), cfg_(cfg) {
+        load_options opts = {}, structure st = {})
+      : ck_(std::move(checkpoint)), cfg_(cfg), st_(st) {
     contract{"dsk_v2::model"}.require(ck_ != nullptr, "checkpoint", "a loaded checkpoint", "null");
     const io::checkpoint& ck = *ck_;
     validate_config();
-    check_layers(ck, cfg_.num_hidden_layers);
-    const loader ld(ck, fmt, opts, "dsk_v2");
+    const index_t blocks = cfg_.num_hidden_layers / st_.share_repeats;
+    check_layers(ck, blocks, st_.share_repeats);
+    loader ld(ck, fmt, opts, "dsk_v2");
+    if (st_.int4_layout) ld.set_int4_layout(*st_.int4_layout);
     const index_t D = cfg_.hidden_size, H = cfg_.num_attention_heads, V = cfg_.vocab_size;
     const index_t qk = cfg_.qk_head_dim(), R = cfg_.kv_lora_rank, Dr = cfg_.qk_rope_head_dim;
     const std::array<index_t, 2> emb_shape{V, D};
-    ck.check_shape("model.embed_tokens.weight", emb_shape);
-    ld.check_finite("model.embed_tokens.weight");
-    if (ck.info("model.embed_tokens.weight").dtype == io::st_dtype::F32 && fmt != weight_format::bf16 &&
-        fmt != weight_format::int8 && fmt != weight_format::int4)
-      embed_ = ck.read<float, 2>("model.embed_tokens.weight", emb_shape);
-    else
-      embed_ = ck.read<bf16, 2>("model.embed_tokens.weight", emb_shape);
-    ld.release("model.embed_tokens.weight");
+    if (st_.int4_layout) {  // looked up by dequantizing rows of the mapped codes
+      embed_q_ = ld.linear("model.embed_tokens.weight", V, D);
+    } else {
+      ck.check_shape("model.embed_tokens.weight", emb_shape);
+      ld.check_finite("model.embed_tokens.weight");
+      if (ck.info("model.embed_tokens.weight").dtype == io::st_dtype::F32 && fmt != weight_format::bf16 &&
+          fmt != weight_format::int8 && fmt != weight_format::int4)
+        embed_ = ck.read<float, 2>("model.embed_tokens.weight", emb_shape);
+      else
+        embed_ = ck.read<bf16, 2>("model.embed_tokens.weight", emb_shape);
+      ld.release("model.embed_tokens.weight");
+    }
     final_norm_ = ld.vec("model.norm.weight", D);
-    lm_head_ = ld.linear("lm_head.weight", V, D);
-    layers_.resize(static_cast<std::size_t>(cfg_.num_hidden_layers));
-    for (index_t i = 0; i < cfg_.num_hidden_layers; ++i) {
-      layer& L = layers_[static_cast<std::size_t>(i)];
-      const std::string p = "model.layers." + std::to_string(i) + ".";
+    if (st_.tied_head) {
+      const bool has_head = ck.contains("lm_head.weight") || ck.contains("lm_head.qweight");
+      contract{"dsk_v2::model"}.require(!has_head, "checkpoint", "no lm_head tensor with a tied head",
+                                        "an lm_head");
+      lm_head_ = embed_q_ ? *embed_q_ : ld.linear("model.embed_tokens.weight", V, D);
+    } else {
+      lm_head_ = ld.linear("lm_head.weight", V, D);
+    }
+    layers_.resize(static_cast<std::size_t>(blocks));
+    for (index_t b = 0; b < blocks; ++b) {
+      layer& L = layers_[static_cast<std::size_t>(b)];
+      const index_t i = b * st_.share_repeats;  // the block's first layer
+      const std::string p = "model.layers." + std::to_string(b) + ".";
       L.input_norm = ld.vec(p + "input_layernorm.weight", D);
       L.post_norm = ld.vec(p + "post_attention_layernorm.weight", D);
       if (cfg_.q_lora_rank > 0) {
@@ -310,17 +369,22 @@ class model {
       L.kv_a = ld.linear(p + "self_attn.kv_a_proj_with_mqa.weight", R + Dr, D);
       L.kv_a_norm = ld.vec(p + "self_attn.kv_a_layernorm.weight", R);
       // kv_b_proj (read per head by both MLA forms) stays in the checkpoint's bf16 (f32 when asked for f32 or
-      // when the file holds f32): small next to the experts, and it keeps MLA exact for bf16 checkpoints.
+      // when the file holds f32): small next to the experts, and it keeps MLA exact for bf16 checkpoints. The
+      // int4 layout's is dequantized to f32 (code x scale is exact in f32).
       {
         const std::string n = p + "self_attn.kv_b_proj.weight";
         const std::array<index_t, 2> shape{H * (cfg_.qk_nope_head_dim + cfg_.v_head_dim), R};
-        ck.check_shape(n, shape);
-        ld.check_finite(n);
-        if (fmt == weight_format::f32 || ck.info(n).dtype != io::st_dtype::BF16)
-          L.kv_b = ck.read<float, 2>(n, shape);
-        else
-          L.kv_b = ck.read<bf16, 2>(n, shape);
-        ld.release(n);
+        if (st_.int4_layout) {
+          L.kv_b = ld.dense_f32(n, shape[0], shape[1]);
+        } else {
+          ck.check_shape(n, shape);
+          ld.check_finite(n);
+          if (fmt == weight_format::f32 || ck.info(n).dtype != io::st_dtype::BF16)
+            L.kv_b = ck.read<float, 2>(n, shape);
+          else
+            L.kv_b = ck.read<bf16, 2>(n, shape);
+          ld.release(n);
+        }
       }
       L.o = ld.linear(p + "self_attn.o_proj.weight", D, H * cfg_.v_head_dim);
       if (cfg_.is_moe_layer(i)) {
@@ -343,7 +407,8 @@ class model {
   // truncated model without a word; with more it would allocate every layer before the first missing tensor
   // is noticed). One pass over the tensor names, before anything is allocated. (DeepSeek-V3's multi-token
   // prediction layers, model.layers.<num_hidden_layers>.*, would be rejected too; V2 has none.)
-  static void check_layers(const io::checkpoint& ck, index_t num_layers) {
+  // With sharing (share_repeats r > 1) num_layers is the number of stored blocks, num_hidden_layers / r.
+  static void check_layers(const io::checkpoint& ck, index_t num_layers, index_t share_repeats = 1) {
     constexpr std::string_view prefix = "model.layers.";
     std::set<index_t> present;
     std::string beyond, beyond_digits;  // a tensor of the first layer >= num_layers, and its layer number
@@ -364,7 +429,12 @@ class model {
       }
       present.insert(i);
     }
-    const std::string cfg_says = "config.json's num_hidden_layers = " + std::to_string(num_layers);
+    const std::string cfg_says = share_repeats > 1
+                                     ? "config.json's num_hidden_layers / share_repeats = " +
+                                           std::to_string(num_layers * share_repeats) + " / " +
+                                           std::to_string(share_repeats) + " = " +
+                                           std::to_string(num_layers) + " stored blocks"
+                                     : "config.json's num_hidden_layers = " + std::to_string(num_layers);
     if (!beyond.empty())
       fail("dsk_v2::model: checkpoint '", ck.label(), "' holds tensors of layer ", beyond_digits, " (e.g. '",
            beyond, "'), beyond ", cfg_says,
@@ -395,7 +465,9 @@ class model {
   }
 
   // Writes random bf16 weights (normal, std 0.02 like the HF initialiser; norms = 1) for preset d.
-  static void write_random_checkpoint(const preset& d, const fs::path& path, std::uint64_t seed) {
+  // lm_head = false: no lm_head.weight (a model whose head is tied to the embedding).
+  static void write_random_checkpoint(const preset& d, const fs::path& path, std::uint64_t seed,
+                                      bool lm_head = true) {
     io::safetensors_writer w;
     std::mt19937_64 rng(seed);
     std::normal_distribution<float> nd(0.0f, 0.02f);
@@ -412,7 +484,7 @@ class model {
     const index_t D = d.hidden_size, H = d.num_attention_heads, qk = d.qk_nope_head_dim + d.qk_rope_head_dim;
     mat("model.embed_tokens.weight", d.vocab_size, D);
     ones("model.norm.weight", D);
-    mat("lm_head.weight", d.vocab_size, D);
+    if (lm_head) mat("lm_head.weight", d.vocab_size, D);
     for (index_t i = 0; i < d.num_hidden_layers; ++i) {
       const std::string p = "model.layers." + std::to_string(i) + ".";
       ones(p + "input_layernorm.weight", D);
@@ -447,6 +519,7 @@ class model {
   }
 
   const io::v2_config& config() const { return cfg_; }
+  const structure& stored_structure() const { return st_; }
   profile& prof() const { return prof_; }
   void set_prefill_form(attention_form f) { prefill_form_ = f; }
   // Storage order of the rotated pairs of q_pe / k_pe. interleaved (2i, 2i+1) is the checkpoint's order and
@@ -461,6 +534,7 @@ class model {
   std::int64_t weight_bytes() const {
     std::int64_t b = std::visit(
         [](const auto& t) -> std::int64_t { return t.size() * std::int64_t(sizeof(*t.data())); }, embed_);
+    if (embed_q_ && !st_.tied_head) b += embed_q_->bytes();
     b += lm_head_.bytes();
     for (const auto& L : layers_) {
       b += L.q_a.has_value() ? L.q_a->bytes() + L.q_b->bytes() : L.q->bytes();
@@ -511,7 +585,10 @@ class model {
     tensor<float, 2> h(std::array<index_t, 2>{T, D}, uninitialized);
     {
       profile::timer tm{&prof_, profile::embedding};
-      std::visit([&](const auto& e) { nn::embedding(e.cview(), tokens, h.view()); }, embed_);
+      if (embed_q_)
+        embed_int4(tokens, h.view());
+      else
+        std::visit([&](const auto& e) { nn::embedding(e.cview(), tokens, h.view()); }, embed_);
     }
     std::vector<index_t> pos(static_cast<std::size_t>(T));
     for (index_t t = 0; t < T; ++t) pos[static_cast<std::size_t>(t)] = cache.length + t;
@@ -566,6 +643,14 @@ class model {
   void validate_config() const {
     const contract c{"dsk_v2::model"};
     const auto& k = cfg_;
+    const index_t r = st_.share_repeats;
+    c.require(r >= 1 && k.num_hidden_layers % r == 0, "share_repeats",
+              "a positive divisor of num_hidden_layers = " + std::to_string(k.num_hidden_layers), r);
+    for (index_t i = 0; i < k.num_hidden_layers; ++i)
+      c.require(k.is_moe_layer(i) == k.is_moe_layer(i - i % r), "share_repeats",
+                "blocks of r layers that are all dense or all MoE (first_k_dense_replace and moe_layer_freq "
+                "compatible with r)",
+                r);
     // dsk::unsupported for widths that are not compiled in, listing mla_v2 and mla_tiny.
     attention::mla_dispatch<mla_v2, mla_tiny>(mla_widths(k), [](auto) {});
     c.require(k.vocab_size > 0 && k.hidden_size > 0 && k.num_hidden_layers > 0 && k.num_attention_heads > 0,
@@ -603,7 +688,7 @@ class model {
   template <class CacheT>
   void layer_forward(index_t li, view<float, 2> h, std::span<const index_t> pos,
                      attention::mla_cache<CacheT>& cache) const {
-    const layer& L = layers_[static_cast<std::size_t>(li)];
+    const layer& L = layers_[static_cast<std::size_t>(li / st_.share_repeats)];  // its stored block
     const index_t T = h.extent(0), D = cfg_.hidden_size, H = cfg_.num_attention_heads;
     const index_t Dn = cfg_.qk_nope_head_dim, Dr = cfg_.qk_rope_head_dim, Dv = cfg_.v_head_dim,
                   R = cfg_.kv_lora_rank;
@@ -731,9 +816,39 @@ class model {
         if (ws_.topk_idx(t, k) >= 0) ++load[static_cast<std::size_t>(ws_.topk_idx(t, k))];
   }
 
+  // The int4 layout's embedding [V, D]: row t of the mapped codes dequantized (code x scale, as the tied head
+  // computes with them).
+  void embed_int4(std::span<const std::int32_t> tokens, view<float, 2> h) const {
+    const contract c{"dsk_v2::model::forward"};
+    const index_t V = cfg_.vocab_size;
+    for (std::size_t t = 0; t < tokens.size(); ++t)
+      c.require(tokens[t] >= 0 && tokens[t] < V, "tokens",
+                "ids in [0, vocab_size = " + std::to_string(V) + ")",
+                dsk::detail::concat(tokens[t], " at index ", t));
+    std::visit(
+        [&](const auto& w) {
+          if constexpr (requires { w.code_stride; }) {
+            for (std::size_t t = 0; t < tokens.size(); ++t) {
+              auto row = w;
+              row.codes = reinterpret_cast<decltype(w.codes)>(w.code_row(tokens[t]));
+              row.scales = w.scales + tokens[t] * w.scale_stride;
+              row.rows = 1;
+              const auto ti = static_cast<index_t>(t);
+              quant::dequantize(row,
+                                view<float, 2>(h.data() + ti * h.stride(0), dims<2>(1, w.cols), {w.cols, 1}));
+            }
+          } else {
+            fail("dsk_v2::model: the int4 embedding is not a view of the checkpoint");
+          }
+        },
+        embed_q_->weights());
+  }
+
   std::shared_ptr<const io::checkpoint> ck_;  // first: destroyed after every view into its mapping
   io::v2_config cfg_;
+  structure st_;
   std::variant<tensor<float, 2>, tensor<bf16, 2>> embed_;
+  std::optional<nn::linear> embed_q_;  // the int4 layout's embedding (viewed in the mapping)
   tensor<float, 1> final_norm_;
   nn::linear lm_head_;
   std::vector<layer> layers_;

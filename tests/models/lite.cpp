@@ -9,9 +9,11 @@
 #include <nlohmann/json.hpp>
 
 #include "common.hpp"
+#include "dsk/quant/fake_quant.hpp"
 #include "lite/checkpoint.hpp"
 #include "lite/convert.hpp"
 #include "lite/float_model.hpp"
+#include "lite/model.hpp"
 #include "lite/presets.hpp"
 
 using namespace dsk;
@@ -28,6 +30,31 @@ struct temp_dir {
     std::filesystem::remove_all(p, ec);
   }
 };
+
+// n greedy tokens after prompt, decoded with the cache; min_margin: the smallest top-1 minus top-2 logit seen
+// (a near tie would make a token comparison fragile across ISAs).
+std::vector<std::int32_t> greedy(const dsk_v2::model& m, std::span<const std::int32_t> prompt, std::size_t n,
+                                 double& min_margin) {
+  const index_t V = m.config().vocab_size;
+  auto cache = m.new_cache(static_cast<index_t>(prompt.size() + n));
+  tensor<float, 2> logits(std::array<index_t, 2>{1, V});
+  m.forward(prompt, cache, logits.view());
+  std::vector<std::int32_t> got;
+  for (std::size_t i = 0; i < n; ++i) {
+    index_t best = 0;
+    for (index_t v = 1; v < V; ++v)
+      if (logits(0, v) > logits(0, best)) best = v;
+    float second = -1e30f;
+    for (index_t v = 0; v < V; ++v)
+      if (v != best) second = std::max(second, logits(0, v));
+    min_margin = std::min(min_margin, double(logits(0, best) - second));
+    got.push_back(static_cast<std::int32_t>(best));
+    if (i + 1 == n) break;
+    const std::int32_t t = got.back();
+    m.forward(std::span<const std::int32_t>(&t, 1), cache, logits.view());
+  }
+  return got;
+}
 
 // The nibble of column j in a packed row: low nibble for even j, two's complement.
 int nibble(const std::uint8_t* row, index_t j) {
@@ -187,26 +214,9 @@ TEST_CASE("lite: float Lite tiny matches transformers with repeated layers (pref
   std::ifstream in(dsk::test::models_data("lite_tiny") / "golden.json");
   const auto want = nlohmann::json::parse(in).at("greedy").get<std::vector<std::int32_t>>();
   REQUIRE(want.size() == 12);
-  const index_t V = m.config().vocab_size;
-  auto cache = m.new_cache(static_cast<index_t>(g.tokens.size() + want.size()));
-  tensor<float, 2> logits(std::array<index_t, 2>{1, V});
-  m.forward(g.tokens, cache, logits.view());
-  std::vector<std::int32_t> got;
-  double min_margin = 1e9;  // top-1 minus top-2 logit: a near tie would make the comparison ISA-fragile
-  for (std::size_t i = 0; i < want.size(); ++i) {
-    index_t best = 0;
-    for (index_t v = 1; v < V; ++v)
-      if (logits(0, v) > logits(0, best)) best = v;
-    float second = -1e30f;
-    for (index_t v = 0; v < V; ++v)
-      if (v != best) second = std::max(second, logits(0, v));
-    min_margin = std::min(min_margin, double(logits(0, best) - second));
-    got.push_back(static_cast<std::int32_t>(best));
-    const std::int32_t t = got.back();
-    m.forward(std::span<const std::int32_t>(&t, 1), cache, logits.view());
-  }
+  double min_margin = 1e9;
+  CHECK(greedy(m, g.tokens, want.size(), min_margin) == want);
   INFO("smallest top-1 / top-2 margin " << min_margin);
-  CHECK(got == want);
   CHECK(min_margin > 1e-3);
 }
 
@@ -319,5 +329,115 @@ TEST_CASE("lite: malformed Lite checkpoints give clear errors", "[models][lite]"
     w.add("other", io::st_dtype::U8, {1}, std::vector<std::byte>(1));
     w.write(dir.p / "no_codes.safetensors");
     CHECK_THAT(load(io::checkpoint(dir.p / "no_codes.safetensors")), Catch::Contains("no 'w.qweight'"));
+  }
+}
+
+// The int4 Lite model (codes viewed in the mapped file, blocks shared, head tied) against transformers run on
+// the fake-quantized weights (tools/gen_lite_int4_golden.py quantizes in numpy: abs-max f16 scales, ties to
+// even, clamp to [-7, 7]; w' = code x scale): the same 1e-4 as the float golden (both sides f32 products of
+// the same weights). Greedy tokens of two prompts come from transformers too, so under qemu-aarch64 the int4
+// model's ARM tokens = transformers' = x86's.
+TEST_CASE("lite: int4 Lite tiny matches transformers on fake-quantized weights (prefill, decode, greedy)",
+          "[models][lite]") {
+  const auto g = dsk::test::load_golden("lite_tiny", "golden_int4.json");
+  temp_dir dir("int4_golden");
+  dsk_lite::convert(dsk::test::models_data("lite_tiny"), dir.p, {});
+  auto m = dsk_lite::load(dir.p);
+  REQUIRE(m.stored_structure().share_repeats == 2);
+  REQUIRE(m.stored_structure().tied_head);
+  REQUIRE(m.config().num_hidden_layers == dsk_lite::tiny.num_hidden_layers);
+  m.set_prefill_form(dsk_v2::attention_form::expanded);
+  CHECK(dsk::test::max_abs(dsk::test::prefill_logits(m, g.tokens), g.logits) < 1e-4);
+  m.set_prefill_form(dsk_v2::attention_form::absorbed);
+  CHECK(dsk::test::max_abs(dsk::test::prefill_logits(m, g.tokens), g.logits) < 1e-4);
+  CHECK(dsk::test::max_abs(dsk::test::decode_logits(m, g.tokens), g.logits) < 1e-4);
+
+  std::ifstream in(dsk::test::models_data("lite_tiny") / "golden_int4.json");
+  const auto j = nlohmann::json::parse(in);
+  double min_margin = 1e9;
+  CHECK(greedy(m, g.tokens, 12, min_margin) == j.at("greedy").get<std::vector<std::int32_t>>());
+  const auto p2 = j.at("prompt2").get<std::vector<std::int32_t>>();
+  CHECK(greedy(m, p2, 12, min_margin) == j.at("greedy2").get<std::vector<std::int32_t>>());
+  INFO("smallest top-1 / top-2 margin " << min_margin);
+  CHECK(min_margin > 1e-3);
+
+  // Stored once: the model holds the file's codes + scales (viewed), kv_b_proj dequantized to f32 and the
+  // router gate in f32 (norms are not counted), not share_repeats copies.
+  const io::checkpoint ck(dir.p / "model.safetensors");
+  std::int64_t int4 = 0;
+  for (const auto& n : ck.names())
+    if ((n.ends_with(".qweight") || n.ends_with(".scales")) && n.find("kv_b_proj") == std::string::npos)
+      int4 += static_cast<std::int64_t>(ck.bytes(n).size());
+  const std::int64_t kv_b_f32 = 2 * 4 * (4 * (8 + 8)) * 16;  // 2 blocks x f32 [H (nope + v), kv_lora_rank]
+  const std::int64_t gates_f32 = 4 * 8 * 32;                 // 1 MoE block's router [8, 32] in f32
+  CHECK(m.weight_bytes() == int4 + kv_b_f32 + gates_f32);
+}
+
+// Quantization-aware training deploys without surprise: the float model run on quant::fake_quantize'd weights
+// (the float form, dsk_lite::load_float, f32 GEMMs) against the int4 model on the codes with the same scales.
+// fake_quantize(w, s) is code x s bit for bit (tests/quant/qat.cpp), so the two compute the same function of
+// the same weights and differ only by fp32 summation order: a bound of 1e-5 on logits of magnitude ~3 (the
+// GEMM-level error is ~K u |x| |w| ~ 1e-6 here). Against the unquantized float model the difference is the
+// quantization error itself, orders of magnitude larger: the comparison can tell them apart.
+TEST_CASE(
+    "lite: float model on fake-quantized weights gives the int4 model's logits (QAT deploys as trained)",
+    "[models][lite][qat]") {
+  const auto src = dsk::test::models_data("lite_tiny");
+  const auto g = dsk::test::load_golden("lite_tiny");
+  for (const bool grouped : {false, true}) {
+    CAPTURE(grouped);
+    dsk_lite::convert_options o{};
+    if (grouped) o.group = 128, o.range = quant::int4_range::full8;
+    temp_dir lite_dir(grouped ? "qat_int4_g" : "qat_int4"), float_dir(grouped ? "qat_fq_g" : "qat_fq");
+    dsk_lite::convert(src, lite_dir.p, o);
+    const io::checkpoint in(src), lite(lite_dir.p / "model.safetensors");
+    // The fake-quantized float Lite checkpoint: every int4 weight through quant::fake_quantize with the
+    // scales the Lite file stores; the f16 tensors as stored.
+    io::safetensors_writer w;
+    std::vector<tensor<float, 2>> keep;
+    index_t minus8 = 0;
+    for (const auto& name : in.names()) {
+      const auto& info = in.info(name);
+      if (!dsk_lite::is_quantized_tensor(name, info.shape.size())) {
+        if (info.shape.size() == 1)
+          w.add(name, lite.read<float, 1>(name));
+        else
+          w.add(name, lite.read<float, 2>(name));
+        continue;
+      }
+      const auto x = in.read<float, 2>(name);
+      const auto s = lite.read<float, 2>(dsk_lite::base_name(name) + ".scales");
+      keep.emplace_back(std::array<index_t, 2>{x.extent(0), x.extent(1)});
+      auto run = [&]<quant::quantize_config C>() {
+        quant::fake_quantize<C>(x.cview(), s.cview(), keep.back().view());
+      };
+      if (grouped)
+        run.template operator()<quant::quantize_config{
+            .fmt = {quant::qtype::int4, 128, quant::scale_type::f16, quant::int4_range::full8}}>();
+      else
+        run.template
+        operator()<quant::quantize_config{.fmt = {quant::qtype::int4, 0, quant::scale_type::f16}}>();
+      for (index_t i = 0; i < x.extent(0); ++i)
+        for (index_t k = 0; k < x.extent(1); ++k)
+          minus8 += keep.back()(i, k) == -8.0f * s(i, 0) && s(i, 0) > 0;
+      w.add(name, keep.back());
+    }
+    if (grouped) CHECK(minus8 > 0);  // full8 uses the code -8: the products must read it
+    std::filesystem::create_directories(float_dir.p);
+    w.write(float_dir.p / "model.safetensors");
+    std::filesystem::copy_file(src / "config.json", float_dir.p / "config.json");
+
+    const auto fq = dsk_lite::load_float(float_dir.p, dsk_v2::weight_format::f32);
+    const auto plain = dsk_lite::load_float(src, dsk_v2::weight_format::f32);
+    const auto m = dsk_lite::load(lite_dir.p);
+    const auto want = dsk::test::prefill_logits(fq, g.tokens);
+    const double d_int4 = dsk::test::max_abs(dsk::test::prefill_logits(m, g.tokens), want);
+    const double d_cached = dsk::test::max_abs(dsk::test::decode_logits(m, g.tokens), want);
+    const double d_plain = dsk::test::max_abs(dsk::test::prefill_logits(plain, g.tokens), want);
+    INFO("int4 vs fake-quant float " << d_int4 << " (cached decode " << d_cached << "), unquantized float "
+                                     << d_plain);
+    CHECK(d_int4 < 1e-5);
+    CHECK(d_cached < 1e-5);
+    CHECK(d_plain > 1e-2);
   }
 }

@@ -106,9 +106,10 @@ using dsk::nn::weight_type;
 constexpr double kNmseInt8 = 1e-4;
 constexpr double kNmseInt4 = 1.5e-2;
 
-const char* const kQuantFormats[] = {"int8",    "int8-g32", "int8-g64",    "int8-g128",       "int8-g128-f16",
-                                     "int4",    "int4-g32", "int4-g64",    "int4-g128",       "int4-g128-f16",
-                                     "int8-a8", "int4-a8",  "int8-g32-a8", "int4-g128-f16-a8"};
+const char* const kQuantFormats[] = {"int8",          "int8-g32",      "int8-g64",    "int8-g128",
+                                     "int8-g128-f16", "int4",          "int4-g32",    "int4-g64",
+                                     "int4-g128",     "int4-g128-f16", "int4-f16",    "int4-f16-a8",
+                                     "int8-a8",       "int4-a8",       "int8-g32-a8", "int4-g128-f16-a8"};
 
 // y = x W^T through the quant entry point the format names (the oracle of the routing).
 template <class T>
@@ -137,6 +138,7 @@ dsk::tensor<float, 2> quant_product(const linear_format& f, const dsk::tensor<fl
   run.template operator()<format{qtype::int8, 128, scale_type::f16}>();
   run.template operator()<format{qtype::int4, 0}>();
   run.template operator()<format{qtype::int4, 32}>();
+  run.template operator()<format{qtype::int4, 0, scale_type::f16}>();
   run.template operator()<format{qtype::int4, 64}>();
   run.template operator()<format{qtype::int4, 128}>();
   run.template operator()<format{qtype::int4, 128, scale_type::f16}>();
@@ -337,4 +339,79 @@ TEST_CASE("quant::linear takes f16 weights", "[nn][linear][quant]") {
   l.forward(x, y);
   dsk::quant::matmul(x.cview(), dsk::quant::quantize<c4.quant>(w.cview()), want.view());
   REQUIRE(flat(y) == flat(want));
+}
+
+// A linear over quantized weights held elsewhere (a mapped checkpoint's codes and scales) reads them in
+// place: the same bits as the owning layer, the same byte count, no copy; malformed views are refused.
+TEST_CASE("linear: adopting a qweight_view reads the weights in place", "[nn][linear][quant]") {
+  namespace q = dsk::quant;
+  constexpr q::format F{q::qtype::int4, 0, q::scale_type::f16};
+  for (const index_t in : {1, 7, 64, 257}) {
+    CAPTURE(in);
+    const auto w = random_matrix<float>(11, in, 40 + std::uint64_t(in));
+    const auto x = random_matrix<float>(5, in, 41);
+    const auto qw = q::quantize<F>(w.cview());
+    for (const auto act : {q::activations::f32, q::activations::int8}) {
+      const dsk::nn::linear owning(qw, act), viewing(qw.view(), act);
+      const auto* held = std::get_if<q::qweight_view<F>>(&viewing.weights());
+      REQUIRE(held != nullptr);
+      CHECK(static_cast<const void*>(held->codes) == static_cast<const void*>(qw.codes()));
+      CHECK(viewing.bytes() == owning.bytes());
+      CHECK(viewing.format() == owning.format());
+      REQUIRE(viewing.out_features() == 11);
+      REQUIRE(viewing.in_features() == in);
+      dsk::tensor<float, 2> y(5, 11), want(5, 11);
+      viewing.forward(x, y);
+      owning.forward(x, want);
+      REQUIRE(flat(y) == flat(want));
+    }
+  }
+  const auto qw = q::quantize<F>(random_matrix<float>(4, 10, 42).cview());
+  auto v = qw.view();
+  v.codes = nullptr;
+  REQUIRE_THROWS_WITH(dsk::nn::linear(v), Catch::Contains("'w'") && Catch::Contains("null"));
+  v = qw.view();
+  v.code_stride = 2;
+  REQUIRE_THROWS_WITH(dsk::nn::linear(v), Catch::Contains("code row stride >= 5"));
+}
+
+// The three-layer form (gate, up, down as separate layers, e.g. int4 views of a mapped checkpoint) against
+// the double SwiGLU of the dequantized weights, and against the stacked int4 form, whose rows carry the same
+// codes and scales (row-wise quantization), so the two agree to fp32 summation order.
+TEST_CASE("swiglu_mlp from three linears (mapped int4 weights)", "[nn][mlp][quant]") {
+  namespace q = dsk::quant;
+  constexpr q::format F{q::qtype::int4, 0, q::scale_type::f16};
+  const index_t hidden = 48, inter = 40;
+  const auto g = random_matrix<float>(inter, hidden, 54), u = random_matrix<float>(inter, hidden, 55);
+  const auto d = random_matrix<float>(hidden, inter, 56);
+  const auto gq = q::quantize<F>(g.cview()), uq = q::quantize<F>(u.cview()), dq = q::quantize<F>(d.cview());
+  const dsk::nn::swiglu_mlp split(dsk::nn::linear(gq.view()), dsk::nn::linear(uq.view()),
+                                  dsk::nn::linear(dq.view()));
+  REQUIRE(split.hidden() == hidden);
+  REQUIRE(split.intermediate() == inter);
+  CHECK(split.bytes() == 2 * inter * (hidden / 2 + 2) + hidden * (inter / 2 + 2));
+  dsk::tensor<float, 2> gd(inter, hidden), ud(inter, hidden), dd(hidden, inter);
+  q::dequantize(gq, gd.view()), q::dequantize(uq, ud.view()), q::dequantize(dq, dd.view());
+  const dsk::nn::swiglu_mlp stacked(gd.cview(), ud.cview(), dd.cview(),
+                                    dsk::nn::parse_linear_format("int4-f16"));
+  for (index_t tokens : {1, 3, 20}) {
+    CAPTURE(tokens);
+    const auto x = random_matrix<float>(tokens, hidden, 57);
+    dsk::tensor<double, 2> h(tokens, inter), want(tokens, hidden);
+    dsk::gemm::ref::swiglu<float>(x.cview(), gd.cview(), ud.cview(), h.view());
+    for (index_t t = 0; t < tokens; ++t)
+      for (index_t j = 0; j < hidden; ++j) {
+        double s = 0;
+        for (index_t k = 0; k < inter; ++k) s += h(t, k) * double(dd(j, k));
+        want(t, j) = s;
+      }
+    dsk::tensor<float, 2> y(tokens, hidden), ys(tokens, hidden);
+    split.forward(x, y);
+    stacked.forward(x, ys);
+    REQUIRE(dsk::test::nmse<double, float>(flat(want), flat(y)) < kNmseMlp);
+    REQUIRE(dsk::test::nmse<double, float>(flat(want), flat(ys)) < kNmseMlp);
+  }
+  REQUIRE_THROWS_WITH(
+      dsk::nn::swiglu_mlp(dsk::nn::linear(gq.view()), dsk::nn::linear(dq.view()), dsk::nn::linear(dq.view())),
+      Catch::Contains("'up'"));
 }

@@ -110,8 +110,9 @@ DSK_ISA_BEGIN
 // The quantized formats compiled into nn::linear (each instantiates quantize and both products).
 template <quant::format... F>
 struct quant_format_list {
-  using storage = std::variant<std::monostate, gemm::packed_weights<float>, gemm::packed_weights<bf16>,
-                               gemm::packed_weights<f16>, quant::quantized_weight<F>...>;
+  using storage =
+      std::variant<std::monostate, gemm::packed_weights<float>, gemm::packed_weights<bf16>,
+                   gemm::packed_weights<f16>, quant::quantized_weight<F>..., quant::qweight_view<F>...>;
 
   static constexpr quant::format to_quant(const linear_format& f) {
     return {f.type == weight_type::int8 ? quant::qtype::int8 : quant::qtype::int4, f.group, f.scale,
@@ -138,13 +139,12 @@ struct quant_format_list {
   }
 };
 
-using linear_formats =
-    quant_format_list<quant::format{quant::qtype::int8, 0}, quant::format{quant::qtype::int8, 32},
-                      quant::format{quant::qtype::int8, 64}, quant::format{quant::qtype::int8, 128},
-                      quant::format{quant::qtype::int8, 128, quant::scale_type::f16},
-                      quant::format{quant::qtype::int4, 0}, quant::format{quant::qtype::int4, 32},
-                      quant::format{quant::qtype::int4, 64}, quant::format{quant::qtype::int4, 128},
-                      quant::int4_g128_f16>;
+using linear_formats = quant_format_list<
+    quant::format{quant::qtype::int8, 0}, quant::format{quant::qtype::int8, 32},
+    quant::format{quant::qtype::int8, 64}, quant::format{quant::qtype::int8, 128},
+    quant::format{quant::qtype::int8, 128, quant::scale_type::f16}, quant::format{quant::qtype::int4, 0},
+    quant::format{quant::qtype::int4, 32}, quant::format{quant::qtype::int4, 0, quant::scale_type::f16},
+    quant::format{quant::qtype::int4, 64}, quant::format{quant::qtype::int4, 128}, quant::int4_g128_f16>;
 
 template <class To, class From>
 tensor<To, 2> convert(view<const From, 2> w) {
@@ -237,6 +237,27 @@ class linear {
     finish(bias);
   }
 
+  // Adopts quantized weights held elsewhere, not copied (e.g. codes and scales viewed in a memory-mapped
+  // checkpoint): that memory must outlive the layer and its copies.
+  template <quant::format F>
+  explicit linear(quant::qweight_view<F> w, quant::activations act = quant::activations::f32,
+                  std::optional<view<const float, 1>> bias = {}) {
+    static_assert(std::is_constructible_v<detail::linear_formats::storage, quant::qweight_view<F>>,
+                  "nn::linear: this quant::format is not among the compiled formats (see linear_formats)");
+    const contract c{"nn::linear"};
+    c.require(w.codes != nullptr && w.scales != nullptr, "w", "codes and scales", "a null pointer");
+    c.require(w.rows >= 1 && w.cols >= 1, "w", "at least one row and column",
+              dsk::detail::concat(w.rows, " x ", w.cols));
+    c.require(w.code_stride >= quant::code_row_bytes(F, w.cols), "w",
+              dsk::detail::concat("a code row stride >= ", quant::code_row_bytes(F, w.cols), " bytes"),
+              w.code_stride);
+    c.require(w.scale_stride >= w.groups(), "w",
+              dsk::detail::concat("a scale row stride >= ", w.groups(), " scales"), w.scale_stride);
+    fmt_ = {F.type == quant::qtype::int8 ? weight_type::int8 : weight_type::int4, F.group, F.scale, act};
+    w_ = w;
+    finish(bias);
+  }
+
   index_t in_features() const { return in_; }
   index_t out_features() const { return out_; }
   bool has_bias() const { return bias_.has_value(); }
@@ -281,6 +302,11 @@ class swiglu_mlp {
   swiglu_mlp(view<const f16, 2> gate, view<const f16, 2> up, view<const f16, 2> down)
       : swiglu_mlp(gate, up, down, linear_format{}) {}
 
+  // From three layers in any formats: gate, up [inter, hidden], down [hidden, inter] (e.g. quantized weights
+  // viewed in a memory-mapped checkpoint, which cannot be stacked without a copy); gate and up run as two
+  // products.
+  swiglu_mlp(linear gate, linear up, linear down);
+
   index_t hidden() const { return hidden_; }
   index_t intermediate() const { return inter_; }
   const linear_format& format() const { return down_.format(); }
@@ -302,6 +328,7 @@ class swiglu_mlp {
                gemm::packed_weights<f16>>
       gate_up_;
   std::optional<linear> gate_up_q_;  // int8 / int4: [gate; up] stacked
+  std::optional<linear> gate_, up_;  // the three-layer form
   linear down_;
   index_t hidden_ = 0, inter_ = 0;
 };
@@ -354,6 +381,8 @@ DSK_KERNEL_INLINE void linear::finish(std::optional<view<const float, 1>> bias) 
           out_ = w.out_features(), in_ = w.in_features();
         else if constexpr (requires { w.rows(); })
           out_ = w.rows(), in_ = w.cols();
+        else if constexpr (requires { w.rows; })
+          out_ = w.rows, in_ = w.cols;
       },
       w_);
   if (fmt_.type == weight_type::source)
@@ -376,6 +405,25 @@ DSK_KERNEL_INLINE swiglu_mlp::swiglu_mlp(view<const bf16, 2> gate, view<const bf
 DSK_KERNEL_INLINE swiglu_mlp::swiglu_mlp(view<const f16, 2> gate, view<const f16, 2> up,
                                          view<const f16, 2> down, linear_format format)
     : swiglu_mlp(0, gate, up, down, format) {}
+
+DSK_KERNEL_INLINE swiglu_mlp::swiglu_mlp(linear gate, linear up, linear down) {
+  const contract c{"nn::swiglu_mlp"};
+  c.require(up.out_features() == gate.out_features(), "up",
+            dsk::detail::concat(gate.out_features(), " outputs (gate's: the intermediate size)"),
+            up.out_features());
+  c.require(up.in_features() == gate.in_features(), "up",
+            dsk::detail::concat(gate.in_features(), " inputs (gate's: the hidden size)"), up.in_features());
+  c.require(
+      down.in_features() == gate.out_features() && down.out_features() == gate.in_features(), "down",
+      dsk::detail::concat("[", gate.in_features(), ", ", gate.out_features(), "] (hidden, intermediate)"),
+      dsk::detail::concat("[", down.out_features(), ", ", down.in_features(), "]"));
+  c.require(!gate.has_bias() && !up.has_bias() && !down.has_bias(), "gate/up/down", "layers without bias",
+            "a bias");
+  inter_ = gate.out_features(), hidden_ = gate.in_features();
+  gate_.emplace(std::move(gate));
+  up_.emplace(std::move(up));
+  down_ = std::move(down);
+}
 
 DSK_KERNEL_INLINE std::int64_t swiglu_mlp::bytes() const { return down_.bytes() + gate_up_bytes(); }
 
@@ -421,6 +469,7 @@ swiglu_mlp::swiglu_mlp(int, view<const T, 2> gate, view<const T, 2> up, view<con
 
 DSK_KERNEL_INLINE std::int64_t swiglu_mlp::gate_up_bytes() const {
   if (gate_up_q_) return gate_up_q_->bytes();
+  if (gate_) return gate_->bytes() + up_->bytes();
   return std::visit(
       [](const auto& p) -> std::int64_t {
         if constexpr (std::is_same_v<std::decay_t<decltype(p)>, std::monostate>)
@@ -474,10 +523,17 @@ DSK_KERNEL_INLINE void swiglu_mlp::forward(view<const float, 2> x, view<float, 2
       [&](const auto& p) {
         using T = std::decay_t<decltype(p)>;
         if constexpr (std::is_same_v<T, std::monostate>) {
-          if (!gate_up_q_) fail("nn::swiglu_mlp::forward: the layer is empty (default-constructed)");
+          if (!gate_up_q_ && !gate_)
+            fail("nn::swiglu_mlp::forward: the layer is empty (default-constructed)");
           c.extent("x", x, 1, hidden_, "hidden()");
           tensor<float, 2> gu(std::array<index_t, 2>{x.extent(0), 2 * inter_}, uninitialized);
-          gate_up_q_->forward(x, gu.view());
+          if (gate_up_q_) {
+            gate_up_q_->forward(x, gu.view());
+          } else {  // gate into the first half of each row, up into the second
+            const index_t T = x.extent(0);
+            gate_->forward(x, view<float, 2>(gu.data(), dims<2>(T, inter_), {2 * inter_, 1}));
+            up_->forward(x, view<float, 2>(gu.data() + inter_, dims<2>(T, inter_), {2 * inter_, 1}));
+          }
           swiglu(gu.cview(), h, gate_up_layout::halves);
         } else {
           gemm::swiglu(x, p, h);

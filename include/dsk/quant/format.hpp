@@ -216,6 +216,10 @@ struct qweight_view {
   static constexpr format fmt = F;
   DSK_HD constexpr index_t extent(std::size_t r) const { return r == 0 ? rows : cols; }
   DSK_HD constexpr index_t groups() const { return groups_per_row(F, cols); }
+  // Bytes of codes and scales a product reads (the row padding of larger strides excluded).
+  DSK_HD constexpr index_t bytes() const {
+    return rows * (code_row_bytes(F, cols) + groups() * static_cast<index_t>(sizeof(scale_t<F>)));
+  }
   DSK_HD constexpr const std::uint8_t* code_row(index_t i) const {
     return reinterpret_cast<const std::uint8_t*>(codes) + i * code_stride;
   }
