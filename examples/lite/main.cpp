@@ -16,17 +16,18 @@ int main(int argc, char** argv) {
       {.name = "dsk_lite",
        .description = "dsk_lite: DeepSeek-Lite (int4, shared blocks) inference with dsk kernels (host)",
        .checkpoint = "a Lite checkpoint made by dsk_lite_convert",
-       .presets = {"tiny"},
-       .preset_help = "without --model: the preset run on random int4 weights",
+       .presets = {"tiny", "lite_card"},
+       .preset_help = "without --model: the preset run on random int4 weights (lite_card: the 2.8 GB edge "
+                      "card, written to a temporary file first)",
        .load =
            [&](const std::filesystem::path& dir, dsk_v2::weight_format fmt, dsk_v2::load_options opts) {
              checkpoint_only(fmt);
              return dsk_lite::load(dir, opts);
            },
        .random =
-           [&](const std::string&, int layers, dsk_v2::weight_format fmt) {
+           [&](const std::string& preset, int layers, dsk_v2::weight_format fmt) {
              checkpoint_only(fmt);
-             dsk_lite::preset p = dsk_lite::tiny;
+             dsk_lite::preset p = preset == "lite_card" ? dsk_lite::lite_card : dsk_lite::tiny;
              if (layers > 0) p.num_hidden_layers = layers;  // logical layers: a multiple of share_repeats
              return dsk_lite::random(p);
            }});
