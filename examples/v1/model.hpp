@@ -259,6 +259,21 @@ class model {
   void set_encoder_attention(encoder_attention a) { enc_attention_ = a; }
   profile& prof() const { return prof_; }
   std::int64_t checked_bytes() const { return checked_bytes_; }
+  // Bytes of the weights as held in memory: the f32 embedding table (lookup) and its tied head in the weight
+  // format, the layers' projections, f32 gates and compression weights, FFNs (norms excluded).
+  std::int64_t weight_bytes() const {
+    std::int64_t b = embed_.size() * std::int64_t(sizeof(float)) + lm_head_.bytes();
+    for (const auto* stack : {&enc_, &dec_})
+      for (const layer& L : *stack) {
+        for (const auto* pr : {&L.self, &L.cross})
+          for (const auto* l : {&pr->q, &pr->k, &pr->v, &pr->o})
+            if (*l) b += (*l)->bytes();
+        b += (L.gates.size() + L.ck_w.size() + L.ck_pe.size() + L.cv_w.size() + L.cv_pe.size()) *
+                 std::int64_t(sizeof(float)) +
+             L.mlp.bytes();
+      }
+    return b;
+  }
 
   // Encoder: source tokens [S] -> memory [S, hidden] (after the encoder's final norm). S may be 0.
   tensor<float, 2> encode(std::span<const std::int32_t> src) const {
