@@ -441,3 +441,65 @@ TEST_CASE(
     CHECK(d_plain > 1e-2);
   }
 }
+
+// A malformed Lite checkpoint fails at load with an error naming the tensor or field, never a crash (also run
+// under ASan): an expert's scales removed, a code tensor cut short, a format that is not compiled in, a
+// quantization block missing from config.json, and a weight format other than the stored one.
+TEST_CASE("lite: the int4 model rejects malformed Lite checkpoints at load", "[models][lite]") {
+  const auto src = dsk::test::models_data("lite_tiny");
+  temp_dir good("load_good");
+  dsk_lite::convert(src, good.p, {});
+  const io::checkpoint ck(good.p / "model.safetensors");
+  // A copy of the checkpoint with `change` applied to each tensor (name, dtype, shape, bytes); false drops
+  // it.
+  auto rewrite = [&](const std::string& tag, auto&& change) {
+    temp_dir d(tag);
+    std::filesystem::create_directories(d.p);
+    std::filesystem::copy_file(good.p / "config.json", d.p / "config.json");
+    io::safetensors_writer w;
+    for (const auto& n : ck.names()) {
+      auto info = ck.info(n);
+      const auto b = ck.bytes(n);
+      std::vector<std::byte> bytes(b.begin(), b.end());
+      if (change(n, info.shape, bytes)) w.add(n, info.dtype, info.shape, bytes);
+    }
+    w.write(d.p / "model.safetensors");
+    return dsk::test::error_of([&] { (void)dsk_lite::load(d.p); });
+  };
+  CHECK_THAT(rewrite("no_scales", [](const std::string& n, auto&,
+                                     auto&) { return n != "model.layers.1.mlp.experts.3.up_proj.scales"; }),
+             Catch::Contains("model.layers.1.mlp.experts.3.up_proj.scales"));
+  CHECK_THAT(rewrite("short_codes",
+                     [](const std::string& n, std::vector<index_t>& shape, std::vector<std::byte>& bytes) {
+                       if (n == "model.layers.0.self_attn.o_proj.qweight") {
+                         shape[1] -= 1;
+                         bytes.resize(static_cast<std::size_t>(shape[0] * shape[1]));
+                       }
+                       return true;
+                     }),
+             Catch::Contains("model.layers.0.self_attn.o_proj.qweight"));
+  auto with_config = [&](const std::string& tag, auto&& edit) {
+    temp_dir d(tag);
+    std::filesystem::create_directories(d.p);
+    std::filesystem::copy_file(good.p / "model.safetensors", d.p / "model.safetensors");
+    std::ifstream in(good.p / "config.json");
+    auto cfg = nlohmann::json::parse(in);
+    edit(cfg);
+    std::ofstream(d.p / "config.json") << cfg.dump();
+    return dsk::test::error_of([&] { (void)dsk_lite::load(d.p); });
+  };
+  CHECK_THAT(with_config("group32", [](auto& c) { c["quantization"]["group"] = 32; }),
+             Catch::Contains("group 32") && Catch::Contains("compiled"));
+  CHECK_THAT(with_config("noquant", [](auto& c) { c.erase("quantization"); }),
+             Catch::Contains("no \"quantization\""));
+  CHECK_THAT(with_config("repeats", [](auto& c) { c["share_repeats"] = 3; }),
+             Catch::Contains("share_repeats"));
+  CHECK_THAT(with_config("untied", [](auto& c) { c["tie_word_embeddings"] = false; }),
+             Catch::Contains("lm_head"));
+  CHECK_THAT(dsk::test::error_of([&] {
+               (void)dsk_v2::model(dsk_lite::read_config(good.p).model,
+                                   std::make_shared<const io::checkpoint>(good.p),
+                                   dsk_v2::weight_format::int4, {}, dsk_lite::read_config(good.p).structure);
+             }),
+             Catch::Contains("--weights must be checkpoint"));
+}
