@@ -1,6 +1,6 @@
 # Test dependencies for a cross build (toolchain cmake/aarch64-linux-gnu.cmake): the host's x86-64 CMake packages
 # cannot be used, and /usr/include must not go on the cross compiler's include path (it would shadow the AArch64
-# libc and libstdc++ headers). Catch2, fmt (FMT_HEADER_ONLY) and nlohmann_json are header-only: a shim directory
+# libc and libstdc++ headers). Catch2, fmt (FMT_HEADER_ONLY), nlohmann_json and CLI11 are header-only: a shim directory
 # holds links to just their folders. PCRE2 (dsk::io's tokenizer) needs an AArch64 library: Debian multiarch's
 # libpcre2-dev:arm64; without it dsk::io is not available in the cross build and CMake says why.
 set(_shim ${CMAKE_BINARY_DIR}/cross-include)
@@ -30,6 +30,13 @@ if(EXISTS /usr/include/nlohmann/json.hpp)
   add_library(nlohmann_json::nlohmann_json INTERFACE IMPORTED GLOBAL)
   target_include_directories(nlohmann_json::nlohmann_json INTERFACE ${_shim})
   list(APPEND DSK_CROSS_PROVIDED nlohmann_json)
+endif()
+if(EXISTS /usr/include/CLI/CLI.hpp)  # CLI11: the dsk_lite runner built by tests/models for the target
+  _dsk_shim(CLI /usr/include/CLI)
+  add_library(CLI11::CLI11 INTERFACE IMPORTED GLOBAL)
+  target_include_directories(CLI11::CLI11 INTERFACE ${_shim})
+  set(CLI11_FOUND ON CACHE INTERNAL "")
+  list(APPEND DSK_CROSS_PROVIDED CLI11)
 endif()
 set(_pcre2_lib /usr/lib/${CMAKE_SYSTEM_PROCESSOR}-linux-gnu/libpcre2-8.a)
 if(EXISTS /usr/include/pcre2.h AND EXISTS ${_pcre2_lib})

@@ -136,39 +136,16 @@ inline void write_random_checkpoint(const preset& p, const fs::path& path, std::
     w.add(name, io::st_dtype::F16, std::move(shape),
           std::span(reinterpret_cast<const std::byte*>(v.data()), 2 * v.size()));
   };
-  const index_t D = p.hidden_size, H = p.num_attention_heads, qk = qk_head_dim(p);
-  int4("model.embed_tokens", p.vocab_size, D);
-  f16_tensor("model.norm.weight", {D}, true);
-  for (index_t b = 0; b < p.num_blocks(); ++b) {
-    const std::string pre = "model.layers." + std::to_string(b) + ".";
-    f16_tensor(pre + "input_layernorm.weight", {D}, true);
-    f16_tensor(pre + "post_attention_layernorm.weight", {D}, true);
-    if (p.q_lora_rank > 0) {
-      int4(pre + "self_attn.q_a_proj", p.q_lora_rank, D);
-      f16_tensor(pre + "self_attn.q_a_layernorm.weight", {p.q_lora_rank}, true);
-      int4(pre + "self_attn.q_b_proj", H * qk, p.q_lora_rank);
-    } else {
-      int4(pre + "self_attn.q_proj", H * qk, D);
-    }
-    int4(pre + "self_attn.kv_a_proj_with_mqa", p.kv_lora_rank + p.qk_rope_head_dim, D);
-    f16_tensor(pre + "self_attn.kv_a_layernorm.weight", {p.kv_lora_rank}, true);
-    int4(pre + "self_attn.kv_b_proj", H * (p.qk_nope_head_dim + p.v_head_dim), p.kv_lora_rank);
-    int4(pre + "self_attn.o_proj", D, H * p.v_head_dim);
-    auto mlp = [&](const std::string& m, index_t inter) {
-      int4(m + ".gate_proj", inter, D);
-      int4(m + ".up_proj", inter, D);
-      int4(m + ".down_proj", D, inter);
-    };
-    if (p.is_moe_block(b)) {
-      f16_tensor(pre + "mlp.gate.weight", {p.n_routed_experts, D}, false);
-      for (index_t e = 0; e < p.n_routed_experts; ++e)
-        mlp(pre + "mlp.experts." + std::to_string(e), p.moe_intermediate_size);
-      if (p.n_shared_experts > 0)
-        mlp(pre + "mlp.shared_experts", p.moe_intermediate_size * p.n_shared_experts);
-    } else {
-      mlp(pre + "mlp", p.intermediate_size);
-    }
-  }
+  using kind = dsk_v2::model::tensor_kind;
+  dsk_v2::model::for_each_checkpoint_tensor(to_v2_preset(p, true), false,
+                                            [&](const std::string& name, index_t r, index_t c, kind k) {
+                                              if (k == kind::matrix)
+                                                int4(base_name(name), r, c);
+                                              else if (k == kind::router_gate)
+                                                f16_tensor(name, {r, c}, false);
+                                              else
+                                                f16_tensor(name, {r}, true);
+                                            });
   w.set_metadata("format", "dsk-lite");
   w.write(path);
 }

@@ -464,24 +464,14 @@ class model {
                  fmt);
   }
 
-  // Writes random bf16 weights (normal, std 0.02 like the HF initialiser; norms = 1) for preset d.
-  // lm_head = false: no lm_head.weight (a model whose head is tied to the embedding).
-  static void write_random_checkpoint(const preset& d, const fs::path& path, std::uint64_t seed,
-                                      bool lm_head = true) {
-    io::safetensors_writer w;
-    std::mt19937_64 rng(seed);
-    std::normal_distribution<float> nd(0.0f, 0.02f);
-    auto mat = [&](const std::string& name, index_t r, index_t c) {
-      tensor<bf16, 2> t(std::array<index_t, 2>{r, c}, uninitialized);
-      for (index_t i = 0; i < t.size(); ++i) t.data()[i] = bf16(nd(rng));
-      w.add(name, t);
-    };
-    auto ones = [&](const std::string& name, index_t n) {
-      tensor<bf16, 1> t(std::array<index_t, 1>{n}, uninitialized);
-      t.fill(bf16(1.0f));
-      w.add(name, t);
-    };
+  // The tensors of preset d's checkpoint in file order: f(name, rows, cols, kind), cols = 0 for the 1-D
+  // norms. lm_head = false: no lm_head.weight (a model whose head is tied to the embedding).
+  enum class tensor_kind { matrix, router_gate, norm };
+  template <class F>
+  static void for_each_checkpoint_tensor(const preset& d, bool lm_head, F&& f) {
     const index_t D = d.hidden_size, H = d.num_attention_heads, qk = d.qk_nope_head_dim + d.qk_rope_head_dim;
+    auto mat = [&](const std::string& name, index_t r, index_t c) { f(name, r, c, tensor_kind::matrix); };
+    auto ones = [&](const std::string& name, index_t n) { f(name, n, index_t{0}, tensor_kind::norm); };
     mat("model.embed_tokens.weight", d.vocab_size, D);
     ones("model.norm.weight", D);
     if (lm_head) mat("lm_head.weight", d.vocab_size, D);
@@ -506,7 +496,7 @@ class model {
         mat(q + ".down_proj.weight", D, inter);
       };
       if (d.is_moe_layer(i)) {
-        mat(p + "mlp.gate.weight", d.n_routed_experts, D);
+        f(p + "mlp.gate.weight", d.n_routed_experts, D, tensor_kind::router_gate);
         for (index_t e = 0; e < d.n_routed_experts; ++e)
           mlp(p + "mlp.experts." + std::to_string(e), d.moe_intermediate_size);
         if (d.n_shared_experts > 0)
@@ -515,6 +505,25 @@ class model {
         mlp(p + "mlp", d.intermediate_size);
       }
     }
+  }
+
+  // Writes random bf16 weights (normal, std 0.02 like the HF initialiser; norms = 1) for preset d.
+  static void write_random_checkpoint(const preset& d, const fs::path& path, std::uint64_t seed,
+                                      bool lm_head = true) {
+    io::safetensors_writer w;
+    std::mt19937_64 rng(seed);
+    std::normal_distribution<float> nd(0.0f, 0.02f);
+    for_each_checkpoint_tensor(d, lm_head, [&](const std::string& name, index_t r, index_t c, tensor_kind k) {
+      if (k == tensor_kind::norm) {
+        tensor<bf16, 1> t(std::array<index_t, 1>{r}, uninitialized);
+        t.fill(bf16(1.0f));
+        w.add(name, t);
+        return;
+      }
+      tensor<bf16, 2> t(std::array<index_t, 2>{r, c}, uninitialized);
+      for (index_t i = 0; i < t.size(); ++i) t.data()[i] = bf16(nd(rng));
+      w.add(name, t);
+    });
     w.write(path);
   }
 
