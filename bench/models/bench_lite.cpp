@@ -6,6 +6,7 @@
 //                                  to f32, scales checked for NaN/inf; counter rss_growth_MiB (resident
 //                                  memory the load adds: the mapping is read only where tokens touch it)
 //   lite_card/ttft_p64             time to first token: prefill of a 64-token prompt + argmax of its logits
+//   lite_card/ttft_p64_a8, <lite model>/decode_ctx64_a8: the same with int8 activations (W4A8 products)
 //   <model>/decode_ctx64           one decoded token (absorbed MLA over the latent cache, after a 64-token
 //                                  prompt; 32 tokens per run); counters ms_per_token, MB_per_token (weight
 //                                  bytes the token reads, from the model's in-memory formats), GB/s
@@ -154,15 +155,16 @@ const std::string& card_file() {
   } h;
   return h.path;
 }
-std::unique_ptr<dsk_v2::model> load_card() {
+using act = dsk::quant::activations;
+std::unique_ptr<dsk_v2::model> load_card(act a = act::f32) {
   return std::make_unique<dsk_v2::model>(
       dsk_v2::to_config(dsk_lite::to_v2_preset(dsk_lite::lite_card, false)),
       std::make_shared<const dsk::io::checkpoint>(card_file()), dsk_v2::weight_format::checkpoint,
-      dsk_v2::load_options{}, dsk_lite::structure_of(dsk_lite::lite_card));
+      dsk_v2::load_options{}, dsk_lite::structure_of(dsk_lite::lite_card, a));
 }
-const dsk_v2::model& card() {
-  static const auto m = load_card();
-  return *m;
+const dsk_v2::model& card(act a) {
+  static const auto f32 = load_card(act::f32), a8 = load_card(act::int8);
+  return a == act::int8 ? *a8 : *f32;
 }
 
 void card_load(benchmark::State& st) {
@@ -174,8 +176,8 @@ void card_load(benchmark::State& st) {
   }
 }
 
-void card_ttft(benchmark::State& st) {
-  const auto& m = card();
+void card_ttft(benchmark::State& st, act a) {
+  const auto& m = card(a);
   const index_t V = m.config().vocab_size;
   const auto p = prompt(V);
   dsk::tensor<float, 2> logits(std::array<index_t, 2>{1, V});
@@ -190,9 +192,10 @@ void card_ttft(benchmark::State& st) {
 }
 
 // The seed's ratios at equal logical parameter count.
-const dsk_v2::model& lite() {
-  static const auto m = std::make_unique<dsk_v2::model>(dsk_lite::random(lite_mid));
-  return *m;
+const dsk_v2::model& lite(act a) {
+  static const auto f32 = std::make_unique<dsk_v2::model>(dsk_lite::random(lite_mid, act::f32)),
+                    a8 = std::make_unique<dsk_v2::model>(dsk_lite::random(lite_mid, act::int8));
+  return a == act::int8 ? *a8 : *f32;
 }
 const dsk_v2::model& v2_bf16() {
   static const auto m = std::make_unique<dsk_v2::model>(
@@ -227,14 +230,21 @@ void register_all() {
   RegisterBenchmark(("roof/dram_read/t" + std::to_string(threads)).c_str(), dsk::bench::dram_read, threads)
       ->UseRealTime();
   RegisterBenchmark("lite_card/load", card_load)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(1);
-  RegisterBenchmark("lite_card/ttft_p64", card_ttft)->Unit(benchmark::kMillisecond)->UseRealTime();
+  for (const auto& [name, a] :
+       {std::pair{"lite_card/ttft_p64", act::f32}, std::pair{"lite_card/ttft_p64_a8", act::int8}})
+    RegisterBenchmark(name, card_ttft, a)->Unit(benchmark::kMillisecond)->UseRealTime();
   auto decode = [&](const char* name, auto&& fn) {
     RegisterBenchmark(name, fn)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(decode_tokens);
   };
   decode("lite_card/decode_ctx64",
-         [](benchmark::State& st) { v2_decode(st, card(), lite_decode_bytes(dsk_lite::lite_card)); });
+         [](benchmark::State& st) { v2_decode(st, card(act::f32), lite_decode_bytes(dsk_lite::lite_card)); });
+  decode("lite_card/decode_ctx64_a8", [](benchmark::State& st) {
+    v2_decode(st, card(act::int8), lite_decode_bytes(dsk_lite::lite_card));
+  });
   decode("lite_mid/decode_ctx64",
-         [](benchmark::State& st) { v2_decode(st, lite(), lite_decode_bytes(lite_mid)); });
+         [](benchmark::State& st) { v2_decode(st, lite(act::f32), lite_decode_bytes(lite_mid)); });
+  decode("lite_mid/decode_ctx64_a8",
+         [](benchmark::State& st) { v2_decode(st, lite(act::int8), lite_decode_bytes(lite_mid)); });
   decode("v2_bf16_mid/decode_ctx64",
          [](benchmark::State& st) { v2_decode(st, v2_bf16(), v2_decode_bytes(lite_mid)); });
   decode("v1_bf16_mid/decode_ctx64", v1_decode);

@@ -81,19 +81,22 @@ class loader {
 
   // A Lite int4 checkpoint (int4_layout.hpp): every 2-D weight X.weight but the router gates is stored as
   // X.qweight / X.scales in format f, and linear(), mlp() and int4_view() view them in the mapping, not
-  // converted (the format must be weight_format::checkpoint).
-  void set_int4_layout(quant::format f) {
+  // converted (the format must be weight_format::checkpoint). act: the products' activations (f32, or int8
+  // per token: the W4A8 products).
+  void set_int4_layout(quant::format f, quant::activations act = quant::activations::f32) {
     if (fmt_ != weight_format::checkpoint)
       fail(runner_, ": a Lite int4 checkpoint runs in its stored format; --weights must be checkpoint");
     int4_ = f;
+    act_ = act;
   }
+  quant::activations activations() const { return act_; }
   const std::optional<quant::format>& int4_layout() const { return int4_; }
 
   // A 2-D weight of exactly this shape, converted one tensor at a time (viewed in place in the int4 layout).
   nn::linear linear(const std::string& name, index_t out, index_t in) const {
     if (int4_)
       return with_int4_format(
-          *int4_, [&](auto k) { return nn::linear(int4_view<decltype(k)::value>(name, out, in)); });
+          *int4_, [&](auto k) { return nn::linear(int4_view<decltype(k)::value>(name, out, in), act_); });
     nn::linear l = convert(name, out, in);
     release(name);
     return l;
@@ -220,6 +223,7 @@ class loader {
   const io::checkpoint& ck_;
   weight_format fmt_;
   std::optional<quant::format> int4_;
+  quant::activations act_ = quant::activations::f32;
   load_options opts_;
   std::string runner_;
   mutable std::int64_t checked_bytes_ = 0;

@@ -11,6 +11,10 @@ int main(int argc, char** argv) {
           "dsk_lite: --weights: a Lite checkpoint runs in its stored int4 format; only 'checkpoint' is "
           "supported (dsk_v2 --weights int4 quantizes a float checkpoint on load instead)");
   };
+  std::string activations = "f32";
+  auto act = [&] {
+    return activations == "int8" ? dsk::quant::activations::int8 : dsk::quant::activations::f32;
+  };
   return dsk_v2::run_cli(
       argc, argv,
       {.name = "dsk_lite",
@@ -22,13 +26,22 @@ int main(int argc, char** argv) {
        .load =
            [&](const std::filesystem::path& dir, dsk_v2::weight_format fmt, dsk_v2::load_options opts) {
              checkpoint_only(fmt);
-             return dsk_lite::load(dir, opts);
+             return dsk_lite::load(dir, opts, act());
            },
        .random =
            [&](const std::string& preset, int layers, dsk_v2::weight_format fmt) {
              checkpoint_only(fmt);
              dsk_lite::preset p = preset == "lite_card" ? dsk_lite::lite_card : dsk_lite::tiny;
              if (layers > 0) p.num_hidden_layers = layers;  // logical layers: a multiple of share_repeats
-             return dsk_lite::random(p);
+             return dsk_lite::random(p, act());
+           },
+       .add_options =
+           [&](CLI::App& app) {
+             app.add_option(
+                    "--activations", activations,
+                    "activations of the int4 products: f32 (weight-only; the QAT-equivalent numerics) or "
+                    "int8 per token (W4A8: u8 x s8 multiply-adds, faster; logits change slightly)")
+                 ->capture_default_str()
+                 ->check(CLI::IsMember({"f32", "int8"}));
            }});
 }

@@ -54,8 +54,11 @@ inline lite_config read_config(const fs::path& dir) {
 }
 
 // Loads the Lite int4 checkpoint in dir (config.json + model.safetensors).
-inline dsk_v2::model load(const fs::path& dir, dsk_v2::load_options opts = {}) {
-  const lite_config c = read_config(dir);
+// act: the int4 products' activations (f32: weight-only; int8: W4A8).
+inline dsk_v2::model load(const fs::path& dir, dsk_v2::load_options opts = {},
+                          dsk::quant::activations act = dsk::quant::activations::f32) {
+  lite_config c = read_config(dir);
+  c.structure.activations = act;
   return dsk_v2::model(c.model, std::make_shared<const dsk::io::checkpoint>(dir),
                        dsk_v2::weight_format::checkpoint, opts, c.structure);
 }
@@ -151,8 +154,10 @@ inline void write_random_checkpoint(const preset& p, const fs::path& path, std::
 }
 
 // The model's structure for a preset.
-inline dsk_v2::structure structure_of(const preset& p) {
+inline dsk_v2::structure structure_of(const preset& p,
+                                      dsk::quant::activations act = dsk::quant::activations::f32) {
   dsk_v2::structure st;
+  st.activations = act;
   st.share_repeats = p.share_repeats;
   st.tied_head = true;
   st.int4_layout = dsk::quant::format{dsk::quant::qtype::int4, p.quant_group, dsk::quant::scale_type::f16,
@@ -162,12 +167,13 @@ inline dsk_v2::structure structure_of(const preset& p) {
 
 // Preset p on deterministic random int4 weights (write_random_checkpoint), loaded from a temporary file like
 // a checkpoint (the file is removed; the mapping keeps its pages).
-inline dsk_v2::model random(const preset& p, std::uint64_t seed = 20261203) {
+inline dsk_v2::model random(const preset& p, dsk::quant::activations act = dsk::quant::activations::f32,
+                            std::uint64_t seed = 20261203) {
   return dsk_v2::model(
       dsk_v2::to_config(to_v2_preset(p, false)),
       dsk_examples::temporary_checkpoint(
           "dsk_lite", seed, [&](const fs::path& path) { write_random_checkpoint(p, path, seed); }),
-      dsk_v2::weight_format::checkpoint, {}, structure_of(p));
+      dsk_v2::weight_format::checkpoint, {}, structure_of(p, act));
 }
 
 }  // namespace dsk_lite

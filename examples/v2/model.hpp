@@ -156,10 +156,11 @@ struct quant_expert_store {
 template <quant::format F>
 struct view_expert_store {
   std::vector<quant::qweight_view<F>> gate, up, down, s_gate, s_up, s_down;
-  moe::quantized_experts<F> routed() const { return {gate, up, down}; }
+  bool int8_activations = false;
+  moe::quantized_experts<F> routed() const { return {gate, up, down, int8_activations}; }
   std::optional<moe::quantized_experts<F>> shared() const {
     if (s_gate.empty()) return std::nullopt;
-    return moe::quantized_experts<F>(s_gate, s_up, s_down);
+    return moe::quantized_experts<F>(s_gate, s_up, s_down, int8_activations);
   }
   std::int64_t bytes() const {
     std::int64_t b = 0;
@@ -238,6 +239,7 @@ inline expert_store load_experts(const loader& ld, const std::string& prefix, in
     return dsk_examples::with_int4_format(*ld.int4_layout(), [&](auto k) -> expert_store {
       constexpr quant::format F = decltype(k)::value;
       view_expert_store<F> st;
+      st.int8_activations = ld.activations() == quant::activations::int8;
       for (index_t e = 0; e < E; ++e) {
         st.gate.push_back(ld.int4_view<F>(name(e, "gate_proj"), I, H));
         st.up.push_back(ld.int4_view<F>(name(e, "up_proj"), I, H));
@@ -304,6 +306,9 @@ struct structure {
   index_t share_repeats = 1;
   bool tied_head = false;  // lm_head is model.embed_tokens (no lm_head tensor)
   std::optional<quant::format> int4_layout;
+  // The int4 layout's products: f32 activations (weight-only), or int8 per token (W4A8: u8 x s8
+  // multiply-adds, faster; the activations' rounding changes the logits slightly).
+  quant::activations activations = quant::activations::f32;
 };
 
 class model {
@@ -327,7 +332,7 @@ class model {
     const index_t blocks = cfg_.num_hidden_layers / st_.share_repeats;
     check_layers(ck, blocks, st_.share_repeats);
     loader ld(ck, fmt, opts, "dsk_v2");
-    if (st_.int4_layout) ld.set_int4_layout(*st_.int4_layout);
+    if (st_.int4_layout) ld.set_int4_layout(*st_.int4_layout, st_.activations);
     const index_t D = cfg_.hidden_size, H = cfg_.num_attention_heads, V = cfg_.vocab_size;
     const index_t qk = cfg_.qk_head_dim(), R = cfg_.kv_lora_rank, Dr = cfg_.qk_rope_head_dim;
     const std::array<index_t, 2> emb_shape{V, D};
@@ -652,6 +657,9 @@ class model {
   void validate_config() const {
     const contract c{"dsk_v2::model"};
     const auto& k = cfg_;
+    c.require(st_.activations == quant::activations::f32 || st_.int4_layout.has_value(),
+              "structure.activations",
+              "f32 unless the weights are the int4 layout (int8 activations run the int4 products)", "int8");
     const index_t r = st_.share_repeats;
     c.require(r >= 1 && k.num_hidden_layers % r == 0, "share_repeats",
               "a positive divisor of num_hidden_layers = " + std::to_string(k.num_hidden_layers), r);

@@ -27,6 +27,7 @@ struct runner_spec {
   std::string preset_help;
   std::function<model(const std::filesystem::path& dir, weight_format, load_options)> load;
   std::function<model(const std::string& preset, int layers, weight_format)> random;
+  std::function<void(CLI::App&)> add_options;  // the runner's own options (optional)
 };
 
 inline int run_cli(int argc, char** argv, const runner_spec& spec) {
@@ -54,6 +55,7 @@ inline int run_cli(int argc, char** argv, const runner_spec& spec) {
       ->check(CLI::IsMember(spec.presets));
   app.add_option("--layers", layers, "without --model: override the preset's layer count (0: keep)")
       ->check(CLI::Range(0, 1024));
+  if (spec.add_options) spec.add_options(app);
   CLI11_PARSE(app, argc, argv);
 
   try {

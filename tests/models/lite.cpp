@@ -503,3 +503,40 @@ TEST_CASE("lite: the int4 model rejects malformed Lite checkpoints at load", "[m
              }),
              Catch::Contains("--weights must be checkpoint"));
 }
+
+// W4A8: the same int4 codes with activations quantized per token to int8 (the u8 x s8 products; each kernel
+// is checked bit for bit against its reference in tests/quant/matmul.cpp and tests/moe). At model level the
+// activations' rounding moves the logits a little, never grossly: uniform rounding noise of s / 2 (s = amax /
+// 127, amax ~ 4 standard deviations) is ~8e-5 of each product input's variance, and a token's path through
+// the 4 layers and the head crosses ~20 quantized products, so the NMSE of the logits against the
+// f32-activation model should be ~2e-3 at most (measured 4.9e-4); the bound is 5e-3 (an indexing or scale bug
+// gives ~1) and the difference must not be zero (the int8 path really runs). The structure refuses int8
+// activations without int4 weights.
+TEST_CASE("lite: W4A8 (int8 activations) stays close to the weight-only int4 model", "[models][lite]") {
+  const auto g = dsk::test::load_golden("lite_tiny", "golden_int4.json");
+  temp_dir dir("a8");
+  dsk_lite::convert(dsk::test::models_data("lite_tiny"), dir.p, {});
+  const auto f32 = dsk_lite::load(dir.p);
+  const auto a8 = dsk_lite::load(dir.p, {}, quant::activations::int8);
+  REQUIRE(a8.stored_structure().activations == quant::activations::int8);
+  const auto want = dsk::test::prefill_logits(f32, g.tokens);
+  for (const auto& got : {dsk::test::prefill_logits(a8, g.tokens), dsk::test::decode_logits(a8, g.tokens)}) {
+    double err = 0, ref = 0;
+    for (index_t i = 0; i < want.size(); ++i) {
+      err += std::pow(double(got.data()[i]) - want.data()[i], 2);
+      ref += std::pow(double(want.data()[i]), 2);
+    }
+    INFO("NMSE of the W4A8 logits against weight-only int4: " << err / ref);
+    CHECK(err / ref < 5e-3);
+    CHECK(err > 0);
+  }
+  dsk_v2::structure st;
+  st.activations = quant::activations::int8;
+  CHECK_THAT(dsk::test::error_of([&] {
+               (void)dsk_v2::model(
+                   dsk_v2::to_config(dsk_v2::tiny),
+                   std::make_shared<const io::checkpoint>(dsk::test::models_data("lite_greedy")),
+                   dsk_v2::weight_format::checkpoint, {}, st);
+             }),
+             Catch::Contains("structure.activations"));
+}
