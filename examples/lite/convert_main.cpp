@@ -40,6 +40,12 @@ int main(int argc, char** argv) {
         "is this figure for 4-bit codes without scales)\n",
         st.compression_vs_bf16(), 100.0 * (1.0 - 1.0 / st.compression_vs_bf16()), st.compression_vs_f32(),
         100.0 * (1.0 - 1.0 / st.compression_vs_f32()));
+    if (o.group == 32 || o.group == 64)
+      std::printf(
+          "note: dsk_lite runs groups 0 (per channel) and 128 (the compiled int4 formats); this file's group "
+          "%d "
+          "is valid Lite layout for other readers, but dsk_lite will refuse it\n",
+          o.group);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s\n", e.what());
     return 1;

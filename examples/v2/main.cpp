@@ -19,5 +19,6 @@ int main(int argc, char** argv) {
              dsk_v2::preset p = preset == "v2-lite" ? dsk_v2::v2_lite : dsk_v2::tiny;
              if (layers > 0) p.num_hidden_layers = layers;
              return dsk_v2::model::random(p, fmt);
-           }});
+           },
+       .add_options = {}});
 }
