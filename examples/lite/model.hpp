@@ -17,43 +17,13 @@
 #include <nlohmann/json.hpp>
 
 #include "../common/int4_layout.hpp"
+#include "config.hpp"
 #include "convert.hpp"
-#include "float_model.hpp"
 #include "presets.hpp"
 #include "v2/model.hpp"
 
 namespace dsk_lite {
 
-// config.json of a Lite checkpoint directory as the model's config and structure.
-struct lite_config {
-  dsk::io::v2_config model;
-  dsk_v2::structure structure;
-};
-
-inline lite_config read_config(const fs::path& dir) {
-  const fs::path file = dir / "config.json";
-  std::ifstream in(file);
-  if (!in) dsk::fail("dsk_lite: cannot read '", file.string(), "'");
-  nlohmann::json cfg = nlohmann::json::parse(in, nullptr, false);
-  if (cfg.is_discarded() || !cfg.is_object())
-    dsk::fail("dsk_lite: '", file.string(), "' is not a JSON object");
-  lite_config c;
-  c.structure.share_repeats = share_repeats(cfg, file);
-  c.structure.int4_layout = dsk_examples::parse_quantization(cfg, file.string());
-  const auto& tie =
-      cfg.contains("tie_word_embeddings") ? cfg.at("tie_word_embeddings") : nlohmann::json(false);
-  if (!tie.is_boolean())
-    dsk::fail("dsk_lite: '", file.string(), "': tie_word_embeddings must be true or false, got ", tie.dump());
-  c.structure.tied_head = tie.get<bool>();
-  // The V2 fields are checked by V2's parser; the Lite ones are this structure.
-  cfg.erase("tie_word_embeddings");
-  cfg.erase("share_repeats");
-  cfg.erase("quantization");
-  c.model = dsk::io::v2_config::parse(cfg.dump(), file.string());
-  return c;
-}
-
-// Loads the Lite int4 checkpoint in dir (config.json + model.safetensors).
 // act: the int4 products' activations (f32: weight-only; int8: W4A8).
 inline dsk_v2::model load(const fs::path& dir, dsk_v2::load_options opts = {},
                           dsk::quant::activations act = dsk::quant::activations::f32) {

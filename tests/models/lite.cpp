@@ -488,6 +488,8 @@ TEST_CASE("lite: the int4 model rejects malformed Lite checkpoints at load", "[m
     std::ofstream(d.p / "config.json") << cfg.dump();
     return dsk::test::error_of([&] { (void)dsk_lite::load(d.p); });
   };
+  CHECK_THAT(dsk::test::error_of([&] { (void)dsk_lite::load_float(good.p, dsk_v2::weight_format::f32); }),
+             Catch::Contains("\"quantization\" block") && Catch::Contains("dsk_lite::load"));
   CHECK_THAT(with_config("group32", [](auto& c) { c["quantization"]["group"] = 32; }),
              Catch::Contains("group 32") && Catch::Contains("compiled"));
   CHECK_THAT(with_config("noquant", [](auto& c) { c.erase("quantization"); }),
