@@ -7,6 +7,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 
 #include <nlohmann/json.hpp>
 
@@ -52,6 +53,14 @@ inline dsk::quant::format parse_quantization(const nlohmann::json& cfg, const st
          "64 or 128");
   return {quant::qtype::int4, g, quant::scale_type::f16,
           r == "full8" ? quant::int4_range::full8 : quant::int4_range::sym7};
+}
+
+// "X.weight" -> "X": the base of a weight's .qweight / .scales tensors in the Lite layout.
+inline std::string base_name(const std::string& name) {
+  constexpr std::string_view w = ".weight";
+  if (name.size() > w.size() && name.compare(name.size() - w.size(), w.size(), w) == 0)
+    return name.substr(0, name.size() - w.size());
+  return name;
 }
 
 // The int4 formats a Lite checkpoint's weights run in (each instantiates the MoE and linear products): f16

@@ -104,7 +104,7 @@ class loader {
   // The int4 layout's codes and scales of the weight X.weight [out, in] (its scales scanned for NaN / inf).
   template <quant::format F>
   quant::qweight_view<F> int4_view(const std::string& name, index_t out, index_t in) const {
-    const std::string base = strip_weight(name);
+    const std::string base = base_name(name);
     const auto v = int4_weight<F>(ck_, base, out, in);
     check_finite(base + ".scales");
     return v;
@@ -116,13 +116,6 @@ class loader {
     with_int4_format(
         *int4_, [&](auto k) { quant::dequantize(int4_view<decltype(k)::value>(name, out, in), t.view()); });
     return t;
-  }
-  // "X.weight" -> "X".
-  static std::string strip_weight(const std::string& name) {
-    constexpr std::string_view w = ".weight";
-    if (name.size() > w.size() && name.compare(name.size() - w.size(), w.size(), w) == 0)
-      return name.substr(0, name.size() - w.size());
-    return name;
   }
   tensor<float, 2> f32(const std::string& name, std::array<index_t, 2> shape) const {
     ck_.check_shape(name, shape);

@@ -19,6 +19,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "../common/int4_layout.hpp"
 #include "dsk/core.hpp"
 #include "dsk/io/io.hpp"
 #include "dsk/quant/quantize.hpp"
@@ -75,12 +76,7 @@ inline bool is_quantized_tensor(const std::string& name, std::size_t rank) {
       name.size() >= gate.size() && name.compare(name.size() - gate.size(), gate.size(), gate) == 0;
   return rank == 2 && !router;
 }
-inline std::string base_name(const std::string& name) {
-  constexpr std::string_view w = ".weight";
-  if (name.size() > w.size() && name.compare(name.size() - w.size(), w.size(), w) == 0)
-    return name.substr(0, name.size() - w.size());
-  return name;
-}
+using dsk_examples::base_name;
 
 namespace detail {
 template <quant::quantize_config C>
