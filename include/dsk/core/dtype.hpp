@@ -1,4 +1,5 @@
-// Storage types of dsk: bf16, f16 (IEEE binary16) and packed signed int4, plus the runtime dtype tag.
+// Storage types of dsk: bf16, f16 (IEEE binary16) and packed signed int4, plus the runtime dtype tag; FP8
+// (E4M3, E5M2) decoding.
 // Conversions from float round to nearest even and handle NaN, +-Inf, subnormals and overflow; conversions to
 // float are exact. Host and device code share these formats; checked in tests/core/dtype.cpp against
 // closed-form field decoding over all 65536 bit patterns.
@@ -91,6 +92,29 @@ struct f16 {
 };
 
 static_assert(sizeof(bf16) == 2 && sizeof(f16) == 2, "bf16 and f16 must be 2-byte storage types");
+
+// ---- FP8 (OCP 8-bit floating point), decoding only: checkpoints store it (DeepSeek-V3's e4m3 weights),
+// dsk computes in f32 / bf16. Both decode exactly into float.
+// E4M3 "fn": 1 sign, 4 exponent (bias 7), 3 mantissa bits; no infinities, S.1111.111 is NaN, max +-448,
+// subnormals m * 2^-9.
+constexpr float fp8_e4m3_to_float(std::uint8_t b) {
+  const std::uint32_t sign = static_cast<std::uint32_t>(b & 0x80u) << 24;
+  const std::uint32_t e = (b >> 3) & 0xfu, m = b & 0x7u;
+  if (e == 0xfu && m == 0x7u) return std::bit_cast<float>(sign | 0x7fc00000u);
+  if (e == 0)
+    return std::bit_cast<float>(sign | std::bit_cast<std::uint32_t>(static_cast<float>(m) * 0x1p-9f));
+  return std::bit_cast<float>(sign | ((e + 120u) << 23) | (m << 20));
+}
+// E5M2: 1 sign, 5 exponent (bias 15), 2 mantissa bits, IEEE-style: exponent 31 is Inf (m = 0) or NaN,
+// max +-57344, subnormals m * 2^-16. (The upper byte of an f16.)
+constexpr float fp8_e5m2_to_float(std::uint8_t b) {
+  return detail::f16_bits_to_float(static_cast<std::uint16_t>(static_cast<std::uint16_t>(b) << 8));
+}
+// Whether the byte is an FP8 NaN (E4M3: S.1111.111; E5M2: exponent 31, mantissa != 0).
+constexpr bool fp8_e4m3_is_nan(std::uint8_t b) { return (b & 0x7fu) == 0x7fu; }
+constexpr bool fp8_e5m2_is_nan(std::uint8_t b) { return (b & 0x7cu) == 0x7cu && (b & 0x3u) != 0; }
+// Whether the byte decodes to a NaN or an infinity.
+constexpr bool fp8_e5m2_is_nonfinite(std::uint8_t b) { return (b & 0x7cu) == 0x7cu; }
 
 // Two signed 4-bit integers in [-8, 7] in one byte (two's complement nibbles).
 // Nibble order: element 2i is the LOW nibble of byte i, element 2i+1 the HIGH nibble. A row with an odd

@@ -360,7 +360,9 @@ class tensor_source {
   packed_int4_view<const int4x2> int4_view(std::string_view name, index_t rows, index_t cols) const;
 
   // A copy as an owning tensor<T, R>. Float storage types (float, bf16, f16) convert from any of F32, F16,
-  // BF16, F64 (widening is exact; narrowing rounds to nearest even); other types must match the file's dtype.
+  // BF16, F64, F8_E4M3, F8_E5M2 (widening is exact; narrowing rounds to nearest even; FP8 codes are decoded
+  // without their block scales: io::read_fp8_block_scaled applies those); other types must match the file's
+  // dtype.
   // Alignment does not matter. Expected shape optional (empty: any).
   template <class T, std::size_t R>
   tensor<T, R> read(std::string_view name, std::span<const index_t> expected_shape = {}) const;
@@ -480,7 +482,8 @@ T load_element(const std::byte* p) {
   std::memcpy(&v, p, sizeof(T));
   return v;
 }
-// Element i of float-typed bytes as float (F64 narrows with rounding).
+// Element i of float-typed bytes as float (F64 narrows with rounding; FP8 is decoded without any scale:
+// block-scaled weights are read by io/fp8.hpp).
 inline float load_as_float(st_dtype d, const std::byte* base, std::size_t i) {
   switch (d) {
     case st_dtype::F32:
@@ -491,6 +494,10 @@ inline float load_as_float(st_dtype d, const std::byte* base, std::size_t i) {
       return static_cast<float>(bf16::from_bits(load_element<std::uint16_t>(base + 2 * i)));
     case st_dtype::F64:
       return static_cast<float>(load_element<double>(base + 8 * i));
+    case st_dtype::F8_E4M3:
+      return fp8_e4m3_to_float(static_cast<std::uint8_t>(base[i]));
+    case st_dtype::F8_E5M2:
+      return fp8_e5m2_to_float(static_cast<std::uint8_t>(base[i]));
     default:
       return 0;  // not reached: callers check the dtype
   }
@@ -511,7 +518,8 @@ tensor<T, R> tensor_source<Derived>::read(std::string_view name,
   tensor<T, R> out(e, uninitialized);
   const auto b = f->data_of(*t);
   const bool is_float_src = t->dtype == st_dtype::F32 || t->dtype == st_dtype::F16 ||
-                            t->dtype == st_dtype::BF16 || t->dtype == st_dtype::F64;
+                            t->dtype == st_dtype::BF16 || t->dtype == st_dtype::F64 ||
+                            t->dtype == st_dtype::F8_E4M3 || t->dtype == st_dtype::F8_E5M2;
   if (t->dtype == st_dtype_of<T>) {
     if (!b.empty()) std::memcpy(out.data(), b.data(), b.size());
   } else if constexpr (float_storage<T>) {
@@ -586,7 +594,8 @@ class checkpoint : public tensor_source<checkpoint> {
         std::error_code ec;
         if (!std::filesystem::exists(shard_path, ec))
           fail("dsk::io::checkpoint: '", label, "': shard '", detail::truncated(fname, 200), "' (of tensor '",
-               detail::truncated(tname, 200), "') ", ec ? "cannot be opened: " + ec.message() : "does not exist");
+               detail::truncated(tname, 200), "') ",
+               ec ? "cannot be opened: " + ec.message() : "does not exist");
         shards_.push_back(std::make_unique<safetensors_file>(shard_path));
       }
       if (!shards_[it->second]->contains(tname))
