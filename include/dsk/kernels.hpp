@@ -39,8 +39,8 @@
   EXT template void grouped_swiglu<host, BANK>(view<const float, 2>, const dispatch_handle&, const BANK&, \
                                                view<float, 2>, view<float, 2>)
 
-// The router over a router_config R (softmax scores; greedy or group-limited top-k), and the gate logits,
-// token dispatch and combine of moe::deepseek_moe (no config).
+// The router over a router_config R (softmax scores with greedy or group-limited top-k; V3's sigmoid scores
+// with noaux_tc), and the gate logits, token dispatch and combine of moe::deepseek_moe (no config).
 #define DSK_KERNELS_MOE_ROUTE(EXT, R)                                                          \
   EXT template void route<R, host>(view<const float, 2>, view<const float, 1>, view<float, 2>, \
                                    view<expert_id, 2>, view<float, 2>, const router_options&)
@@ -79,6 +79,7 @@ DSK_KERNELS_MOE(extern, quantized_experts<quant::int8_per_channel>);
 DSK_KERNELS_MOE(extern, quantized_experts<quant::int4_per_channel>);
 DSK_KERNELS_MOE_ROUTE(extern, router_config{});
 DSK_KERNELS_MOE_ROUTE(extern, router_config{.method = topk_method::group_limited_greedy});
+DSK_KERNELS_MOE_ROUTE(extern, deepseek_v3_router);
 DSK_KERNELS_MOE_TOKENS(extern);
 DSK_ISA_END
 }  // namespace dsk::moe

@@ -115,6 +115,12 @@ TEST_CASE("exec: route with simd::scalar gives the host bits", "[moe][exec]") {
                            {.n_group = 8, .topk_group = 3, .routed_scaling_factor = 16.0f}};
   constexpr router_case v3ish{{.score = scoring::sigmoid, .method = topk_method::group_limited_greedy},
                               {.n_group = 4, .topk_group = 2, .norm_topk_prob = true}};
+  constexpr router_case v3{{.score = scoring::sigmoid, .method = topk_method::noaux_tc},
+                           {.n_group = 4,
+                            .topk_group = 2,
+                            .norm_topk_prob = true,
+                            .routed_scaling_factor = 2.5f,
+                            .scale_normalised = true}};
   std::uint64_t seed = 100;
   for (index_t E : {1, 13, 64, 160})  // 13: a tail of 5 lanes in softmax / sigmoid
     for (index_t T : {0, 1, 7})
@@ -123,6 +129,7 @@ TEST_CASE("exec: route with simd::scalar gives the host bits", "[moe][exec]") {
         check_route_exec<sigmoid_scaled>(T, E, 1, ++seed, bias);
         if (E % 8 == 0) check_route_exec<v2>(T, E, 6, ++seed, bias);
         if (E % 4 == 0) check_route_exec<v3ish>(T, E, 4, ++seed, bias);
+        if (E % 8 == 0) check_route_exec<v3>(T, E, 6, ++seed, bias);
       }
   check_route_exec<v2>(1500, 64, 6, ++seed, true);  // > 1024 tokens: routing forks
 }

@@ -1,6 +1,6 @@
-// Tests of dsk/moe/router.hpp: hand-computed routing for both top-k methods (ties included), bias, k_active,
-// the random grid against the double reference, thread-count invariance, gate logits, the orthogonal
-// initialiser, the progressive-k schedule and rejected input.
+// Tests of dsk/moe/router.hpp: hand-computed routing for the three top-k methods (ties included), bias,
+// k_active, the random grid against the double reference, thread-count invariance, gate logits, the
+// orthogonal initialiser, the progressive-k schedule and rejected input.
 #include "dsk/moe/router.hpp"
 
 #include <catch2/catch.hpp>
@@ -33,6 +33,19 @@ constexpr router_case grouped_4_1{{.method = topk_method::group_limited_greedy},
                                   {.n_group = 4, .topk_group = 1}};
 constexpr router_case v2_grouped{{.method = topk_method::group_limited_greedy},
                                  {.n_group = 8, .topk_group = 3, .routed_scaling_factor = 16.0f}};
+// DeepSeek-V3: sigmoid scores, groups scored by their two best experts, normalised weights times the factor.
+constexpr router_case v3_noaux{{.score = scoring::sigmoid, .method = topk_method::noaux_tc},
+                               {.n_group = 8,
+                                .topk_group = 4,
+                                .norm_topk_prob = true,
+                                .routed_scaling_factor = 2.5f,
+                                .scale_normalised = true}};
+constexpr router_case noaux_2_1{{.score = scoring::sigmoid, .method = topk_method::noaux_tc},
+                                {.n_group = 2,
+                                 .topk_group = 1,
+                                 .norm_topk_prob = true,
+                                 .routed_scaling_factor = 2.5f,
+                                 .scale_normalised = true}};
 constexpr router_case grouped_sigmoid_norm{
     {.score = scoring::sigmoid, .method = topk_method::group_limited_greedy},
     {.n_group = 4, .topk_group = 2, .norm_topk_prob = true}};
@@ -62,12 +75,19 @@ tensor<float, 2> row(std::initializer_list<float> v) {
 }
 
 template <router_case C>
-void check_against_ref(index_t T, index_t E, index_t K, std::uint64_t seed) {
-  INFO("T=" << T << " E=" << E << " K=" << K);
+void check_against_ref(index_t T, index_t E, index_t K, std::uint64_t seed, bool with_bias = false) {
+  INFO("T=" << T << " E=" << E << " K=" << K << " bias " << with_bias);
   const auto logits = moe_test::separated_logits(T, E, seed);
-  const auto got = run<C>(logits, K);
+  // A bias of distinct multiples of 1/64 (exact in f32): it reorders the choice without creating ties.
+  tensor<float, 1> bias(with_bias ? E : 0);
+  std::vector<double> bias_d;
+  for (index_t e = 0; e < bias.extent(0); ++e) {
+    bias(e) = static_cast<float>((e * 37) % E - E / 2) / 64.0f;
+    bias_d.push_back(bias(e));
+  }
+  const auto got = run<C>(logits, K, -1, bias.cview());
   const auto s = ref::scores(ref::to_mat<float>(logits), C.cfg.score);
-  const auto want = ref::route(s, {}, C.cfg, C.opt, K, K);
+  const auto want = ref::route(s, bias_d, C.cfg, C.opt, K, K);
   for (index_t t = 0; t < T; ++t) {
     for (index_t e = 0; e < E; ++e) REQUIRE(got.scores(t, e) == Approx(s(t, e)).epsilon(kScoreTol));
     for (index_t k = 0; k < K; ++k) {
@@ -136,6 +156,47 @@ TEST_CASE("route: group_limited_greedy, hand computed", "[moe][router]") {
   CHECK(t.idx(0, 1) == 1);
 }
 
+TEST_CASE("route: noaux_tc (DeepSeek-V3) scores groups by their two best experts, hand computed",
+          "[moe][router]") {
+  // sigmoid(3) = 0.952574, sigmoid(2) = 0.880797, sigmoid(-3) = 0.047426. Group 0 = {0.95, 0.05, 0.05, 0.05}
+  // (max 0.95, top-2 sum 1.0), group 1 = {0.88, 0.88, 0.05, 0.05} (max 0.88, top-2 sum 1.76): V3's rule keeps
+  // group 1 (experts 4, 5), V2's max rule would keep group 0 (experts 0, then 1 of the tied 0.05s).
+  const auto logits = row({3.0f, -3.0f, -3.0f, -3.0f, 2.0f, 2.0f, -3.0f, -3.0f});
+  auto v3 = run<noaux_2_1>(logits, 2);
+  CHECK(v3.idx(0, 0) == 4);
+  CHECK(v3.idx(0, 1) == 5);
+  // Normalised (0.5 each), then times routed_scaling_factor 2.5 (V3 scales normalised weights too).
+  CHECK(v3.w(0, 0) == Approx(1.25).epsilon(kScoreTol));
+  CHECK(v3.w(0, 1) == Approx(1.25).epsilon(kScoreTol));
+  constexpr router_case v2_rule{{.score = scoring::sigmoid, .method = topk_method::group_limited_greedy},
+                                noaux_2_1.opt};
+  auto v2 = run<v2_rule>(logits, 2);
+  CHECK(v2.idx(0, 0) == 0);
+  CHECK(v2.idx(0, 1) == 1);
+  // Without scale_normalised (V2's rule) the normalised weights are not scaled: 0.5 each.
+  constexpr router_case v2_weights{
+      noaux_2_1.cfg, {.n_group = 2, .topk_group = 1, .norm_topk_prob = true, .routed_scaling_factor = 2.5f}};
+  CHECK(run<v2_weights>(logits, 2).w(0, 0) == Approx(0.5).epsilon(kScoreTol));
+
+  // The correction bias moves the group choice and the expert choice but not the weights: +1 on expert 2
+  // makes group 0's top-2 sum 0.95 + 1.05 = 2.0 > 1.76, so experts 2 (1.05) and 0 (0.95) are chosen, with
+  // weights from the unbiased 0.047 and 0.953 (normalised to sum 1, times 2.5).
+  tensor<float, 1> bias(8);
+  bias(2) = 1.0f;
+  auto b = run<noaux_2_1>(logits, 2, -1, bias.cview());
+  CHECK(b.idx(0, 0) == 2);
+  CHECK(b.idx(0, 1) == 0);
+  const double s3 = 1 / (1 + std::exp(-3.0)), sm3 = 1 / (1 + std::exp(3.0));
+  CHECK(b.w(0, 0) == Approx(2.5 * sm3 / (s3 + sm3)).epsilon(kScoreTol));
+  CHECK(b.w(0, 1) == Approx(2.5 * s3 / (s3 + sm3)).epsilon(kScoreTol));
+
+  // Tied group scores: the lower group wins; tied experts: the lower index.
+  auto t = run<noaux_2_1>(row({1.0f, 1.0f, 0.0f, 0.0f, 1.0f, 1.0f, 0.0f, 0.0f}), 3);
+  CHECK(t.idx(0, 0) == 0);
+  CHECK(t.idx(0, 1) == 1);
+  CHECK(t.idx(0, 2) == 2);
+}
+
 TEST_CASE("route: the bias steers selection only", "[moe][router]") {
   const auto logits = row({0.0f, std::log(2.0f), std::log(3.0f), 0.0f});
   tensor<float, 1> bias(4);
@@ -179,7 +240,12 @@ TEST_CASE("route: random grid against the double reference", "[moe][router]") {
         check_against_ref<v2_grouped>(T, E, K, ++seed);
         check_against_ref<grouped_sigmoid_norm>(T, E, K, ++seed);
       }
+  for (index_t E : {64, 256})  // V3: 256 experts in 8 groups, 4 kept, K = 8
+    for (index_t K : {1, 2, 8})
+      for (index_t T : {1, 7, 300})
+        for (bool bias : {false, true}) check_against_ref<v3_noaux>(T, E, K, ++seed, bias);
   check_against_ref<grouped_4_2>(33, 8, 4, ++seed);  // K = all experts of the kept groups
+  check_against_ref<noaux_2_1>(33, 8, 4, ++seed, true);
 }
 
 TEST_CASE("route: identical results with 1 and 2 threads", "[moe][router]") {
@@ -281,6 +347,8 @@ TEST_CASE("route: bad input is rejected with a clear error", "[moe][router]") {
   tensor<float, 2> w5(3, 5);
   CHECK_THROWS_WITH(route<grouped_4_2.cfg>(logits, scores, idx5, w5, grouped_4_2.opt),
                     Catch::Contains("topk_group"));
+  CHECK_THROWS_WITH(route<v3_noaux.cfg>(logits, scores, idx2, w2, v3_noaux.opt),  // 8 experts in 8 groups
+                    Catch::Contains("noaux_tc scores a group by its two best experts: E / n_group >= 2"));
   tensor<float, 2> x(3, 16), gw(8, 15), l(3, 8);
   CHECK_THROWS_WITH(gate_logits(x, gw, l), Catch::Contains("'w'"));
   // Router options are runtime values: checked at run time, the message names the field.

@@ -4,7 +4,9 @@
 // tests/moe. It shares no code with the optimized path beyond the tensor types and the config structs.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <vector>
 
@@ -65,8 +67,9 @@ struct routing {
   std::vector<std::vector<double>> w;  // [T][K]
 };
 
-// Top-k by repeated arg-max (first index wins ties) of scores + bias; group_limited_greedy masks all experts
-// of the groups outside the topk_group best (per-group max, first group wins ties). bias may be empty.
+// Top-k by repeated arg-max (first index wins ties) of scores + bias; group_limited_greedy / noaux_tc mask
+// all experts of the groups outside the topk_group best (group score: the max / the sum of the two largest,
+// by sorting the group; first group wins ties). bias may be empty.
 inline routing route(const mat& s, const std::vector<double>& bias, const router_config& cfg,
                      const router_options& opt, index_t K, index_t k_active) {
   const index_t T = s.rows, E = s.cols;
@@ -77,10 +80,14 @@ inline routing route(const mat& s, const std::vector<double>& bias, const router
     std::vector<double> sel(static_cast<std::size_t>(E));
     for (index_t e = 0; e < E; ++e) sel[e] = s(t, e) + (bias.empty() ? 0.0 : bias[e]);
     std::vector<bool> allowed(static_cast<std::size_t>(E), true);
-    if (cfg.method == topk_method::group_limited_greedy) {
+    if (cfg.method != topk_method::greedy) {
       const index_t G = opt.n_group, gs = E / G;
-      std::vector<double> gscore(static_cast<std::size_t>(G), -std::numeric_limits<double>::infinity());
-      for (index_t e = 0; e < E; ++e) gscore[e / gs] = std::max(gscore[e / gs], sel[e]);
+      std::vector<double> gscore(static_cast<std::size_t>(G));
+      for (index_t g = 0; g < G; ++g) {
+        std::vector<double> v(sel.begin() + g * gs, sel.begin() + (g + 1) * gs);
+        std::sort(v.begin(), v.end(), std::greater<>());
+        gscore[g] = cfg.method == topk_method::noaux_tc ? v[0] + v[1] : v[0];
+      }
       std::vector<bool> keep(static_cast<std::size_t>(G), false);
       for (int n = 0; n < opt.topk_group; ++n) {
         index_t best = -1;
@@ -100,10 +107,11 @@ inline routing route(const mat& s, const std::vector<double>& bias, const router
       r.w[t][j] = s(t, best);
       sum += s(t, best);
     }
+    const double scale = static_cast<double>(opt.routed_scaling_factor);
     for (index_t j = 0; j < k_active; ++j)
       r.w[t][j] = (opt.norm_topk_prob && k_active > 1)
-                      ? r.w[t][j] / (sum + 1e-20)
-                      : r.w[t][j] * static_cast<double>(opt.routed_scaling_factor);
+                      ? r.w[t][j] / (sum + 1e-20) * (opt.scale_normalised ? scale : 1.0)
+                      : r.w[t][j] * scale;
   }
   return r;
 }

@@ -25,7 +25,10 @@ namespace dsk::moe {
 using expert_id = std::int32_t;
 
 enum class scoring : std::uint8_t { softmax, sigmoid };
-enum class topk_method : std::uint8_t { greedy, group_limited_greedy };
+// greedy: top-k of all experts. group_limited_greedy (DeepSeek-V2): keep the topk_group groups with the best
+// per-group maximum, then top-k among their experts. noaux_tc (DeepSeek-V3, "no auxiliary loss, top-k
+// choice"): the same with the group score = the sum of the group's two best selection scores (scores + bias).
+enum class topk_method : std::uint8_t { greedy, group_limited_greedy, noaux_tc };
 
 // Compile-time router configuration: only the choices that change the generated code (the scoring function
 // and the top-k method). The number of experts E and the number of slots K come from the shapes of the
@@ -37,15 +40,20 @@ struct router_config {
   friend constexpr bool operator==(const router_config&, const router_config&) = default;
 };
 
+// DeepSeek-V3's router (also R1, Moonlight, Kimi K2): sigmoid scores, noaux_tc selection.
+inline constexpr router_config deepseek_v3_router{.score = scoring::sigmoid, .method = topk_method::noaux_tc};
+
 // Runtime router hyperparameters (DeepSeek-V2 config.json names). They size loops and scale weights, so they
 // are plain values: n_group / topk_group only bound the group loops, which run over runtime-sized buffers.
 struct router_options {
   int n_group = 1;     // group_limited_greedy: experts form n_group contiguous groups of E / n_group
   int topk_group = 1;  // group_limited_greedy: groups kept per token
   // DeepSeek-V2 modeling code: if K > 1 and norm_topk_prob, w /= (sum w + 1e-20); otherwise w *=
-  // routed_scaling_factor.
+  // routed_scaling_factor. scale_normalised (DeepSeek-V3's code): the normalised weights are multiplied by
+  // routed_scaling_factor too.
   bool norm_topk_prob = false;
   float routed_scaling_factor = 1.0f;
+  bool scale_normalised = false;
   // In [1, K]: route to the first k_active slots only (progressive activation, topk_schedule); -1 = all K.
   index_t k_active = -1;
 };
@@ -79,7 +87,9 @@ DSK_ISA_BEGIN
 // "softmax/greedy" style names, for dsk::dispatch's unsupported-choice message (found by ADL).
 inline std::string to_string(const router_config& c) {
   return std::string(c.score == scoring::softmax ? "softmax" : "sigmoid") + "/" +
-         (c.method == topk_method::greedy ? "greedy" : "group_limited_greedy");
+         (c.method == topk_method::greedy                 ? "greedy"
+          : c.method == topk_method::group_limited_greedy ? "group_limited_greedy"
+                                                          : "noaux_tc");
 }
 
 // logits[T, E] = x[T, H] * w[E, H]^T in fp32 (the gate is a bias-free linear layer kept in fp32); dsk::gemm
@@ -110,11 +120,13 @@ void gate_logits(view<const float, 2> x, view<const float, 2> w, view<float, 2> 
 // Routes T tokens to K of E experts (DeepSeek-V2 MoEGate, arXiv 2405.04434 and modeling_deepseek.py):
 //   scores[T, E]   = softmax(logits) or sigmoid(logits) (fp32)
 //   selection      = top-K of scores + bias (bias [E] or empty: auxiliary-loss-free balancing, DeepSeek-V3;
-//                    it steers the choice only); group_limited_greedy first keeps the opt.topk_group groups
-//                    (of opt.n_group) with the highest per-group max and drops the others.
-//   topk_idx[T, K] = chosen experts, best first; ties go to the lower expert (and group) index.
+//                    it steers the choice only); group_limited_greedy and noaux_tc first keep the
+//                    opt.topk_group groups (of opt.n_group) with the highest group score (the group's max
+//                    selection score, resp. the sum of its two highest: DeepSeek-V3) and drop the others.
+//   topk_idx[T, K] = chosen experts, best first; ties go to the lower expert (and group) index (torch.topk
+//                    leaves the order of ties unspecified; the published models' float scores rarely tie).
 //   topk_w[T, K]   = unbiased scores of the chosen experts, normalised (opt.norm_topk_prob, k > 1) or times
-//                    opt.routed_scaling_factor: the weights combine uses as they are.
+//                    opt.routed_scaling_factor (both with opt.scale_normalised): the weights combine uses.
 // opt.k_active in [1, K] (default K) routes to the first k_active slots only (progressive activation); the
 // other slots are written -1 / 0. Logits and bias must be finite. scores may be exactly logits (in place);
 // no other output may overlap an input or another output (checked).
@@ -152,14 +164,21 @@ void route(view<const float, 2> logits, view<const float, 1> bias, view<float, 2
       .disjoint("topk_w", topk_w, "topk_idx", topk_idx);
   const index_t k_active = opt.k_active < 0 ? K : opt.k_active;
   c.in_range<index_t>("k_active", k_active, 1, K);
-  const int n_group = C.method == topk_method::group_limited_greedy ? opt.n_group : 1;
-  const int topk_group = C.method == topk_method::group_limited_greedy ? opt.topk_group : 1;
+  constexpr bool grouped = C.method != topk_method::greedy;
+  const int n_group = grouped ? opt.n_group : 1;
+  const int topk_group = grouped ? opt.topk_group : 1;
   index_t group_size = E;
-  if constexpr (C.method == topk_method::group_limited_greedy) {
+  if constexpr (grouped) {
     c.require(E % n_group == 0, "logits", dsk::detail::concat("E divisible by n_group = ", n_group), E);
     group_size = E / n_group;
     c.require(k_active <= topk_group * group_size, "topk_idx",
               dsk::detail::concat("k <= topk_group * E / n_group = ", topk_group * group_size), k_active);
+    if constexpr (C.method == topk_method::noaux_tc)
+      c.require(
+          group_size >= 2, "logits",
+          dsk::detail::concat(
+              "noaux_tc scores a group by its two best experts: E / n_group >= 2 (n_group = ", n_group, ")"),
+          E);
   }
   detail::require_finite_rows(c, "logits", logits);
   for (index_t e = 0; e < bias.extent(0); ++e)
@@ -167,6 +186,7 @@ void route(view<const float, 2> logits, view<const float, 1> bias, view<float, 2
       c.require(false, "bias", "finite values", dsk::detail::concat("a non-finite value at ", e));
 
   const bool normalise = opt.norm_topk_prob && k_active > 1;
+  const float scale_after = opt.scale_normalised ? opt.routed_scaling_factor : 1.0f;
   // About a microsecond per token and 64 experts: fork only when each thread gets ~64K scores to route.
   parallel_for_chunks(0, T, std::max<index_t>(1, (index_t{1} << 16) / E), [&](index_t lo, index_t hi) {
     std::vector<float> sel(static_cast<std::size_t>(E));
@@ -184,9 +204,20 @@ void route(view<const float, 2> logits, view<const float, 1> bias, view<float, 2
       auto better = [&](expert_id a, expert_id b) { return sel[a] > sel[b] || (sel[a] == sel[b] && a < b); };
       index_t candidates = E;
       std::iota(order.begin(), order.end(), expert_id{0});
-      if constexpr (C.method == topk_method::group_limited_greedy) {
+      if constexpr (grouped) {
         for (int g = 0; g < n_group; ++g) {
-          gmax[g] = *std::max_element(sel.begin() + g * group_size, sel.begin() + (g + 1) * group_size);
+          const auto first = sel.begin() + g * group_size, last = first + group_size;
+          if constexpr (C.method == topk_method::noaux_tc) {  // the two highest, in order: a fixed sum
+            float a = -INFINITY, b = -INFINITY;
+            for (auto it = first; it != last; ++it)
+              if (*it > a)
+                b = a, a = *it;
+              else if (*it > b)
+                b = *it;
+            gmax[g] = a + b;
+          } else {
+            gmax[g] = *std::max_element(first, last);
+          }
         }
         std::iota(gorder.begin(), gorder.end(), 0);
         std::partial_sort(gorder.begin(), gorder.begin() + topk_group, gorder.end(),
@@ -199,10 +230,13 @@ void route(view<const float, 2> logits, view<const float, 1> bias, view<float, 2
       std::partial_sort(order.begin(), order.begin() + k_active, order.begin() + candidates, better);
       float sum = 0.0f;
       for (index_t j = 0; j < k_active; ++j) sum += s[order[j]];
-      const float factor = normalise ? 1.0f / (sum + 1e-20f) : opt.routed_scaling_factor;
+      // Divide, then scale, in torch's order (w / (sum + 1e-20) * factor).
+      const float denom = sum + 1e-20f;
       for (index_t j = 0; j < K; ++j) {
         topk_idx(t, j) = j < k_active ? order[j] : expert_id{-1};
-        topk_w(t, j) = j < k_active ? s[order[j]] * factor : 0.0f;
+        topk_w(t, j) = j >= k_active ? 0.0f
+                       : normalise   ? s[order[j]] / denom * scale_after
+                                     : s[order[j]] * opt.routed_scaling_factor;
       }
     }
   });
