@@ -97,6 +97,77 @@ TEST_CASE("config: DeepSeek-V2's config.json (q_lora_rank, group-limited routing
   CHECK(std::abs(c.softmax_scale() - 0.11472139) < kScaleTol);
 }
 
+TEST_CASE("config: DeepSeek-V3's config.json (noaux_tc, sigmoid, FP8 quantization_config, MTP layer)",
+          "[io][config]") {
+  const v2_config c = v2_config::load(io_data("config_v3.json"));
+  CHECK(c.model_type == dsk::io::model_type::deepseek_v3);
+  CHECK(c.hidden_size == 7168);
+  CHECK(c.num_hidden_layers == 61);
+  CHECK(c.n_routed_experts == 256);
+  CHECK(c.num_experts_per_tok == 8);
+  CHECK(c.topk_method == topk_method::noaux_tc);
+  CHECK(c.scoring_func == dsk::io::scoring_func::sigmoid);
+  CHECK(c.n_group == 8);
+  CHECK(c.topk_group == 4);
+  CHECK(c.norm_topk_prob);
+  CHECK(c.routed_scaling_factor == 2.5);
+  CHECK(c.scale_normalised_weights());
+  CHECK(c.first_k_dense_replace == 3);
+  CHECK(c.num_nextn_predict_layers == 1);
+  REQUIRE(c.quantization.has_value());
+  CHECK(!c.quantization->e5m2);
+  CHECK(c.quantization->block == dsk::io::fp8_block_size{128, 128});
+  CHECK(c.vocab_size == 129280);
+  // mscale = mscale_all_dim = 1: 192^-0.5 * (0.1 * ln 40 + 1)^2.
+  const double m = 0.1 * std::log(40.0) + 1.0;
+  CHECK(std::abs(c.softmax_scale() - m * m / std::sqrt(192.0)) < 1e-12);
+  // V2 configs keep V2's rules.
+  const v2_config v2 = v2_config::load(io_data("config_v2.json"));
+  CHECK(v2.model_type == dsk::io::model_type::deepseek_v2);
+  CHECK(v2.scoring_func == dsk::io::scoring_func::softmax);
+  CHECK(!v2.scale_normalised_weights());
+  CHECK(!v2.quantization);
+  CHECK(v2.num_nextn_predict_layers == 0);
+}
+
+TEST_CASE("config: V3-family errors name the field", "[io][config]") {
+  const auto v3 = [] {
+    return dsk::io::parse_json(dsk::io::read_text_file(io_data("config_v3.json"), "config"), "v3");
+  };
+  const std::pair<std::function<void(nlohmann::json&)>, const char*> cases[] = {
+      {[](auto& j) { j["topk_method"] = "group_limited_greedy"; },
+       "field 'topk_method': unsupported value 'group_limited_greedy' for model_type deepseek_v3 (expected "
+       "'noaux_tc')"},
+      {[](auto& j) { j["scoring_func"] = "softmax"; }, "DeepSeek-V3 uses 'sigmoid'"},
+      {[](auto& j) { j["moe_layer_freq"] = 2; },
+       "field 'moe_layer_freq': expected 1 for model_type deepseek_v3"},
+      {[](auto& j) { j["n_group"] = 256, j["topk_group"] = 128; },
+       "noaux_tc scores a group by its two best experts"},
+      {[](auto& j) { j["quantization_config"]["quant_method"] = "gptq"; },
+       "field 'quantization_config.quant_method': unsupported quantization 'gptq'"},
+      {[](auto& j) { j["quantization_config"]["fmt"] = "e3m4"; }, "expected 'e4m3' or 'e5m2', got 'e3m4'"},
+      {[](auto& j) { j["quantization_config"]["weight_block_size"] = {128}; }, "expected [rows, columns]"},
+      {[](auto& j) {
+         j["quantization_config"]["weight_block_size"] = {0, 128};
+       },
+       "expected an integer >= 1"},
+      {[](auto& j) { j["quantization_config"].erase("weight_block_size"); }, "names its block shape"},
+      {[](auto& j) { j["quantization_config"]["activation_scheme"] = "static"; },
+       "unsupported value 'static'"},
+      {[](auto& j) { j["num_nextn_predict_layers"] = -1; }, "field 'num_nextn_predict_layers'"},
+      {[](auto& j) { j["model_type"] = "deepseek_v4"; }, "expected \"deepseek_v2\" or \"deepseek_v3\""},
+  };
+  for (const auto& [edit, message] : cases) {
+    auto j = v3();
+    edit(j);
+    INFO(j.dump());
+    CHECK_THAT(error_of(j), Catch::Contains(message));
+  }
+  auto j = lite_json();
+  j["topk_method"] = "noaux_tc";
+  CHECK_THAT(error_of(j), Catch::Contains("'noaux_tc' is DeepSeek-V3's"));
+}
+
 TEST_CASE("config: transformers v5 rope_parameters, the 'gready' spelling, eos lists", "[io][config]") {
   const v2_config c = v2_config::load(io_data("config_v2_lite_rope_parameters.json"));
   CHECK(c.topk_method == topk_method::greedy);
@@ -163,8 +234,10 @@ TEST_CASE("config: missing, mistyped, unknown or inconsistent fields are clear e
        "field 'num_experts_per_tok': expected <= n_routed_experts (64)"},
       {"sigmoid scoring", [](auto& j) { j["scoring_func"] = "sigmoid"; },
        "field 'scoring_func': unsupported value"},
-      {"other model", [](auto& j) { j["model_type"] = "deepseek_v3"; },
-       "field 'model_type': expected \"deepseek_v2\", got \"deepseek_v3\""},
+      {"other model", [](auto& j) { j["model_type"] = "llama"; },
+       "field 'model_type': expected \"deepseek_v2\" or \"deepseek_v3\", got \"llama\""},
+      {"a V2 config labelled V3", [](auto& j) { j["model_type"] = "deepseek_v3"; },
+       "field 'topk_method': unsupported value 'greedy' for model_type deepseek_v3"},
       {"gelu", [](auto& j) { j["hidden_act"] = "gelu"; },
        "field 'hidden_act': unsupported activation 'gelu'"},
       {"tied embeddings", [](auto& j) { j["tie_word_embeddings"] = true; }, "field 'tie_word_embeddings'"},

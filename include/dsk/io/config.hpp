@@ -1,7 +1,9 @@
-// config.json of DeepSeek-V2 and V2-Lite (Hugging Face format, DeepSeek's remote code or transformers):
-// parsed into v2_config with every field the model needs checked for presence, type, range and consistency.
-// Accepts rope_scaling and transformers v5's rope_parameters, and topk_method "greedy" and its historical
-// spelling "gready". Host only; checked in tests/io/config.cpp against the published V2 and V2-Lite configs.
+// config.json of DeepSeek-V2 / V2-Lite and of the DeepSeek-V3 family (model_type deepseek_v3: V3, R1,
+// Moonlight; Hugging Face format, DeepSeek's remote code or transformers): parsed into v2_config with every
+// field the model needs checked for presence, type, range and consistency. Accepts rope_scaling and
+// transformers v5's rope_parameters, topk_method "greedy" and its historical spelling "gready", V3's
+// "noaux_tc" with sigmoid scores, and V3's FP8 quantization_config. Host only; checked in
+// tests/io/config.cpp against the published V2, V2-Lite and V3 configs.
 #pragma once
 
 #include <algorithm>
@@ -9,6 +11,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <iterator>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -17,16 +20,33 @@
 
 #include "dsk/core/config.hpp"
 #include "dsk/core/error.hpp"
+#include "dsk/io/fp8.hpp"
 #include "dsk/io/mapped_file.hpp"
 #include "dsk/kernels/config.hpp"
 
 namespace dsk::io {
 DSK_ISA_BEGIN  // compiled with the TU's -march: ISA-specific names (tests/isa)
 
-// How routed experts are picked from the softmax scores (DeepSeekMoE).
+// The architecture generation: deepseek_v2 (V2, V2-Lite) or deepseek_v3 (V3, R1, Moonlight: sigmoid
+// scores with a correction bias, noaux_tc routing, normalised weights times routed_scaling_factor).
+enum class model_type : std::uint8_t { deepseek_v2, deepseek_v3 };
+
+// How routed experts are picked from the scores (DeepSeekMoE).
 enum class topk_method : std::uint8_t {
   greedy,                // top-k of all scores
   group_limited_greedy,  // keep the topk_group groups with the best max score, then top-k among them
+  noaux_tc,              // V3: groups scored by the sum of their two best biased scores, then top-k
+};
+// Expert scores from the gate logits: softmax (V2) or sigmoid (V3).
+enum class scoring_func : std::uint8_t { softmax, sigmoid };
+
+// quantization_config of an FP8 checkpoint (DeepSeek-V3: {"quant_method": "fp8", "fmt": "e4m3",
+// "weight_block_size": [128, 128], "activation_scheme": "dynamic"}): the weights are FP8 codes with one
+// inverse scale per block (io/fp8.hpp). dsk dequantizes them on load and computes in f32 / bf16, so the
+// activation scheme does not apply.
+struct fp8_quantization {
+  bool e5m2 = false;  // fmt: e4m3 (default) or e5m2
+  fp8_block_size block{};
 };
 
 // YaRN context extension (Peng et al. 2023, arXiv 2309.00071) as DeepSeek-V2 configures it. enabled = false:
@@ -42,6 +62,7 @@ struct yarn_config {
 };
 
 struct v2_config {
+  io::model_type model_type = io::model_type::deepseek_v2;
   index_t vocab_size = 0;
   index_t hidden_size = 0;
   index_t intermediate_size = 0;      // dense MLP width
@@ -59,6 +80,7 @@ struct v2_config {
   index_t n_shared_experts = 0;
   index_t num_experts_per_tok = 0;
   io::topk_method topk_method = io::topk_method::greedy;
+  io::scoring_func scoring_func = io::scoring_func::softmax;
   index_t n_group = 1;
   index_t topk_group = 1;
   double routed_scaling_factor = 1.0;
@@ -67,6 +89,10 @@ struct v2_config {
   index_t moe_layer_freq = 1;
   double aux_loss_alpha = 0.001;  // training only
   bool seq_aux = true;            // training only
+  // V3's multi-token-prediction modules, stored as layers num_hidden_layers .. + n - 1: dsk predicts the
+  // next token only and skips them on load.
+  index_t num_nextn_predict_layers = 0;
+  std::optional<fp8_quantization> quantization;  // FP8 block-scaled weights
   // Norms, positions, tokens
   double rms_norm_eps = 1e-6;
   double rope_theta = 10000.0;
@@ -77,6 +103,8 @@ struct v2_config {
   std::string torch_dtype;             // as written ("bfloat16"), empty when absent
 
   index_t qk_head_dim() const { return qk_nope_head_dim + qk_rope_head_dim; }
+  // DeepSeek-V3's weight rule: routed_scaling_factor multiplies the normalised top-k weights too.
+  bool scale_normalised_weights() const { return model_type == io::model_type::deepseek_v3; }
   // Layer i uses DeepSeekMoE (else the dense SwiGLU MLP of width intermediate_size).
   bool is_moe_layer(index_t i) const {
     return n_routed_experts > 0 && i >= first_k_dense_replace && i % moe_layer_freq == 0;
@@ -249,6 +277,32 @@ inline yarn_config parse_rope(const nlohmann::json& r, std::string_view source, 
   return y;
 }
 
+inline fp8_quantization parse_fp8(const nlohmann::json& q, std::string_view source) {
+  const config_reader c(q, source, "quantization_config.");
+  if (!q.is_object())
+    c.error_general("field 'quantization_config' must be an object or null, got ", json_snippet(q));
+  const std::string method = c.string_or("quant_method", "");
+  if (method != "fp8")
+    c.error("quant_method", "unsupported quantization '", method,
+            "' (dsk reads FP8 block-scaled checkpoints, quant_method 'fp8'; convert others to bf16)");
+  fp8_quantization f;
+  const std::string fmt = c.string_or("fmt", "e4m3");
+  if (fmt != "e4m3" && fmt != "e5m2") c.error("fmt", "expected 'e4m3' or 'e5m2', got '", fmt, "'");
+  f.e5m2 = fmt == "e5m2";
+  if (const auto* b = c.get("weight_block_size")) {
+    if (!b->is_array() || b->size() != 2)
+      c.error("weight_block_size", "expected [rows, columns], got ", json_snippet(*b));
+    f.block.rows = c.to_int("weight_block_size", (*b)[0], 1, index_t{1} << 16);
+    f.block.cols = c.to_int("weight_block_size", (*b)[1], 1, index_t{1} << 16);
+  } else {
+    c.error("weight_block_size", "missing: an FP8 block-scaled checkpoint names its block shape");
+  }
+  if (const auto a = c.string_or("activation_scheme", "dynamic"); a != "dynamic")
+    c.error("activation_scheme", "unsupported value '", a,
+            "' (dsk computes activations in f32 and reads 'dynamic' checkpoints, which carry no input scales)");
+  return f;
+}
+
 }  // namespace detail
 
 #if DSK_KERNELS_DEFINE(IO)  // compiled mode: defined once in dsk::kernels (src/kernels/io.cpp)
@@ -257,17 +311,24 @@ DSK_KERNEL_INLINE v2_config v2_config::parse(std::string_view json_text, std::st
   const config_reader c(j, source);
   if (!j.is_object()) c.error_general("expected a JSON object, got ", j.type_name());
 
-  if (const auto* mt = c.get("model_type"); mt && c.to_string("model_type", *mt) != "deepseek_v2")
-    c.error("model_type", "expected \"deepseek_v2\", got ", detail::json_snippet(*mt),
-            " (dsk::io::v2_config reads DeepSeek-V2 configs)");
-  if (const auto act = c.string_or("hidden_act", "silu"); act != "silu")
-    c.error("hidden_act", "unsupported activation '", act, "' (DeepSeek-V2 uses 'silu')");
-  if (c.bool_or("attention_bias", false))
-    c.error("attention_bias", "unsupported: DeepSeek-V2 projections have no bias");
-  if (c.bool_or("tie_word_embeddings", false))
-    c.error("tie_word_embeddings", "unsupported: DeepSeek-V2 has a separate lm_head");
-
   v2_config k;
+  if (const auto* mt = c.get("model_type")) {
+    const std::string t = c.to_string("model_type", *mt);
+    if (t == "deepseek_v3")
+      k.model_type = model_type::deepseek_v3;
+    else if (t != "deepseek_v2")
+      c.error("model_type", "expected \"deepseek_v2\" or \"deepseek_v3\", got ", detail::json_snippet(*mt),
+              " (dsk::io::v2_config reads DeepSeek-V2 and V3-family configs)");
+  }
+  const bool v3 = k.model_type == model_type::deepseek_v3;
+  const char* const family = v3 ? "DeepSeek-V3" : "DeepSeek-V2";
+  if (const auto act = c.string_or("hidden_act", "silu"); act != "silu")
+    c.error("hidden_act", "unsupported activation '", act, "' (", family, " uses 'silu')");
+  if (c.bool_or("attention_bias", false))
+    c.error("attention_bias", "unsupported: ", family, " projections have no bias");
+  if (c.bool_or("tie_word_embeddings", false))
+    c.error("tie_word_embeddings", "unsupported: ", family, " has a separate lm_head");
+
   using L = config_limits;
   k.vocab_size = c.required_int("vocab_size", 1, L::vocab_size);
   k.hidden_size = c.required_int("hidden_size", 1, L::hidden_size);
@@ -299,14 +360,20 @@ DSK_KERNEL_INLINE v2_config v2_config::parse(std::string_view json_text, std::st
     k.n_shared_experts = c.int_or("n_shared_experts", 0, 0, L::experts);
     const auto& tm = c.require("topk_method");
     const std::string method = c.to_string("topk_method", tm);
-    if (method == "greedy" || method == "gready")
+    if (v3) {  // DeepSeek-V3's modeling code implements noaux_tc only
+      if (method != "noaux_tc")
+        c.error("topk_method", "unsupported value '", method, "' for model_type deepseek_v3 (expected 'noaux_tc')");
+      k.topk_method = topk_method::noaux_tc;
+    } else if (method == "greedy" || method == "gready") {
       k.topk_method = topk_method::greedy;
-    else if (method == "group_limited_greedy")
+    } else if (method == "group_limited_greedy") {
       k.topk_method = topk_method::group_limited_greedy;
-    else
+    } else {
       c.error("topk_method", "unsupported value '", method,
-              "' (supported: 'greedy' (also spelled 'gready'), 'group_limited_greedy')");
-    if (k.topk_method == topk_method::group_limited_greedy) {
+              "' for model_type deepseek_v2 (supported: 'greedy' (also spelled 'gready'), "
+              "'group_limited_greedy'; 'noaux_tc' is DeepSeek-V3's)");
+    }
+    if (k.topk_method != topk_method::greedy) {
       k.n_group = c.required_int("n_group", 1, L::experts);
       k.topk_group = c.required_int("topk_group", 1, L::experts);
     } else {
@@ -317,19 +384,27 @@ DSK_KERNEL_INLINE v2_config v2_config::parse(std::string_view json_text, std::st
       c.error("n_group", "must divide n_routed_experts (", k.n_routed_experts, "), got ", k.n_group);
     if (k.topk_group > k.n_group)
       c.error("topk_group", "expected <= n_group (", k.n_group, "), got ", k.topk_group);
-    if (k.topk_method == topk_method::group_limited_greedy &&
+    if (k.topk_method != topk_method::greedy &&
         k.num_experts_per_tok > k.topk_group * (k.n_routed_experts / k.n_group))
       c.error("num_experts_per_tok", "group-limited routing keeps topk_group * n_routed_experts / n_group = ",
               k.topk_group * (k.n_routed_experts / k.n_group), " experts, fewer than ",
               k.num_experts_per_tok);
-    if (const auto sf = c.string_or("scoring_func", "softmax"); sf != "softmax")
-      c.error("scoring_func", "unsupported value '", sf, "' (DeepSeek-V2 uses 'softmax')");
+    if (k.topk_method == topk_method::noaux_tc && k.n_routed_experts / k.n_group < 2)
+      c.error("n_group", "noaux_tc scores a group by its two best experts: n_routed_experts / n_group must be >= 2, got ",
+              k.n_routed_experts, " / ", k.n_group);
+    const std::string expected_sf = v3 ? "sigmoid" : "softmax";
+    if (const auto sf = c.string_or("scoring_func", expected_sf); sf != expected_sf)
+      c.error("scoring_func", "unsupported value '", sf, "' (", family, " uses '", expected_sf, "')");
+    k.scoring_func = v3 ? scoring_func::sigmoid : scoring_func::softmax;
     k.routed_scaling_factor = c.double_or("routed_scaling_factor", 1.0);
     if (!(k.routed_scaling_factor > 0))
       c.error("routed_scaling_factor", "expected > 0, got ", k.routed_scaling_factor);
     k.norm_topk_prob = c.bool_or("norm_topk_prob", false);
     k.first_k_dense_replace = c.int_or("first_k_dense_replace", 0, 0, L::num_hidden_layers);
     k.moe_layer_freq = c.int_or("moe_layer_freq", 1, 1, L::num_hidden_layers);
+    if (v3 && k.moe_layer_freq != 1)  // V3's code makes every layer from first_k_dense_replace on MoE
+      c.error("moe_layer_freq", "expected 1 for model_type deepseek_v3 (its modeling code ignores it), got ",
+              k.moe_layer_freq);
     k.aux_loss_alpha = c.double_or("aux_loss_alpha", 0.001);
     k.seq_aux = c.bool_or("seq_aux", true);
   }
@@ -370,6 +445,8 @@ DSK_KERNEL_INLINE v2_config v2_config::parse(std::string_view json_text, std::st
     }
   }
   k.torch_dtype = c.string_or("torch_dtype", c.string_or("dtype", ""));
+  k.num_nextn_predict_layers = c.int_or("num_nextn_predict_layers", 0, 0, 64);
+  if (const auto* q = c.get("quantization_config")) k.quantization = detail::parse_fp8(*q, source);
   return k;
 }
 
