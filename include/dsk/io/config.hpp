@@ -184,7 +184,8 @@ class config_reader {
   index_t to_int(std::string_view key, const nlohmann::json& v, index_t lo, index_t hi) const {
     if (!v.is_number_integer()) error(key, "expected an integer, got ", detail::json_snippet(v));
     if (v.is_number_unsigned() && v.get<std::uint64_t>() > static_cast<std::uint64_t>(hi))
-      error(key, "expected an integer <= ", hi, " (dsk's limit for this field), got ", v.get<std::uint64_t>());
+      error(key, "expected an integer <= ", hi, " (dsk's limit for this field), got ",
+            v.get<std::uint64_t>());
     const index_t x = v.get<index_t>();
     if (x < lo) error(key, "expected an integer >= ", lo, ", got ", x);
     if (x > hi) error(key, "expected an integer <= ", hi, " (dsk's limit for this field), got ", x);
@@ -298,8 +299,9 @@ inline fp8_quantization parse_fp8(const nlohmann::json& q, std::string_view sour
     c.error("weight_block_size", "missing: an FP8 block-scaled checkpoint names its block shape");
   }
   if (const auto a = c.string_or("activation_scheme", "dynamic"); a != "dynamic")
-    c.error("activation_scheme", "unsupported value '", a,
-            "' (dsk computes activations in f32 and reads 'dynamic' checkpoints, which carry no input scales)");
+    c.error(
+        "activation_scheme", "unsupported value '", a,
+        "' (dsk computes activations in f32 and reads 'dynamic' checkpoints, which carry no input scales)");
   return f;
 }
 
@@ -362,7 +364,8 @@ DSK_KERNEL_INLINE v2_config v2_config::parse(std::string_view json_text, std::st
     const std::string method = c.to_string("topk_method", tm);
     if (v3) {  // DeepSeek-V3's modeling code implements noaux_tc only
       if (method != "noaux_tc")
-        c.error("topk_method", "unsupported value '", method, "' for model_type deepseek_v3 (expected 'noaux_tc')");
+        c.error("topk_method", "unsupported value '", method,
+                "' for model_type deepseek_v3 (expected 'noaux_tc')");
       k.topk_method = topk_method::noaux_tc;
     } else if (method == "greedy" || method == "gready") {
       k.topk_method = topk_method::greedy;
@@ -390,8 +393,10 @@ DSK_KERNEL_INLINE v2_config v2_config::parse(std::string_view json_text, std::st
               k.topk_group * (k.n_routed_experts / k.n_group), " experts, fewer than ",
               k.num_experts_per_tok);
     if (k.topk_method == topk_method::noaux_tc && k.n_routed_experts / k.n_group < 2)
-      c.error("n_group", "noaux_tc scores a group by its two best experts: n_routed_experts / n_group must be >= 2, got ",
-              k.n_routed_experts, " / ", k.n_group);
+      c.error(
+          "n_group",
+          "noaux_tc scores a group by its two best experts: n_routed_experts / n_group must be >= 2, got ",
+          k.n_routed_experts, " / ", k.n_group);
     const std::string expected_sf = v3 ? "sigmoid" : "softmax";
     if (const auto sf = c.string_or("scoring_func", expected_sf); sf != expected_sf)
       c.error("scoring_func", "unsupported value '", sf, "' (", family, " uses '", expected_sf, "')");
