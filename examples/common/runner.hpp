@@ -92,6 +92,25 @@ class loader {
   quant::activations activations() const { return act_; }
   const std::optional<quant::format>& int4_layout() const { return int4_; }
 
+  // An FP8 block-scaled checkpoint (config.json's quantization_config, DeepSeek-V3): weights stored as
+  // F8_E4M3 / F8_E5M2 with X.weight_scale_inv are dequantized on load, one tensor at a time, to fp8_dtype().
+  void set_fp8_blocks(io::fp8_block_size b) { fp8_ = b; }
+  bool is_fp8(const std::string& name) const { return io::is_fp8(ck_.info(name).dtype); }
+  // What an FP8 weight becomes: f32 for --weights f32 and for int8 / int4 (quantized from the exact
+  // dequantization), else bf16 (the dtype the V3 models were trained in; half the memory of f32).
+  bool fp8_as_f32() const {
+    return fmt_ == weight_format::f32 || fmt_ == weight_format::int8 || fmt_ == weight_format::int4;
+  }
+  // A 2-D weight [shape] as T, one tensor at a time: FP8 dequantized by its blocks, other dtypes converted.
+  template <float_storage T>
+  tensor<T, 2> dense(const std::string& name, std::array<index_t, 2> shape) const {
+    ck_.check_shape(name, shape);
+    check_finite(name);
+    tensor<T, 2> t = is_fp8(name) ? fp8<T>(name, shape) : ck_.read<T, 2>(name, shape);
+    release(name);
+    return t;
+  }
+
   // A 2-D weight of exactly this shape, converted one tensor at a time (viewed in place in the int4 layout).
   nn::linear linear(const std::string& name, index_t out, index_t in) const {
     if (int4_)
@@ -118,11 +137,7 @@ class loader {
     return t;
   }
   tensor<float, 2> f32(const std::string& name, std::array<index_t, 2> shape) const {
-    ck_.check_shape(name, shape);
-    check_finite(name);
-    auto t = ck_.read<float, 2>(name, shape);
-    release(name);
-    return t;
+    return dense<float>(name, shape);
   }
   tensor<float, 1> vec(const std::string& name, index_t n) const {
     const std::array<index_t, 1> shape{n};
@@ -135,8 +150,9 @@ class loader {
   weight_format format() const { return fmt_; }
 
   // Throws dsk::error naming the tensor, its file and the first element that is NaN or infinite (F32, BF16,
-  // F16 and F64 tensors; other dtypes hold no such values). Call after the shape check, before the tensor
-  // is used. Adds the tensor's bytes to checked_bytes().
+  // F16 and F64 tensors; integer dtypes hold no such values, and FP8 codes are checked as they are
+  // dequantized). Call after the shape check, before the tensor is used. Adds the tensor's bytes to
+  // checked_bytes().
   void check_finite(const std::string& name) const {
     if (!opts_.check_finite) return;
     const io::tensor_info& t = ck_.info(name);
@@ -202,12 +218,27 @@ class loader {
   void release(const std::string& name) const { ck_.release(name); }
 
  private:
+  template <float_storage T>
+  tensor<T, 2> fp8(const std::string& name, std::array<index_t, 2> shape) const {
+    if (!fp8_)
+      fail(runner_, "::model: tensor '", name, "' in '", ck_.label(), "' is ", io::name(ck_.info(name).dtype),
+           " but config.json has no quantization_config (an FP8 checkpoint names its weight_block_size "
+           "there)");
+    const std::string scales = io::fp8_scale_name(name);
+    auto t = io::read_fp8_block_scaled<T>(ck_, name, shape, *fp8_, scales);
+    release(scales);
+    return t;
+  }
+
   nn::linear convert(const std::string& name, index_t out, index_t in) const {
     const std::array<index_t, 2> shape{out, in};
     ck_.check_shape(name, shape);
     check_finite(name);
     const io::st_dtype dt = ck_.info(name).dtype;
     const auto f = to_linear_format(fmt_);
+    if (io::is_fp8(dt))
+      return fp8_as_f32() ? nn::linear(fp8<float>(name, shape).cview(), f)
+                          : nn::linear(fp8<bf16>(name, shape).cview(), f);
     if (dt == io::st_dtype::BF16) return nn::linear(ck_.view<bf16, 2>(name, shape), f);
     if (dt == io::st_dtype::F16) return nn::linear(ck_.view<f16, 2>(name, shape), f);
     return nn::linear(ck_.read<float, 2>(name, shape).cview(), f);
@@ -217,6 +248,7 @@ class loader {
   weight_format fmt_;
   std::optional<quant::format> int4_;
   quant::activations act_ = quant::activations::f32;
+  std::optional<io::fp8_block_size> fp8_;
   load_options opts_;
   std::string runner_;
   mutable std::int64_t checked_bytes_ = 0;
@@ -235,6 +267,13 @@ inline nn::swiglu_mlp load_mlp(const loader& ld, const std::string& prefix, inde
   for (const auto* n : {&g, &u, &d}) {
     ck.check_shape(*n, n == &d ? dn : gu);
     ld.check_finite(*n);
+  }
+  if (ld.is_fp8(g) || ld.is_fp8(u) || ld.is_fp8(d)) {  // dequantized, then packed
+    auto make = [&]<class T>(std::type_identity<T>) {
+      return nn::swiglu_mlp(ld.dense<T>(g, gu).cview(), ld.dense<T>(u, gu).cview(),
+                            ld.dense<T>(d, dn).cview(), f);
+    };
+    return ld.fp8_as_f32() ? make(std::type_identity<float>{}) : make(std::type_identity<bf16>{});
   }
   const bool bf = ck.info(g).dtype == io::st_dtype::BF16 && ck.info(u).dtype == io::st_dtype::BF16 &&
                   ck.info(d).dtype == io::st_dtype::BF16;

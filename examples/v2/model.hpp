@@ -180,7 +180,9 @@ inline expert_store load_experts(const loader& ld, const std::string& prefix, in
                                  index_t shared_inter) {
   const auto& ck = ld.checkpoint();
   const std::string first = prefix + "experts.0.gate_proj.weight";
-  const bool bf = ck.contains(first) && ck.info(first).dtype == io::st_dtype::BF16;
+  // FP8 experts (V3) become bf16 unless f32 is asked for (the loader's fp8_as_f32 rule).
+  const bool bf =
+      ck.contains(first) && (ck.info(first).dtype == io::st_dtype::BF16 || io::is_fp8(ck.info(first).dtype));
   const auto fmt = ld.format();
   auto name = [&](index_t e, const char* which) {
     return e < 0 ? prefix + "shared_experts." + which + ".weight"
@@ -197,8 +199,7 @@ inline expert_store load_experts(const loader& ld, const std::string& prefix, in
         ld.release(n);
         return ck.view<W, 2>(n, shape);
       }
-      st.owned.push_back(ck.read<W, 2>(n, shape));
-      ld.release(n);
+      st.owned.push_back(ld.dense<W>(n, shape));
       return st.owned.back().cview();
     };
     st.owned.reserve(static_cast<std::size_t>(3 * (E + 1)));  // views into owned stay valid
@@ -220,9 +221,9 @@ inline expert_store load_experts(const loader& ld, const std::string& prefix, in
       const std::array<index_t, 2> shape{r, c};
       ck.check_shape(n, shape);
       ld.check_finite(n);
-      auto w = ck.info(n).dtype == io::st_dtype::BF16
-                   ? quant::quantize<C>(ck.view<bf16, 2>(n, shape))
-                   : quant::quantize<C>(ck.read<float, 2>(n, shape).cview());
+      if (ck.info(n).dtype != io::st_dtype::BF16)
+        return quant::quantize<C>(ld.dense<float>(n, shape).cview());
+      auto w = quant::quantize<C>(ck.view<bf16, 2>(n, shape));
       ld.release(n);
       return w;
     };
@@ -319,6 +320,10 @@ class model {
     return model(cfg, std::make_shared<const io::checkpoint>(dir), fmt, opts);
   }
 
+  // The eps of q_a_layernorm and kv_a_layernorm: DeepSeek's modeling code (V2 and V3) and transformers build
+  // them with RMSNorm's default 1e-6, not config.rms_norm_eps (which the other norms use).
+  static constexpr float latent_norm_eps = 1e-6f;
+
   // The model keeps the checkpoint mapped: bf16 experts are viewed in place in it (no copy). Before
   // anything is allocated the checkpoint must hold tensors of exactly the layers 0 .. num_hidden_layers - 1
   // (check_layers); every tensor is shape-checked, then (opts.check_finite) scanned for NaN / infinity,
@@ -330,9 +335,10 @@ class model {
     const io::checkpoint& ck = *ck_;
     validate_config();
     const index_t blocks = cfg_.num_hidden_layers / st_.share_repeats;
-    check_layers(ck, blocks, st_.share_repeats);
+    skipped_layers_ = check_layers(ck, blocks, st_.share_repeats, cfg_.num_nextn_predict_layers);
     loader ld(ck, fmt, opts, "dsk_v2");
     if (st_.int4_layout) ld.set_int4_layout(*st_.int4_layout, st_.activations);
+    if (cfg_.quantization) ld.set_fp8_blocks(cfg_.quantization->block);
     const index_t D = cfg_.hidden_size, H = cfg_.num_attention_heads, V = cfg_.vocab_size;
     const index_t qk = cfg_.qk_head_dim(), R = cfg_.kv_lora_rank, Dr = cfg_.qk_rope_head_dim;
     const std::array<index_t, 2> emb_shape{V, D};
@@ -381,6 +387,11 @@ class model {
         const std::array<index_t, 2> shape{H * (cfg_.qk_nope_head_dim + cfg_.v_head_dim), R};
         if (st_.int4_layout) {
           L.kv_b = ld.dense_f32(n, shape[0], shape[1]);
+        } else if (ck.contains(n) && ld.is_fp8(n)) {
+          if (fmt == weight_format::f32)
+            L.kv_b = ld.dense<float>(n, shape);
+          else
+            L.kv_b = ld.dense<bf16>(n, shape);
         } else {
           ck.check_shape(n, shape);
           ld.check_finite(n);
@@ -396,6 +407,9 @@ class model {
         const index_t E = cfg_.n_routed_experts;
         L.moe = true;
         L.gate = ld.f32(p + "mlp.gate.weight", {E, D});
+        // V3's selection-only correction bias (noaux_tc): required there, absent in V2.
+        if (cfg_.topk_method == io::topk_method::noaux_tc)
+          L.score_bias = ld.vec(p + "mlp.gate.e_score_correction_bias", E);
         L.experts = load_experts(ld, p + "mlp.", E, D, cfg_.moe_intermediate_size,
                                  cfg_.moe_intermediate_size * cfg_.n_shared_experts);
       } else {
@@ -411,11 +425,13 @@ class model {
   // N < num_layers, none for N >= num_layers (a config with fewer layers than the checkpoint would run a
   // truncated model without a word; with more it would allocate every layer before the first missing tensor
   // is noticed). One pass over the tensor names, before anything is allocated. (DeepSeek-V3's multi-token
-  // prediction layers, model.layers.<num_hidden_layers>.*, would be rejected too; V2 has none.)
+  // prediction layers, model.layers.<num_hidden_layers>.*, are allowed when config.json declares them in
+  // num_nextn_predict_layers = extra_layers: they are skipped, and returned.)
   // With sharing (share_repeats r > 1) num_layers is the number of stored blocks, num_hidden_layers / r.
-  static void check_layers(const io::checkpoint& ck, index_t num_layers, index_t share_repeats = 1) {
+  static index_t check_layers(const io::checkpoint& ck, index_t num_layers, index_t share_repeats = 1,
+                              index_t extra_layers = 0) {
     constexpr std::string_view prefix = "model.layers.";
-    std::set<index_t> present;
+    std::set<index_t> present, skipped;
     std::string beyond, beyond_digits;  // a tensor of the first layer >= num_layers, and its layer number
     index_t beyond_index = -1;
     for (const auto& n : ck.names()) {
@@ -427,6 +443,10 @@ class model {
       if (p == first || p == last || *p != '.') continue;  // not model.layers.<N>.<...>
       if (ec == std::errc::result_out_of_range) i = std::numeric_limits<index_t>::max();
       if (i < 0) continue;
+      if (i >= num_layers && i < num_layers + extra_layers) {
+        skipped.insert(i);
+        continue;
+      }
       if (i >= num_layers) {
         if (beyond.empty() || i < beyond_index)
           beyond = n, beyond_index = i, beyond_digits = std::string(first, p);
@@ -443,6 +463,7 @@ class model {
     if (!beyond.empty())
       fail("dsk_v2::model: checkpoint '", ck.label(), "' holds tensors of layer ", beyond_digits, " (e.g. '",
            beyond, "'), beyond ", cfg_says,
+           extra_layers > 0 ? " + num_nextn_predict_layers = " + std::to_string(extra_layers) : std::string(),
            ": the config does not describe this checkpoint (set "
            "num_hidden_layers to the checkpoint's layer count)");
     if (static_cast<index_t>(present.size()) < num_layers) {
@@ -455,7 +476,11 @@ class model {
            " (model.layers.", missing, ".*) but ", cfg_says, " (the checkpoint holds ", present.size(),
            " layers): the config does not describe this checkpoint");
     }
+    return static_cast<index_t>(skipped.size());
   }
+
+  // The multi-token-prediction layers (num_nextn_predict_layers) the checkpoint holds and load skipped.
+  index_t skipped_mtp_layers() const { return skipped_layers_; }
 
   // Bytes of checkpoint tensors scanned for NaN / infinity while loading (0 with check_finite = false).
   std::int64_t checked_bytes() const { return checked_bytes_; }
@@ -649,8 +674,9 @@ class model {
     nn::linear kv_a, o;
     std::variant<tensor<float, 2>, tensor<bf16, 2>> kv_b;  // [H * (nope + v), kv_lora_rank]
     bool moe = false;
-    nn::swiglu_mlp mlp;     // dense layers
-    tensor<float, 2> gate;  // [E, hidden], f32 (router logits in fp32)
+    nn::swiglu_mlp mlp;           // dense layers
+    tensor<float, 2> gate;        // [E, hidden], f32 (router logits in fp32)
+    tensor<float, 1> score_bias;  // [E] V3's e_score_correction_bias (selection only), empty for V2
     expert_store experts;
   };
 
@@ -676,7 +702,7 @@ class model {
     if (k.n_routed_experts > 0) {
       c.require(k.num_experts_per_tok >= 1 && k.num_experts_per_tok <= k.n_routed_experts,
                 "num_experts_per_tok", "in [1, n_routed_experts]", k.num_experts_per_tok);
-      if (k.topk_method == io::topk_method::group_limited_greedy) {
+      if (k.topk_method != io::topk_method::greedy) {
         c.require(k.n_routed_experts % k.n_group == 0, "n_group", "a divisor of n_routed_experts", k.n_group);
         c.require(k.num_experts_per_tok <= k.topk_group * (k.n_routed_experts / k.n_group),
                   "num_experts_per_tok", "<= topk_group * n_routed_experts / n_group", k.num_experts_per_tok);
@@ -728,7 +754,7 @@ class model {
       }
       {
         auto tm = timed(profile::norm);
-        nn::rmsnorm(qa.cview(), L.q_a_norm.cview(), eps, qa.view());
+        nn::rmsnorm(qa.cview(), L.q_a_norm.cview(), latent_norm_eps, qa.view());
       }
       auto tm = timed(profile::linear);
       L.q_b->forward(qa.cview(), q.view());
@@ -746,7 +772,7 @@ class model {
     const view<float, 2> k_pe(ckv.data() + R, dims<2>(T, Dr), {Dc, 1});
     {
       auto tm = timed(profile::norm);
-      nn::rmsnorm(view<const float, 2>(latent), L.kv_a_norm.cview(), eps, latent);
+      nn::rmsnorm(view<const float, 2>(latent), L.kv_a_norm.cview(), latent_norm_eps, latent);
     }
     const view<float, 3> q_nope(q.data(), dims<3>(T, H, Dn), {H * qk, qk, 1});
     const view<float, 3> q_pe(q.data() + Dn, dims<3>(T, H, Dr), {H * qk, qk, 1});
@@ -801,32 +827,39 @@ class model {
   // y = sum_k w_k Expert_{idx_k}(x) + Shared(x) (DeepSeekMoE) by moe::deepseek_moe: gate, route, dispatch
   // (rows grouped per expert), grouped SwiGLU of the routed experts and the shared expert, combine.
   void moe_forward(index_t li, const layer& L, view<const float, 2> x, view<float, 2> y) const {
-    const bool grouped = cfg_.topk_method == io::topk_method::group_limited_greedy;
-    const moe::router_config rc{.method = grouped ? moe::topk_method::group_limited_greedy
-                                                  : moe::topk_method::greedy};
+    const bool grouped = cfg_.topk_method != io::topk_method::greedy;
+    const moe::router_config rc{
+        .score =
+            cfg_.scoring_func == io::scoring_func::sigmoid ? moe::scoring::sigmoid : moe::scoring::softmax,
+        .method = cfg_.topk_method == io::topk_method::noaux_tc ? moe::topk_method::noaux_tc
+                  : cfg_.topk_method == io::topk_method::group_limited_greedy
+                      ? moe::topk_method::group_limited_greedy
+                      : moe::topk_method::greedy};
     const moe::moe_options mo{
         .route = {.n_group = grouped ? static_cast<int>(cfg_.n_group) : 1,
                   .topk_group = grouped ? static_cast<int>(cfg_.topk_group) : 1,
                   .norm_topk_prob = cfg_.norm_topk_prob,
-                  .routed_scaling_factor = static_cast<float>(cfg_.routed_scaling_factor)}};
-    dsk::dispatch<moe::router_config{}, moe::router_config{.method = moe::topk_method::group_limited_greedy}>(
-        "dsk_v2: topk_method", rc, [&](auto c) {
-          std::visit(
-              [&](const auto& st) {
-                using bank = decltype(st.routed());
-                const moe::deepseek_moe<decltype(c)::value, bank> m(L.gate.cview(), st.routed(), st.shared(),
-                                                                    cfg_.num_experts_per_tok, mo);
-                {
-                  profile::timer tm{&prof_, profile::router};
-                  m.route(x, ws_);
-                }
-                profile::timer tm{&prof_, profile::experts};
-                m.dispatch(x, ws_);
-                m.experts(x, ws_);
-                m.combine(ws_, y);
-              },
-              L.experts);
-        });
+                  .routed_scaling_factor = static_cast<float>(cfg_.routed_scaling_factor),
+                  .scale_normalised = cfg_.scale_normalised_weights()}};
+    // V2's two methods (softmax) and V3's (sigmoid, noaux_tc): the configs io::v2_config accepts.
+    dsk::dispatch<moe::router_config{}, moe::router_config{.method = moe::topk_method::group_limited_greedy},
+                  moe::deepseek_v3_router>("dsk_v2: topk_method", rc, [&](auto c) {
+      std::visit(
+          [&](const auto& st) {
+            using bank = decltype(st.routed());
+            const moe::deepseek_moe<decltype(c)::value, bank> m(
+                L.gate.cview(), st.routed(), st.shared(), cfg_.num_experts_per_tok, mo, L.score_bias.cview());
+            {
+              profile::timer tm{&prof_, profile::router};
+              m.route(x, ws_);
+            }
+            profile::timer tm{&prof_, profile::experts};
+            m.dispatch(x, ws_);
+            m.experts(x, ws_);
+            m.combine(ws_, y);
+          },
+          L.experts);
+    });
     auto& load = prof_.expert_tokens[static_cast<std::size_t>(li)];
     for (index_t t = 0; t < ws_.topk_idx.extent(0); ++t)
       for (index_t k = 0; k < ws_.topk_idx.extent(1); ++k)
@@ -875,6 +908,7 @@ class model {
   mutable profile prof_;
   mutable moe::moe_workspace ws_;  // reused by every MoE layer and call
   std::int64_t checked_bytes_ = 0;
+  index_t skipped_layers_ = 0;
 };
 
 inline std::vector<std::int32_t> builtin_prompt(index_t vocab_size) {

@@ -121,6 +121,17 @@ inline int run_cli(int argc, char** argv, const runner_spec& spec) {
                     st.int4_layout ? (st.int4_layout->group == 0 ? "int4 per channel, f16 scales, mapped"
                                                                  : "int4 groups of 128, f16 scales, mapped")
                                    : "as loaded");
+      if (cfg.model_type == dsk::io::model_type::deepseek_v3)
+        std::printf(
+            "architecture: DeepSeek-V3 (sigmoid scores with correction bias, noaux_tc, %lld groups, "
+            "top-%lld)%s\n",
+            (long long)cfg.n_group, (long long)cfg.topk_group,
+            cfg.quantization ? "; FP8 block-scaled weights dequantized on load" : "");
+      if (m->skipped_mtp_layers() > 0)
+        std::printf(
+            "skipped %lld multi-token-prediction layer(s) (model.layers.%lld.*): dsk predicts the next token "
+            "only\n",
+            (long long)m->skipped_mtp_layers(), (long long)cfg.num_hidden_layers);
       std::printf("prompt (%zu tokens):", ids.size());
       for (auto t : ids) std::printf(" %d", t);
       std::printf("\n");
