@@ -1,13 +1,16 @@
 // nn::linear: a dense layer y = x W^T (+ b) whose weight format is chosen at run time (f32, bf16, f16 through
 // dsk::gemm; int8 / int4 per channel or grouped, weight-only or with int8 activations, through dsk::quant),
-// and nn::swiglu_mlp: DeepSeek's dense MLP / expert FFN down(silu(gate x) * up x) over the same formats.
+// with an optional LoRA adapter (nn::lora_adapter; nn::merge_lora folds one into a weight), and
+// nn::swiglu_mlp: DeepSeek's dense MLP / expert FFN down(silu(gate x) * up x) over the same formats.
 // Host backend. Checked against gemm/ref.hpp and quant/ref.hpp in tests/nn/linear.cpp. Header-only, or
 // compiled into dsk::kernels (DSK_COMPILED_KERNELS=1: the members below are declared here and defined once
 // in src/kernels/nn_linear_*.cpp; see dsk/kernels/config.hpp).
 #pragma once
 
 #include <array>
+#include <cmath>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -198,9 +201,52 @@ DSK_ISA_END
 
 DSK_ISA_BEGIN
 
+// A low-rank adapter on a linear layer (LoRA: Hu et al. 2021, arXiv 2106.09685): y += scale * (x A^T) B^T
+// with A [r, in_features] and B [out_features, r] in f32 (PEFT's lora_A.weight / lora_B.weight) and
+// scale = lora_alpha / r (rsLoRA: lora_alpha / sqrt(r)). nn::linear applies it after its base product, so the
+// base weight, in any format, is still read once per call; the adapter adds r (in + out) multiply-adds per
+// token.
+struct lora_adapter {
+  tensor<float, 2> a;  // [r, in_features]
+  tensor<float, 2> b;  // [out_features, r]
+  float scale = 1.0f;
+  index_t rank() const { return a.extent(0); }
+};
+
+// Throws unless the adapter fits a layer [out, in]: a [r, in], b [out, r], r >= 1, finite scale and values.
+inline void check_lora_adapter(const contract& c, const lora_adapter& l, index_t out, index_t in) {
+  c.require(l.a.extent(0) >= 1, "adapter.a", "rank r = extent(0) >= 1", l.a.extent(0))
+      .extent("adapter.a", l.a.cview(), 1, in, "in_features")
+      .extent("adapter.b", l.b.cview(), 0, out, "out_features")
+      .extent("adapter.b", l.b.cview(), 1, l.a.extent(0), "adapter.a.extent(0) (the rank)")
+      .require(std::isfinite(l.scale), "adapter.scale", "a finite value", l.scale);
+  for (const auto* t : {&l.a, &l.b})
+    for (index_t i = 0; i < t->size(); ++i)
+      if (!std::isfinite(t->data()[i]))
+        c.require(false, t == &l.a ? "adapter.a" : "adapter.b", "finite values",
+                  dsk::detail::concat("a non-finite value at flat index ", i));
+}
+
+// W [out, in] += scale * (B A): the adapter merged into a dense f32 copy of the weight (as PEFT's merge: the
+// product B A in f32, then times scale), so that the merged layer costs nothing extra per token. The product
+// runs on dsk::gemm (threads, blocked).
+inline void merge_lora(view<float, 2> w, const lora_adapter& l) {
+  const contract c{"nn::merge_lora"};
+  check_lora_adapter(c, l, w.extent(0), w.extent(1));
+  c.unit_inner_stride("w", w);
+  const index_t out = w.extent(0), in = w.extent(1), r = l.rank();
+  tensor<float, 2> at(std::array<index_t, 2>{in, r}, uninitialized);  // A^T: matmul takes W [N, K]
+  for (index_t k = 0; k < r; ++k)
+    for (index_t j = 0; j < in; ++j) at(j, k) = l.a(k, j);
+  tensor<float, 2> delta(std::array<index_t, 2>{out, in}, uninitialized);
+  gemm::matmul(l.b.cview(), at.cview(), delta.view());  // B [out, r] x (A^T)^T
+  for (index_t i = 0; i < out; ++i)
+    for (index_t j = 0; j < in; ++j) w(i, j) += delta(i, j) * l.scale;
+}
+
 // A linear layer with weights W [out_features, in_features] (checkpoint layout) held in a format chosen at
-// run time, and an optional f32 bias [out_features]. Weights are packed / quantized once at construction;
-// forward is const and may be called from several threads at once.
+// run time, and an optional f32 bias [out_features] and low-rank adapter. Weights are packed / quantized once
+// at construction; forward is const and may be called from several threads at once.
 class linear {
  public:
   linear() = default;
@@ -263,8 +309,17 @@ class linear {
   bool has_bias() const { return bias_.has_value(); }
   // The format the weights are held in (source resolved to the dtype it kept).
   const linear_format& format() const { return fmt_; }
-  // Bytes of the weights as stored (codes + scales for int8 / int4), bias excluded.
+  // Bytes of the weights as stored (codes + scales for int8 / int4), bias and adapter excluded.
   std::int64_t bytes() const;
+
+  // Attaches a low-rank adapter (replacing an earlier one): forward then adds adapter.scale * (x A^T) B^T.
+  // Checked: a [r, in_features], b [out_features, r], r >= 1, finite values and scale. Shared by copies.
+  void set_adapter(lora_adapter adapter) {
+    check_lora_adapter(contract{"nn::linear::set_adapter"}, adapter, out_, in_);
+    lora_ = std::make_shared<const lora_adapter>(std::move(adapter));
+  }
+  const lora_adapter* adapter() const { return lora_.get(); }
+  std::int64_t adapter_bytes() const { return lora_ ? 4 * (lora_->a.size() + lora_->b.size()) : 0; }
   // The weights: a gemm::packed_weights<W> or a quant::quantized_weight<F> (std::get_if on the variant).
   const detail::linear_formats::storage& weights() const { return w_; }
 
@@ -275,10 +330,23 @@ class linear {
   // Records the shape, resolves format source to the dtype kept, copies the bias.
   void finish(std::optional<view<const float, 1>> bias);
 
+  // y += scale * (x A^T) B^T, PEFT's order (the low-rank product, then the scale, then the sum).
+  void apply_adapter(view<const float, 2> x, view<float, 2> y) const {
+    const index_t T = x.extent(0), r = lora_->rank();
+    tensor<float, 2> t(std::array<index_t, 2>{T, r}, uninitialized);
+    tensor<float, 2> u(std::array<index_t, 2>{T, out_}, uninitialized);
+    gemm::matmul(x, lora_->a.cview(), t.view());
+    gemm::matmul(t.cview(), lora_->b.cview(), u.view());
+    const float s = lora_->scale;
+    for (index_t i = 0; i < T; ++i)
+      for (index_t j = 0; j < out_; ++j) y(i, j) += u(i, j) * s;
+  }
+
   linear_format fmt_{};
   detail::linear_formats::storage w_;
   index_t in_ = 0, out_ = 0;
   std::optional<tensor<float, 1>> bias_;
+  std::shared_ptr<const lora_adapter> lora_;
 };
 
 // SwiGLU MLP without biases (DeepSeek-V2 dense layers, shared and routed experts) in any linear_format:
@@ -509,6 +577,7 @@ DSK_KERNEL_INLINE void linear::forward(view<const float, 2> x, view<float, 2> y)
         }
       },
       w_);
+  if (lora_) apply_adapter(x, y);
 }
 
 DSK_KERNEL_INLINE void swiglu_mlp::forward(view<const float, 2> x, view<float, 2> y) const {
