@@ -24,6 +24,7 @@
 #include "dsk/nn/linear.hpp"
 #include "dsk/quant/quantize.hpp"
 #include "int4_layout.hpp"
+#include "lora.hpp"
 
 #include <unistd.h>
 
@@ -68,6 +69,10 @@ struct load_options {
   // over the mapped tensor in its checkpoint dtype): one read of the checkpoint's bytes. false skips it (a
   // corrupt checkpoint then shows as non-finite logits, which model::forward reports).
   bool check_finite = true;
+  // A PEFT LoRA adapter directory (lora.hpp), empty for none: attached to the nn::linear layers it targets,
+  // or merged into their weights with lora_merge (weights that are not an nn::linear are always merged).
+  std::filesystem::path lora{};
+  bool lora_merge = false;
 };
 
 // Reads tensors of one checkpoint (or of the built-in random weights) into the chosen format.
@@ -75,7 +80,23 @@ class loader {
  public:
   // runner names the program in errors (its model's messages say "<runner>::model").
   loader(const io::checkpoint& ck, weight_format fmt, load_options opts = {}, std::string runner = "dsk")
-      : ck_(ck), fmt_(fmt), opts_(opts), runner_(std::move(runner)) {}
+      : ck_(ck), fmt_(fmt), opts_(opts), runner_(std::move(runner)) {
+    if (!opts_.lora.empty()) lora_ = read_peft_adapter(opts_.lora, runner_);
+  }
+
+  // LoRA: whether the weight has an adapter still to be used, and the check that every adapter found its
+  // weight (call once the model is built: an adapter for a module the model does not have is an error, not
+  // silently ignored).
+  bool has_lora(const std::string& name) const { return lora_ && lora_->weights.count(name) > 0; }
+  index_t lora_used() const { return lora_used_; }  // adapters attached or merged so far
+  void check_lora_used() const {
+    if (!lora_ || lora_->weights.empty()) return;
+    const auto& [name, l] = *lora_->weights.begin();
+    fail(runner_, ": LoRA adapter '", lora_->label, "' targets '", name, "' (rank ", l.rank(), ")",
+         lora_->weights.size() > 1 ? " and " + std::to_string(lora_->weights.size() - 1) + " other weights"
+                                   : "",
+         ", which this model does not have");
+  }
 
   const io::checkpoint& checkpoint() const { return ck_; }
 
@@ -102,8 +123,20 @@ class loader {
     return fmt_ == weight_format::f32 || fmt_ == weight_format::int8 || fmt_ == weight_format::int4;
   }
   // A 2-D weight [shape] as T, one tensor at a time: FP8 dequantized by its blocks, other dtypes converted.
+  // A LoRA adapter for it is merged (then the result rounded to T).
   template <float_storage T>
   tensor<T, 2> dense(const std::string& name, std::array<index_t, 2> shape) const {
+    if (auto adapter = take_lora(name)) {
+      auto w = dense_f32_of(name, shape);
+      with_weight_name(name, [&] { nn::merge_lora(w.view(), *adapter); });
+      if constexpr (std::is_same_v<T, float>) {
+        return w;
+      } else {
+        tensor<T, 2> t(shape, uninitialized);
+        for (index_t i = 0; i < w.size(); ++i) t.data()[i] = from_float<T>(w.data()[i]);
+        return t;
+      }
+    }
     ck_.check_shape(name, shape);
     check_finite(name);
     tensor<T, 2> t = is_fp8(name) ? fp8<T>(name, shape) : ck_.read<T, 2>(name, shape);
@@ -112,12 +145,25 @@ class loader {
   }
 
   // A 2-D weight of exactly this shape, converted one tensor at a time (viewed in place in the int4 layout).
+  // With a LoRA adapter for the weight: attached to the layer, or (lora_merge) merged into the weight first.
   nn::linear linear(const std::string& name, index_t out, index_t in) const {
-    if (int4_)
-      return with_int4_format(
+    auto adapter = take_lora(name);
+    nn::linear l;
+    if (int4_) {
+      if (adapter && opts_.lora_merge)
+        fail(runner_, ": --lora-merge cannot merge into the mapped int4 codes of '", name, "'; use --lora");
+      l = with_int4_format(
           *int4_, [&](auto k) { return nn::linear(int4_view<decltype(k)::value>(name, out, in), act_); });
-    nn::linear l = convert(name, out, in);
-    release(name);
+    } else if (adapter && opts_.lora_merge) {
+      auto w = dense_f32_of(name, {out, in});
+      with_weight_name(name, [&] { nn::merge_lora(w.view(), *adapter); });
+      l = nn::linear(w.cview(), merged_format(name));
+      return l;
+    } else {
+      l = convert(name, out, in);
+      release(name);
+    }
+    if (adapter) with_weight_name(name, [&] { l.set_adapter(std::move(*adapter)); });
     return l;
   }
   // The int4 layout's codes and scales of the weight X.weight [out, in] (its scales scanned for NaN / inf).
@@ -218,6 +264,41 @@ class loader {
   void release(const std::string& name) const { ck_.release(name); }
 
  private:
+  // Runs f; a dsk::error it throws (an adapter that does not fit) is rethrown naming the weight and adapter.
+  template <class F>
+  void with_weight_name(const std::string& name, F&& f) const {
+    try {
+      f();
+    } catch (const dsk::error& e) {
+      fail(runner_, ": LoRA adapter '", lora_->label, "' for weight '", name, "' ",
+           io::shape_string(ck_.info(name).shape), ": ", e.what());
+    }
+  }
+
+  std::optional<nn::lora_adapter> take_lora(const std::string& name) const {
+    if (!has_lora(name)) return std::nullopt;
+    const auto it = lora_->weights.find(name);
+    nn::lora_adapter l = std::move(it->second);
+    lora_->weights.erase(it);
+    ++lora_used_;
+    return l;
+  }
+  // The weight in f32 without its adapter (FP8 dequantized), shape- and NaN-checked, pages released.
+  tensor<float, 2> dense_f32_of(const std::string& name, std::array<index_t, 2> shape) const {
+    ck_.check_shape(name, shape);
+    check_finite(name);
+    tensor<float, 2> t = is_fp8(name) ? fp8<float>(name, shape) : ck_.read<float, 2>(name, shape);
+    release(name);
+    return t;
+  }
+  // What a merged weight is held as: the chosen format, or for `checkpoint` the file's float dtype (FP8:
+  // bf16).
+  nn::linear_format merged_format(const std::string& name) const {
+    if (fmt_ != weight_format::checkpoint) return to_linear_format(fmt_);
+    const io::st_dtype d = ck_.info(name).dtype;
+    return nn::parse_linear_format(d == io::st_dtype::F32 ? "f32" : d == io::st_dtype::F16 ? "f16" : "bf16");
+  }
+
   template <float_storage T>
   tensor<T, 2> fp8(const std::string& name, std::array<index_t, 2> shape) const {
     if (!fp8_)
@@ -249,6 +330,8 @@ class loader {
   std::optional<quant::format> int4_;
   quant::activations act_ = quant::activations::f32;
   std::optional<io::fp8_block_size> fp8_;
+  mutable std::optional<lora_set> lora_;  // adapters not yet attached or merged
+  mutable index_t lora_used_ = 0;
   load_options opts_;
   std::string runner_;
   mutable std::int64_t checked_bytes_ = 0;
@@ -260,6 +343,9 @@ inline nn::swiglu_mlp load_mlp(const loader& ld, const std::string& prefix, inde
   const std::string g = prefix + ".gate_proj.weight", u = prefix + ".up_proj.weight",
                     d = prefix + ".down_proj.weight";
   if (ld.int4_layout())  // viewed in the mapping: three layers (stacking gate and up would copy them)
+    return nn::swiglu_mlp(ld.linear(g, inter, hidden), ld.linear(u, inter, hidden),
+                          ld.linear(d, hidden, inter));
+  if (ld.has_lora(g) || ld.has_lora(u) || ld.has_lora(d))  // three layers, each with its adapter (or merged)
     return nn::swiglu_mlp(ld.linear(g, inter, hidden), ld.linear(u, inter, hidden),
                           ld.linear(d, hidden, inter));
   const auto& ck = ld.checkpoint();

@@ -193,7 +193,7 @@ inline expert_store load_experts(const loader& ld, const std::string& prefix, in
       const std::array<index_t, 2> shape{r, c};
       ck.check_shape(n, shape);
       ld.check_finite(n);
-      if (ck.info(n).dtype == io::st_dtype_of_t<W>::value) {
+      if (ck.info(n).dtype == io::st_dtype_of_t<W>::value && !ld.has_lora(n)) {
         // Mapped, not copied. The check read its pages: drop them again, so that resident memory grows
         // only with the experts that are used (they come back from the file when touched).
         ld.release(n);
@@ -221,7 +221,7 @@ inline expert_store load_experts(const loader& ld, const std::string& prefix, in
       const std::array<index_t, 2> shape{r, c};
       ck.check_shape(n, shape);
       ld.check_finite(n);
-      if (ck.info(n).dtype != io::st_dtype::BF16)
+      if (ck.info(n).dtype != io::st_dtype::BF16 || ld.has_lora(n))
         return quant::quantize<C>(ld.dense<float>(n, shape).cview());
       auto w = quant::quantize<C>(ck.view<bf16, 2>(n, shape));
       ld.release(n);
@@ -387,19 +387,14 @@ class model {
         const std::array<index_t, 2> shape{H * (cfg_.qk_nope_head_dim + cfg_.v_head_dim), R};
         if (st_.int4_layout) {
           L.kv_b = ld.dense_f32(n, shape[0], shape[1]);
-        } else if (ck.contains(n) && ld.is_fp8(n)) {
-          if (fmt == weight_format::f32)
+        } else {
+          // f32 when asked for, when the file holds f32 / f16, and when a LoRA adapter is merged into it
+          // (kept exact: MLA reads kv_b_proj per head, not through an nn::linear); else bf16 (FP8 too).
+          const io::st_dtype dt = ck.contains(n) ? ck.info(n).dtype : io::st_dtype::BF16;
+          if (fmt == weight_format::f32 || (dt != io::st_dtype::BF16 && !io::is_fp8(dt)) || ld.has_lora(n))
             L.kv_b = ld.dense<float>(n, shape);
           else
             L.kv_b = ld.dense<bf16>(n, shape);
-        } else {
-          ck.check_shape(n, shape);
-          ld.check_finite(n);
-          if (fmt == weight_format::f32 || ck.info(n).dtype != io::st_dtype::BF16)
-            L.kv_b = ck.read<float, 2>(n, shape);
-          else
-            L.kv_b = ck.read<bf16, 2>(n, shape);
-          ld.release(n);
         }
       }
       L.o = ld.linear(p + "self_attn.o_proj.weight", D, H * cfg_.v_head_dim);
@@ -416,6 +411,8 @@ class model {
         L.mlp = load_mlp(ld, p + "mlp", D, cfg_.intermediate_size);
       }
     }
+    ld.check_lora_used();
+    lora_weights_ = ld.lora_used();
     prof_.expert_tokens.assign(static_cast<std::size_t>(cfg_.num_hidden_layers),
                                std::vector<std::int64_t>(static_cast<std::size_t>(cfg_.n_routed_experts), 0));
     checked_bytes_ = ld.checked_bytes();
@@ -479,6 +476,8 @@ class model {
     return static_cast<index_t>(skipped.size());
   }
 
+  // Weights that received a LoRA adapter on load (load_options::lora), attached or merged.
+  index_t lora_weights() const { return lora_weights_; }
   // The multi-token-prediction layers (num_nextn_predict_layers) the checkpoint holds and load skipped.
   index_t skipped_mtp_layers() const { return skipped_layers_; }
 
@@ -909,6 +908,7 @@ class model {
   mutable moe::moe_workspace ws_;  // reused by every MoE layer and call
   std::int64_t checked_bytes_ = 0;
   index_t skipped_layers_ = 0;
+  index_t lora_weights_ = 0;
 };
 
 inline std::vector<std::int32_t> builtin_prompt(index_t vocab_size) {

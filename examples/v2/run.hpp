@@ -55,6 +55,12 @@ inline int run_cli(int argc, char** argv, const runner_spec& spec) {
       ->check(CLI::IsMember(spec.presets));
   app.add_option("--layers", layers, "without --model: override the preset's layer count (0: keep)")
       ->check(CLI::Range(0, 1024));
+  std::string lora_dir;
+  bool lora_merge = false;
+  app.add_option(
+      "--lora", lora_dir,
+      "PEFT LoRA adapter directory (adapter_config.json, adapter_model.safetensors) applied on load");
+  app.add_flag("--lora-merge", lora_merge, "merge the --lora adapter into the weights (no per-token cost)");
   if (spec.add_options) spec.add_options(app);
   CLI11_PARSE(app, argc, argv);
 
@@ -73,7 +79,8 @@ inline int run_cli(int argc, char** argv, const runner_spec& spec) {
           preset_name.c_str(), spec.checkpoint.c_str());
       m.emplace(spec.random(preset_name, layers, fmt));
     } else {
-      m.emplace(spec.load(model_dir, fmt, {.check_finite = !o.no_weight_check}));
+      m.emplace(spec.load(model_dir, fmt,
+                          {.check_finite = !o.no_weight_check, .lora = lora_dir, .lora_merge = lora_merge}));
       const auto tok_file = std::filesystem::path(model_dir) / "tokenizer.json";
       if (std::filesystem::exists(tok_file)) {
         tok.emplace(dsk::io::tokenizer::load(tok_file));
@@ -127,6 +134,10 @@ inline int run_cli(int argc, char** argv, const runner_spec& spec) {
             "top-%lld)%s\n",
             (long long)cfg.n_group, (long long)cfg.topk_group,
             cfg.quantization ? "; FP8 block-scaled weights dequantized on load" : "");
+      if (m->lora_weights() > 0)
+        std::printf(
+            "LoRA adapter %s: %lld weights, %s\n", lora_dir.c_str(), (long long)m->lora_weights(),
+            lora_merge ? "merged into the weights" : "attached (kv_b_proj, experts and gates merged)");
       if (m->skipped_mtp_layers() > 0)
         std::printf(
             "skipped %lld multi-token-prediction layer(s) (model.layers.%lld.*): dsk predicts the next token "
