@@ -55,4 +55,30 @@ inline tensor<float, 2> decode_logits(const dsk_v2::model& m, std::span<const st
   return out;
 }
 
+// Writes src's tensors (a checkpoint or one safetensors file) to the file `out`, each after change(name,
+// shape, bytes), which may rename, reshape or edit it, or return false to drop it: the crafted checkpoints
+// and adapters of the malformed-input tests.
+template <class Source, class Change>
+void write_changed_tensors(const Source& src, const std::filesystem::path& out, Change&& change) {
+  io::safetensors_writer w;
+  for (const auto& n : src.names()) {
+    const auto& info = src.info(n);
+    std::string name = n;
+    auto shape = info.shape;
+    const auto b = src.bytes(n);
+    std::vector<std::byte> bytes(b.begin(), b.end());
+    if (change(name, shape, bytes)) w.add(name, info.dtype, shape, bytes);
+  }
+  w.write(out);
+}
+
+// Writes the JSON file `in` to `out` after edit(json).
+template <class Edit>
+void write_edited_json(const std::filesystem::path& in, const std::filesystem::path& out, Edit&& edit) {
+  std::ifstream f(in);
+  auto j = nlohmann::json::parse(f);
+  edit(j);
+  std::ofstream(out) << j.dump();
+}
+
 }  // namespace dsk::test

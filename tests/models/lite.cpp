@@ -456,14 +456,7 @@ TEST_CASE("lite: the int4 model rejects malformed Lite checkpoints at load", "[m
     temp_dir d(tag);
     std::filesystem::create_directories(d.p);
     std::filesystem::copy_file(good.p / "config.json", d.p / "config.json");
-    io::safetensors_writer w;
-    for (const auto& n : ck.names()) {
-      auto info = ck.info(n);
-      const auto b = ck.bytes(n);
-      std::vector<std::byte> bytes(b.begin(), b.end());
-      if (change(n, info.shape, bytes)) w.add(n, info.dtype, info.shape, bytes);
-    }
-    w.write(d.p / "model.safetensors");
+    dsk::test::write_changed_tensors(ck, d.p / "model.safetensors", change);
     return dsk::test::error_of([&] { (void)dsk_lite::load(d.p); });
   };
   CHECK_THAT(rewrite("no_scales", [](const std::string& n, auto&,

@@ -76,19 +76,8 @@ TEST_CASE("lora: malformed or mismatched adapters are named errors at load", "[m
   const io::safetensors_file st(src / "adapter_model.safetensors");
   auto edited = [&](auto&& edit, auto&& change) {
     const dsk::test::model_temp_dir d;
-    std::ifstream in(src / "adapter_config.json");
-    auto cfg = nlohmann::json::parse(in);
-    edit(cfg);
-    std::ofstream(d.path() / "adapter_config.json") << cfg.dump();
-    io::safetensors_writer w;
-    for (const auto& info : st.tensors()) {
-      std::string name = info.name;
-      auto shape = info.shape;
-      const auto b = st.bytes(info.name);
-      std::vector<std::byte> bytes(b.begin(), b.end());
-      if (change(name, shape, bytes)) w.add(name, info.dtype, shape, bytes);
-    }
-    w.write(d.path() / "adapter_model.safetensors");
+    dsk::test::write_edited_json(src / "adapter_config.json", d.path() / "adapter_config.json", edit);
+    dsk::test::write_changed_tensors(st, d.path() / "adapter_model.safetensors", change);
     return load(d.path(), dir);
   };
   auto keep_cfg = [](auto&) {};

@@ -90,18 +90,8 @@ TEST_CASE("v3: malformed FP8 and V3 checkpoints give named errors at load", "[mo
   auto load_changed = [&](const std::string& tag, auto&& change, auto&& edit) {
     INFO(tag);
     const dsk::test::model_temp_dir d;
-    std::ifstream in(src / "config.json");
-    auto cfg = nlohmann::json::parse(in);
-    edit(cfg);
-    std::ofstream(d.path() / "config.json") << cfg.dump();
-    io::safetensors_writer w;
-    for (const auto& n : ck.names()) {
-      auto info = ck.info(n);
-      const auto b = ck.bytes(n);
-      std::vector<std::byte> bytes(b.begin(), b.end());
-      if (change(n, info.shape, bytes)) w.add(n, info.dtype, info.shape, bytes);
-    }
-    w.write(d.path() / "model.safetensors");
+    dsk::test::write_edited_json(src / "config.json", d.path() / "config.json", edit);
+    dsk::test::write_changed_tensors(ck, d.path() / "model.safetensors", change);
     return dsk::test::error_of(
         [&] { (void)dsk_v2::model::load(d.path(), dsk_v2::weight_format::checkpoint); });
   };
