@@ -81,7 +81,7 @@ void lora_linear(benchmark::State& st, const char* fmt, index_t out, index_t in,
     layer.forward(x.cview(), y.view());
     benchmark::DoNotOptimize(y.data());
   }
-  st.counters["weight_bytes"] = double(layer.bytes() + layer.adapter_bytes());
+  st.counters["weight_bytes"] = double(layer.bytes());  // adapter included
 }
 
 template <dsk::moe::router_config R>

@@ -1,13 +1,15 @@
 // libFuzzer harness: one .safetensors file. The input is the file. Parsed twice, independently: in memory
 // (parse_safetensors_header over the input bytes) and from a file through the memory map (safetensors_file);
 // both must agree (both reject, or both accept the same tensors and metadata). An accepted file must hand out
-// in-bounds bytes, views and copies of every tensor.
+// in-bounds bytes, views and copies of every tensor (FP8 ones also block-scaled with their _scale_inv).
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <span>
 #include <string>
 
+#include "dsk/io/fp8.hpp"
 #include "dsk/io/safetensors.hpp"
 #include "fuzz_util.hpp"
 
@@ -18,9 +20,25 @@ template <std::size_t R>
 void read_all(const dsk::io::safetensors_file& f, const dsk::io::tensor_info& t) {
   if (t.shape.size() != R) return;
   if (t.dtype == st_dtype::F32 || t.dtype == st_dtype::BF16 || t.dtype == st_dtype::F16 ||
-      t.dtype == st_dtype::F64) {
+      t.dtype == st_dtype::F64 || dsk::io::is_fp8(t.dtype)) {
     const auto x = f.read<float, R>(t.name);
     DSK_FUZZ_CHECK(x.size() == t.numel());
+  }
+  if constexpr (R == 2) {
+    if (dsk::io::is_fp8(t.dtype)) {  // block-scaled, with whatever <name>_scale_inv the file holds
+      // The block that fits the scales' shape when there are 2-D scales (the accepting path), else 2 x 2.
+      dsk::io::fp8_block_size block{2, 2};
+      const std::string sn = dsk::io::fp8_scale_name(t.name);
+      if (f.contains(sn) && f.info(sn).shape.size() == 2 && f.info(sn).shape[0] > 0 &&
+          f.info(sn).shape[1] > 0)
+        block = {std::max<dsk::index_t>(1, (t.shape[0] + f.info(sn).shape[0] - 1) / f.info(sn).shape[0]),
+                 std::max<dsk::index_t>(1, (t.shape[1] + f.info(sn).shape[1] - 1) / f.info(sn).shape[1])};
+      try {
+        const auto w = dsk::io::read_fp8_block_scaled<float>(f, t.name, {t.shape[0], t.shape[1]}, block);
+        DSK_FUZZ_CHECK(w.size() == t.numel());
+      } catch (const dsk::error&) {  // missing / misshapen / non-finite scales, NaN codes
+      }
+    }
   }
   if (t.dtype == st_dtype::F32) {
     try {

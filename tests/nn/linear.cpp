@@ -443,6 +443,7 @@ TEST_CASE("linear with a LoRA adapter: base + scale (x A^T) B^T in every format,
       REQUIRE(adapted.adapter() != nullptr);
       CHECK(base.adapter() == nullptr);  // a copy made before set_adapter keeps no adapter
       CHECK(adapted.adapter_bytes() == 4 * r * (in + out));
+      CHECK(adapted.bytes() == base.bytes() + adapted.adapter_bytes());
       for (index_t tokens : {1, 5, 33}) {
         CAPTURE(tokens);
         const auto x = random_matrix<float>(tokens, in, ++seed);

@@ -309,7 +309,7 @@ class linear {
   bool has_bias() const { return bias_.has_value(); }
   // The format the weights are held in (source resolved to the dtype it kept).
   const linear_format& format() const { return fmt_; }
-  // Bytes of the weights as stored (codes + scales for int8 / int4), bias and adapter excluded.
+  // Bytes of the weights as stored (codes + scales for int8 / int4; an adapter's A and B), bias excluded.
   std::int64_t bytes() const;
 
   // Attaches a low-rank adapter (replacing an earlier one): forward then adds adapter.scale * (x A^T) B^T.
@@ -432,14 +432,14 @@ DSK_KERNEL_INLINE linear::linear(view<const f16, 2> weight, linear_format format
 }
 
 DSK_KERNEL_INLINE std::int64_t linear::bytes() const {
-  return std::visit(
-      [](const auto& w) -> std::int64_t {
-        if constexpr (std::is_same_v<std::decay_t<decltype(w)>, std::monostate>)
-          return 0;
-        else
-          return w.bytes();
-      },
-      w_);
+  return adapter_bytes() + std::visit(
+                               [](const auto& w) -> std::int64_t {
+                                 if constexpr (std::is_same_v<std::decay_t<decltype(w)>, std::monostate>)
+                                   return 0;
+                                 else
+                                   return w.bytes();
+                               },
+                               w_);
 }
 
 DSK_KERNEL_INLINE void linear::finish(std::optional<view<const float, 1>> bias) {
