@@ -126,44 +126,36 @@ class loader {
   // A LoRA adapter for it is merged (then the result rounded to T).
   template <float_storage T>
   tensor<T, 2> dense(const std::string& name, std::array<index_t, 2> shape) const {
-    if (auto adapter = take_lora(name)) {
-      auto w = dense_f32_of(name, shape);
-      with_weight_name(name, [&] { nn::merge_lora(w.view(), *adapter); });
-      if constexpr (std::is_same_v<T, float>) {
-        return w;
-      } else {
-        tensor<T, 2> t(shape, uninitialized);
-        for (index_t i = 0; i < w.size(); ++i) t.data()[i] = from_float<T>(w.data()[i]);
-        return t;
-      }
+    auto adapter = take_lora(name);
+    if (!adapter) return read_weight<T>(name, shape);
+    auto w = read_weight<float>(name, shape);
+    with_weight_name(name, [&] { nn::merge_lora(w.view(), *adapter); });
+    if constexpr (std::is_same_v<T, float>) {
+      return w;
+    } else {  // the merged weight rounded once (a bf16 expert bank with an adapter)
+      tensor<T, 2> t(shape, uninitialized);
+      for (index_t i = 0; i < w.size(); ++i) t.data()[i] = from_float<T>(w.data()[i]);
+      return t;
     }
-    ck_.check_shape(name, shape);
-    check_finite(name);
-    tensor<T, 2> t = is_fp8(name) ? fp8<T>(name, shape) : ck_.read<T, 2>(name, shape);
-    release(name);
-    return t;
   }
 
   // A 2-D weight of exactly this shape, converted one tensor at a time (viewed in place in the int4 layout).
   // With a LoRA adapter for the weight: attached to the layer, or (lora_merge) merged into the weight first.
   nn::linear linear(const std::string& name, index_t out, index_t in) const {
-    auto adapter = take_lora(name);
+    const bool merge = opts_.lora_merge && has_lora(name);
     nn::linear l;
     if (int4_) {
-      if (adapter && opts_.lora_merge)
+      if (merge)
         fail(runner_, ": --lora-merge cannot merge into the mapped int4 codes of '", name, "'; use --lora");
       l = with_int4_format(
           *int4_, [&](auto k) { return nn::linear(int4_view<decltype(k)::value>(name, out, in), act_); });
-    } else if (adapter && opts_.lora_merge) {
-      auto w = dense_f32_of(name, {out, in});
-      with_weight_name(name, [&] { nn::merge_lora(w.view(), *adapter); });
-      l = nn::linear(w.cview(), merged_format(name));
-      return l;
+    } else if (merge) {
+      return nn::linear(dense<float>(name, {out, in}).cview(), merged_format(name));
     } else {
       l = convert(name, out, in);
       release(name);
     }
-    if (adapter) with_weight_name(name, [&] { l.set_adapter(std::move(*adapter)); });
+    if (auto adapter = take_lora(name)) with_weight_name(name, [&] { l.set_adapter(std::move(*adapter)); });
     return l;
   }
   // The int4 layout's codes and scales of the weight X.weight [out, in] (its scales scanned for NaN / inf).
@@ -283,11 +275,12 @@ class loader {
     ++lora_used_;
     return l;
   }
-  // The weight in f32 without its adapter (FP8 dequantized), shape- and NaN-checked, pages released.
-  tensor<float, 2> dense_f32_of(const std::string& name, std::array<index_t, 2> shape) const {
+  // The weight as T without its adapter (FP8 dequantized), shape- and NaN-checked, pages released.
+  template <float_storage T>
+  tensor<T, 2> read_weight(const std::string& name, std::array<index_t, 2> shape) const {
     ck_.check_shape(name, shape);
     check_finite(name);
-    tensor<float, 2> t = is_fp8(name) ? fp8<float>(name, shape) : ck_.read<float, 2>(name, shape);
+    tensor<T, 2> t = is_fp8(name) ? fp8<T>(name, shape) : ck_.read<T, 2>(name, shape);
     release(name);
     return t;
   }
