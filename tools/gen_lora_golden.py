@@ -21,6 +21,7 @@ torch 2.15.0).
 """
 import json
 import os
+import sys
 
 import numpy as np
 import peft
@@ -28,6 +29,9 @@ import torch
 import transformers
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import gen_v2_golden as v2  # noqa: E402  (rounded)
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "models", "data")
 TARGETS = ["q_a_proj", "q_b_proj", "q_proj", "kv_a_proj_with_mqa", "kv_b_proj", "o_proj"]
@@ -67,8 +71,8 @@ def make_case(base, lora, seed):
     golden = {
         "versions": {"peft": peft.__version__, "transformers": transformers.__version__, "torch": torch.__version__},
         "tokens": tokens,
-        "logits_fused": [[float(f"{v:.7g}") for v in row] for row in fused.tolist()],
-        "logits_merged": [[float(f"{v:.7g}") for v in row] for row in merged.tolist()],
+        "logits_fused": v2.rounded(fused),
+        "logits_merged": v2.rounded(merged),
         "max_abs_change_from_adapter": float(np.abs(fused - plain).max()),
     }
     with open(os.path.join(out, "golden_lora.json"), "w") as f:

@@ -63,14 +63,29 @@ CASES = {
 TOKENS = [0, 5, 17, 42, 9, 88, 63, 3, 27, 71, 12, 50, 94, 33]
 
 
-def hf_config(cfg):
-    kw = {k: v for k, v in cfg.items() if k not in ("rope_scaling", "rope_theta", "scoring_func", "aux_loss_alpha",
-                                                      "seq_aux", "moe_layer_freq")}
+def rope_parameters(cfg):
+    """transformers v5's rope_parameters for a config in DeepSeek's format (rope_theta, rope_scaling or None)."""
     rope = {"rope_type": "default", "rope_theta": cfg["rope_theta"]}
     if cfg["rope_scaling"]:
         rope = {k: v for k, v in cfg["rope_scaling"].items() if k != "type"}
         rope.update(rope_type="yarn", rope_theta=cfg["rope_theta"])
-    return DeepseekV2Config(**kw, rope_parameters=rope)
+    return rope
+
+
+def rounded(logits):
+    """Logits [T, V] as JSON rows of 7 significant digits."""
+    return [[float(f"{v:.7g}") for v in row] for row in logits.tolist()]
+
+
+def versions():
+    return {"transformers": transformers.__version__, "torch": torch.__version__,
+            "safetensors": safetensors.__version__, "numpy": np.__version__}
+
+
+def hf_config(cfg):
+    kw = {k: v for k, v in cfg.items() if k not in ("rope_scaling", "rope_theta", "scoring_func", "aux_loss_alpha",
+                                                      "seq_aux", "moe_layer_freq")}
+    return DeepseekV2Config(**kw, rope_parameters=rope_parameters(cfg))
 
 
 def checkpoint_tensors(model, cfg):
@@ -125,11 +140,10 @@ def make_case(name, overrides, seed):
         f.write("\n")
     save_file(checkpoint_tensors(model, cfg), os.path.join(d, "model.safetensors"), metadata={"format": "pt"})
     golden = {
-        "versions": {"transformers": transformers.__version__, "torch": torch.__version__,
-                     "safetensors": safetensors.__version__, "numpy": np.__version__},
+        "versions": versions(),
         "softmax_scale": attn.scaling,
         "tokens": TOKENS,
-        "logits": [[float(f"{v:.7g}") for v in row] for row in logits.tolist()],
+        "logits": rounded(logits),
     }
     with open(os.path.join(d, "golden.json"), "w") as f:
         json.dump(golden, f)

@@ -30,13 +30,15 @@ Recorded versions: see "versions" in each golden.json (generated with transforme
 import json
 import math
 import os
+import sys
 
 import numpy as np
-import safetensors
 import torch
-import transformers
 from safetensors.torch import save_file
 from transformers import DeepseekV3Config, DeepseekV3ForCausalLM
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import gen_v2_golden as v2  # noqa: E402  (rope_parameters, rounded, versions, TOKENS)
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "models", "data")
 
@@ -59,7 +61,6 @@ CASES = {
                               fp8_block=None),
 }
 
-TOKENS = [0, 5, 17, 42, 9, 88, 63, 3, 27, 71, 12, 50, 94, 33]
 FP8_MAX = 448.0
 
 
@@ -67,11 +68,7 @@ def hf_config(cfg):
     skip = ("rope_scaling", "rope_theta", "scoring_func", "topk_method", "aux_loss_alpha", "seq_aux",
             "moe_layer_freq", "fp8_block", "num_nextn_predict_layers", "ep_size")
     kw = {k: v for k, v in cfg.items() if k not in skip}
-    rope = {"rope_type": "default", "rope_theta": cfg["rope_theta"]}
-    if cfg["rope_scaling"]:
-        rope = {k: v for k, v in cfg["rope_scaling"].items() if k != "type"}
-        rope.update(rope_type="yarn", rope_theta=cfg["rope_theta"])
-    return DeepseekV3Config(**kw, rope_parameters=rope)
+    return DeepseekV3Config(**kw, rope_parameters=v2.rope_parameters(cfg))
 
 
 def quantize_fp8(w, block):
@@ -160,7 +157,7 @@ def make_case(name, cfg_over, seed):
         m = 0.1 * cfg["rope_scaling"]["mscale_all_dim"] * math.log(cfg["rope_scaling"]["factor"]) + 1.0
         expected_scale *= m * m
     assert abs(attn.scaling - expected_scale) < 1e-9, (attn.scaling, expected_scale)
-    ids = torch.tensor([TOKENS])
+    ids = torch.tensor([v2.TOKENS])
     logits = logits_of(model, ids)
 
     # dsk's default for an FP8 checkpoint holds each dequantized weight rounded to bf16: the same model in torch.
@@ -202,14 +199,12 @@ def make_case(name, cfg_over, seed):
         f.write("\n")
     save_file(tensors, os.path.join(d, "model.safetensors"), metadata={"format": "pt"})
     golden = {
-        "versions": {"transformers": transformers.__version__, "torch": torch.__version__,
-                     "safetensors": safetensors.__version__, "numpy": np.__version__},
+        "versions": v2.versions(),
         "softmax_scale": attn.scaling,
-        "tokens": TOKENS,
-        "logits": [[float(f"{v:.7g}") for v in row] for row in logits.tolist()],
+        "tokens": v2.TOKENS,
+        "logits": v2.rounded(logits),
         "max_abs_change_without_bias": no_bias,
-        **({"logits_bf16_weights": [[float(f"{v:.7g}") for v in row] for row in logits_bf16.tolist()]}
-           if logits_bf16 is not None else {}),
+        **({"logits_bf16_weights": v2.rounded(logits_bf16)} if logits_bf16 is not None else {}),
         "max_abs_change_with_config_eps_in_latent_norms": config_eps,
     }
     with open(os.path.join(d, "golden.json"), "w") as f:
