@@ -30,6 +30,7 @@
 #include "dsk/core/config.hpp"
 #include "dsk/core/error.hpp"
 #include "dsk/io/mapped_file.hpp"
+#include "dsk/io/unicode_regex.hpp"
 #include "dsk/kernels/config.hpp"
 
 namespace dsk::io {
@@ -166,35 +167,43 @@ struct byte_level_table {
 
 // ---- PCRE2 ------------------------------------------------------------------------------------------
 // A compiled pattern. Options mirror the Oniguruma (Ruby syntax) engine `tokenizers` uses: UTF-8 with Unicode
-// properties for \s, \p{..}; ^ and $ are line anchors (newline = LF).
+// properties for \s, \p{..}; ^ and $ are line anchors (newline = LF). General_Category properties and \d come
+// from dsk's Unicode table, not PCRE2's (unicode_regex.hpp: `tokenizers` has a newer Unicode than PCRE2
+// builds such as Debian 12's).
+// unicode_tables::dsk: the engine's \p{..} corrected where it differs from dsk's table (the default);
+// dsk_ranges: every property as explicit ranges (slower; the second path tests/io/unicode.cpp checks);
+// engine: PCRE2's own tables, the pattern as written (the baseline of the tests and of bench_tokenizer).
+enum class unicode_tables { dsk, dsk_ranges, engine };
+
+inline const engine_differences& pcre2_differences();
+
 class pcre2_regex {
  public:
-  pcre2_regex(const std::string& pattern, bool literal, std::string_view where) {
-    pcre2_compile_context_8* ctx = pcre2_compile_context_create_8(nullptr);
-    pcre2_set_newline_8(ctx, PCRE2_NEWLINE_LF);
-    int err = 0;
-    PCRE2_SIZE off = 0;
-    // PCRE2_NEVER_BACKSLASH_C: \C matches one code unit, so a match could end inside a UTF-8 character
-    // and cut the text into invalid UTF-8 pieces (which later splits would read past).
-    // (A literal pattern has no escapes; PCRE2 refuses the option with PCRE2_LITERAL.)
-    const std::uint32_t opts =
-        PCRE2_UTF | (literal ? PCRE2_LITERAL : PCRE2_NEVER_BACKSLASH_C | PCRE2_UCP | PCRE2_MULTILINE);
-    code_.reset(pcre2_compile_8(reinterpret_cast<PCRE2_SPTR8>(pattern.data()), pattern.size(), opts, &err,
-                                &off, ctx));
-    pcre2_compile_context_free_8(ctx);
-    if (!code_) {
-      std::array<PCRE2_UCHAR8, 256> msg{};
-      pcre2_get_error_message_8(err, msg.data(), msg.size());
-      fail(where, ": cannot compile regex '", truncated(pattern, 200), "' at offset ", off, ": ",
-           reinterpret_cast<const char*>(msg.data()),
-           err == PCRE2_ERROR_BACKSLASH_C_CALLER_DISABLED
-               ? " (\\C is not allowed: it matches single bytes and would cut UTF-8 characters apart)"
-               : "");
+  pcre2_regex(const std::string& pattern, bool literal, std::string_view where,
+              unicode_tables tables = unicode_tables::dsk) {
+    const std::string expanded =
+        literal || tables == unicode_tables::engine
+            ? pattern
+            : expand_unicode_properties(pattern, tables == unicode_tables::dsk ? &pcre2_differences() : nullptr);
+    code_ = compile(expanded, literal);
+    if (!code_.code) {
+      // Errors name the pattern as written: compile it unchanged for PCRE2's message and offset.
+      const compiled as_written = expanded == pattern ? std::move(code_) : compile(pattern, literal);
+      if (!as_written.code) {
+        fail(where, ": cannot compile regex '", truncated(pattern, 200), "' at offset ", as_written.offset,
+             ": ", as_written.message,
+             as_written.error == PCRE2_ERROR_BACKSLASH_C_CALLER_DISABLED
+                 ? " (\\C is not allowed: it matches single bytes and would cut UTF-8 characters apart)"
+                 : "");
+      }
+      fail(where, ": cannot compile regex '", truncated(pattern, 200),
+           "' once its Unicode properties are ranges of Unicode ", ucd::gc_table_unicode_version, ": ",
+           code_.message);
     }
     // JIT: an optional speed-up; the interpreter is the fallback and gives the same matches.
     // DSK_PCRE2_NO_JIT=1 in the environment turns it off (for valgrind, which cannot follow JIT code's
     // reads: tests/io's test_io_valgrind).
-    if (!jit_disabled()) pcre2_jit_compile_8(code_.get(), PCRE2_JIT_COMPLETE);
+    if (!jit_disabled()) pcre2_jit_compile_8(code_.code.get(), PCRE2_JIT_COMPLETE);
   }
   static bool jit_disabled() {
     static const bool off = [] {
@@ -217,14 +226,14 @@ class pcre2_regex {
       i += n;
     }
     std::unique_ptr<pcre2_match_data_8, decltype(&pcre2_match_data_free_8)> md(
-        pcre2_match_data_create_from_pattern_8(code_.get(), nullptr), &pcre2_match_data_free_8);
+        pcre2_match_data_create_from_pattern_8(code_.code.get(), nullptr), &pcre2_match_data_free_8);
     if (!md) fail("dsk::io::tokenizer: out of memory for regex match data");
     std::size_t pos = 0;
     while (pos <= s.size()) {
-      int rc = pcre2_match_8(code_.get(), reinterpret_cast<PCRE2_SPTR8>(s.data()), s.size(), pos,
+      int rc = pcre2_match_8(code_.code.get(), reinterpret_cast<PCRE2_SPTR8>(s.data()), s.size(), pos,
                              PCRE2_NO_UTF_CHECK, md.get(), nullptr);
       if (rc == PCRE2_ERROR_JIT_STACKLIMIT)  // the interpreter keeps its backtracking state on the heap
-        rc = pcre2_match_8(code_.get(), reinterpret_cast<PCRE2_SPTR8>(s.data()), s.size(), pos,
+        rc = pcre2_match_8(code_.code.get(), reinterpret_cast<PCRE2_SPTR8>(s.data()), s.size(), pos,
                            PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT, md.get(), nullptr);
       if (rc == PCRE2_ERROR_NOMATCH) break;
       if (rc < 0) {
@@ -249,8 +258,101 @@ class pcre2_regex {
   struct code_free {
     void operator()(pcre2_code_8* c) const { pcre2_code_free_8(c); }
   };
-  std::unique_ptr<pcre2_code_8, code_free> code_;
+  struct compiled {
+    std::unique_ptr<pcre2_code_8, code_free> code;
+    int error = 0;
+    PCRE2_SIZE offset = 0;
+    std::string message;
+  };
+  static compiled compile(const std::string& pattern, bool literal) {
+    compiled c;
+    pcre2_compile_context_8* ctx = pcre2_compile_context_create_8(nullptr);
+    if (!ctx) fail("dsk::io::tokenizer: out of memory for a regex compile context");
+    pcre2_set_newline_8(ctx, PCRE2_NEWLINE_LF);
+    // PCRE2_NEVER_BACKSLASH_C: \C matches one code unit, so a match could end inside a UTF-8 character
+    // and cut the text into invalid UTF-8 pieces (which later splits would read past).
+    // (A literal pattern has no escapes; PCRE2 refuses the option with PCRE2_LITERAL.)
+    const std::uint32_t opts =
+        PCRE2_UTF | (literal ? PCRE2_LITERAL : PCRE2_NEVER_BACKSLASH_C | PCRE2_UCP | PCRE2_MULTILINE);
+    c.code.reset(pcre2_compile_8(reinterpret_cast<PCRE2_SPTR8>(pattern.data()), pattern.size(), opts,
+                                 &c.error, &c.offset, ctx));
+    pcre2_compile_context_free_8(ctx);
+    if (!c.code) {
+      std::array<PCRE2_UCHAR8, 256> msg{};
+      pcre2_get_error_message_8(c.error, msg.data(), msg.size());
+      c.message = reinterpret_cast<const char*>(msg.data());
+    }
+    return c;
+  }
+  compiled code_;
 };
+
+// Where this PCRE2 build's Unicode tables differ from dsk's, found once per process by asking PCRE2 itself
+// (its tables are compiled in and have no query API): each category's code points (by dsk's table) scanned
+// for a character the engine puts elsewhere, those characters' engine categories, and \s over every code
+// point. About 1.1 million property tests, a few milliseconds with the JIT; nothing when the versions agree
+// beyond that scan.
+inline const engine_differences& pcre2_differences() {
+  static const engine_differences d = [] {
+    static constexpr const char* names[] = {"Lu", "Ll", "Lt", "Lm", "Lo", "Mn", "Mc", "Me", "Nd", "Nl",
+                                            "No", "Pc", "Pd", "Ps", "Pe", "Pi", "Pf", "Po", "Sm", "Sc",
+                                            "Sk", "So", "Zs", "Zl", "Zp", "Cc", "Cf", "Cs", "Co", "Cn"};
+    constexpr int categories = static_cast<int>(std::size(names));
+    const auto first_code_point = [](std::string_view s, std::size_t b) {
+      return utf8_decode(s, b, utf8_seq_len(s, b));
+    };
+    // Every non-surrogate code point, grouped by dsk's category.
+    std::array<std::string, categories> by_category;
+    for (std::uint32_t cp = 0; cp <= unicode_max_code_point; ++cp)
+      if (cp < 0xD800 || cp > 0xDFFF) append_utf8(by_category[static_cast<int>(category_of(cp))], cp);
+    engine_differences out;
+    std::string differing;
+    std::vector<std::uint32_t> differing_cps;
+    for (int g = 0; g < categories; ++g) {
+      if (by_category[g].empty()) continue;
+      const pcre2_regex other(std::string("\\P{") + names[g] + "}", false, "dsk::io: Unicode table check",
+                              unicode_tables::engine);
+      other.for_each_match(by_category[g], [&](std::size_t b, std::size_t e) {
+        for (std::size_t k = b; k < e;) {
+          const std::size_t len = utf8_seq_len(by_category[g], k);
+          differing_cps.push_back(first_code_point(by_category[g], k));
+          k += len ? len : 1;
+        }
+      });
+    }
+    std::sort(differing_cps.begin(), differing_cps.end());
+    for (const std::uint32_t cp : differing_cps) append_utf8(differing, cp);
+    std::unordered_map<std::uint32_t, ucd::gc> engine_category;
+    for (int g = 0; g < categories && !differing.empty(); ++g) {
+      const pcre2_regex is(std::string("\\p{") + names[g] + "}", false, "dsk::io: Unicode table check",
+                           unicode_tables::engine);
+      is.for_each_match(differing, [&](std::size_t b, std::size_t) {
+        engine_category[first_code_point(differing, b)] = static_cast<ucd::gc>(g);
+      });
+    }
+    for (const std::uint32_t cp : differing_cps) {
+      const auto it = engine_category.find(cp);
+      out.category.emplace_back(cp, it == engine_category.end() ? ucd::gc::Cn : it->second);
+    }
+    // \s against White_Space, over every code point.
+    std::string all;
+    for (const auto& s : by_category) all += s;
+    cp_ranges engine_space;
+    const pcre2_regex space("\\s", false, "dsk::io: Unicode table check", unicode_tables::engine);
+    std::vector<std::uint32_t> spaces;
+    space.for_each_match(all, [&](std::size_t b, std::size_t) { spaces.push_back(first_code_point(all, b)); });
+    std::sort(spaces.begin(), spaces.end());
+    for (const std::uint32_t cp : spaces) append_run(engine_space, cp, cp);
+    const cp_ranges ours = white_space();
+    const auto minus = [](const cp_ranges& a, const cp_ranges& b) {  // a \ b = complement(complement(a) u b)
+      return complement(unite(complement(a), b));
+    };
+    out.white_space_extra = minus(engine_space, ours);
+    out.white_space_missing = minus(ours, engine_space);
+    return out;
+  }();
+  return d;
+}
 
 // How a Split keeps the matches (the `tokenizers` SplitDelimiterBehavior).
 enum class split_behavior { isolated, removed, merged_with_previous, merged_with_next, contiguous };
