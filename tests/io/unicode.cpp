@@ -131,8 +131,10 @@ class reference_regex {
     std::vector<std::pair<std::size_t, std::size_t>> out;
     pcre2_match_data_8* md = pcre2_match_data_create_from_pattern_8(code_, nullptr);
     for (std::size_t pos = 0; pos <= s.size();) {
-      if (pcre2_match_8(code_, reinterpret_cast<PCRE2_SPTR8>(s.data()), s.size(), pos, 0, md, nullptr) < 0)
-        break;
+      const int rc =
+          pcre2_match_8(code_, reinterpret_cast<PCRE2_SPTR8>(s.data()), s.size(), pos, 0, md, nullptr);
+      if (rc == PCRE2_ERROR_NOMATCH) break;
+      if (rc < 0) FAIL("reference_regex: PCRE2 error " << rc);
       const PCRE2_SIZE* ov = pcre2_get_ovector_pointer_8(md);
       if (ov[1] > ov[0]) {
         out.emplace_back(ov[0], ov[1]);
@@ -378,7 +380,12 @@ TEST_CASE("unicode: rewritten patterns match as written wherever the Unicode ver
           atom = "(?i)" + expr(depth + 1);
           break;
       }
-      if (atom != "(?i)") atom += pick({"", "", "+", "*", "?", "{1,3}"});
+      // Groups are not repeated without bound: nested unbounded repeats backtrack exponentially, and PCRE2's
+      // interpreter (AArch64 under qemu has no JIT) stops with "match limit exceeded".
+      if (atom.front() == '(')
+        atom += pick({"", "", "?"});
+      else if (atom != "(?i)")
+        atom += pick({"", "", "+", "*", "?", "{1,3}"});
       out += atom;
     }
     return out;
