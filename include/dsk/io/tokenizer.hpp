@@ -184,7 +184,8 @@ class pcre2_regex {
     const std::string expanded =
         literal || tables == unicode_tables::engine
             ? pattern
-            : expand_unicode_properties(pattern, tables == unicode_tables::dsk ? &pcre2_differences() : nullptr);
+            : expand_unicode_properties(pattern,
+                                        tables == unicode_tables::dsk ? &pcre2_differences() : nullptr);
     code_ = compile(expanded, literal);
     if (!code_.code) {
       // Errors name the pattern as written: compile it unchanged for PCRE2's message and offset.
@@ -294,10 +295,7 @@ class pcre2_regex {
 // beyond that scan.
 inline const engine_differences& pcre2_differences() {
   static const engine_differences d = [] {
-    static constexpr const char* names[] = {"Lu", "Ll", "Lt", "Lm", "Lo", "Mn", "Mc", "Me", "Nd", "Nl",
-                                            "No", "Pc", "Pd", "Ps", "Pe", "Pi", "Pf", "Po", "Sm", "Sc",
-                                            "Sk", "So", "Zs", "Zl", "Zp", "Cc", "Cf", "Cs", "Co", "Cn"};
-    constexpr int categories = static_cast<int>(std::size(names));
+    constexpr int categories = static_cast<int>(std::size(ucd::gc_names));
     const auto first_code_point = [](std::string_view s, std::size_t b) {
       return utf8_decode(s, b, utf8_seq_len(s, b));
     };
@@ -310,8 +308,8 @@ inline const engine_differences& pcre2_differences() {
     std::vector<std::uint32_t> differing_cps;
     for (int g = 0; g < categories; ++g) {
       if (by_category[g].empty()) continue;
-      const pcre2_regex other(std::string("\\P{") + names[g] + "}", false, "dsk::io: Unicode table check",
-                              unicode_tables::engine);
+      const pcre2_regex other(std::string("\\P{") + ucd::gc_names[g] + "}", false,
+                              "dsk::io: Unicode table check", unicode_tables::engine);
       other.for_each_match(by_category[g], [&](std::size_t b, std::size_t e) {
         for (std::size_t k = b; k < e;) {
           const std::size_t len = utf8_seq_len(by_category[g], k);
@@ -324,8 +322,8 @@ inline const engine_differences& pcre2_differences() {
     for (const std::uint32_t cp : differing_cps) append_utf8(differing, cp);
     std::unordered_map<std::uint32_t, ucd::gc> engine_category;
     for (int g = 0; g < categories && !differing.empty(); ++g) {
-      const pcre2_regex is(std::string("\\p{") + names[g] + "}", false, "dsk::io: Unicode table check",
-                           unicode_tables::engine);
+      const pcre2_regex is(std::string("\\p{") + ucd::gc_names[g] + "}", false,
+                           "dsk::io: Unicode table check", unicode_tables::engine);
       is.for_each_match(differing, [&](std::size_t b, std::size_t) {
         engine_category[first_code_point(differing, b)] = static_cast<ucd::gc>(g);
       });
@@ -340,7 +338,8 @@ inline const engine_differences& pcre2_differences() {
     cp_ranges engine_space;
     const pcre2_regex space("\\s", false, "dsk::io: Unicode table check", unicode_tables::engine);
     std::vector<std::uint32_t> spaces;
-    space.for_each_match(all, [&](std::size_t b, std::size_t) { spaces.push_back(first_code_point(all, b)); });
+    space.for_each_match(all,
+                         [&](std::size_t b, std::size_t) { spaces.push_back(first_code_point(all, b)); });
     std::sort(spaces.begin(), spaces.end());
     for (const std::uint32_t cp : spaces) append_run(engine_space, cp, cp);
     const cp_ranges ours = white_space();

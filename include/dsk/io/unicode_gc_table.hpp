@@ -17,6 +17,12 @@ enum class gc : std::uint8_t {
   Pi, Pf, Po, Sm, Sc, Sk, So, Zs, Zl, Zp, Cc, Cf, Cs, Co, Cn
 };
 
+// Their two-letter names, in the same order.
+inline constexpr const char* gc_names[] = {
+  "Lu", "Ll", "Lt", "Lm", "Lo", "Mn", "Mc", "Me", "Nd", "Nl", "No", "Pc", "Pd", "Ps", "Pe",
+  "Pi", "Pf", "Po", "Sm", "Sc", "Sk", "So", "Zs", "Zl", "Zp", "Cc", "Cf", "Cs", "Co", "Cn"
+};
+
 struct gc_run {
   std::uint32_t first, last;
   gc category;
