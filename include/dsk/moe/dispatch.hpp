@@ -29,6 +29,25 @@ inline index_t grain_for(index_t floats_per_item) {
 inline constexpr index_t max_dispatch_count = 0x7fffffff;
 inline constexpr index_t max_dispatch_block = index_t{1} << 16;
 
+// The per-expert limit of a dispatch of T tokens x K slots over E experts: `capacity` when >= 0, else
+// ceil(capacity_factor * T * K / E) when the factor is > 0, else -1 (dropless). No expert can receive more
+// than T * K pairs: a larger capacity (capacity_factor up to 1e308) keeps everything, and clamping first keeps
+// the conversion to index_t defined.
+inline index_t capacity_of(index_t capacity, double capacity_factor, index_t T, index_t K, index_t E) {
+  if (capacity >= 0) return capacity;
+  if (!(capacity_factor > 0.0)) return -1;
+  const double cap = std::ceil(capacity_factor * static_cast<double>(T * K) / static_cast<double>(E));
+  return cap >= static_cast<double>(T * K) ? T * K : static_cast<index_t>(cap);
+}
+
+// The padding and capacity options of a dispatch (dispatch_options, moe::ep_options).
+inline void check_dispatch_options(const contract& c, index_t block, double capacity_factor, index_t capacity) {
+  c.in_range("opt.block", block, index_t{1}, max_dispatch_block)
+      .require(std::isfinite(capacity_factor) && capacity_factor >= 0.0, "opt.capacity_factor",
+               "a finite value >= 0 (0 = dropless)", capacity_factor)
+      .require(capacity >= -1, "opt.capacity", ">= 0, or -1 to use capacity_factor", capacity);
+}
+
 inline void check_topk_idx(const contract& c, view<const expert_id, 2> topk_idx, index_t E) {
   for (index_t t = 0; t < topk_idx.extent(0); ++t)
     for (index_t k = 0; k < topk_idx.extent(1); ++k) {
@@ -123,25 +142,15 @@ inline dispatch_handle plan_dispatch(view<const expert_id, 2> topk_idx, index_t 
   const index_t T = topk_idx.extent(0), K = topk_idx.extent(1);
   c.in_range("E", E, index_t{1}, detail::max_dispatch_count)
       .in_range("topk_idx.extent(0) (tokens)", T, index_t{0}, detail::max_dispatch_count)
-      .in_range("topk_idx.extent(1) (slots)", K, index_t{0}, detail::max_dispatch_count)
-      .in_range("opt.block", opt.block, index_t{1}, detail::max_dispatch_block)
-      .require(std::isfinite(opt.capacity_factor) && opt.capacity_factor >= 0.0, "opt.capacity_factor",
-               "a finite value >= 0 (0 = dropless)", opt.capacity_factor)
-      .require(opt.capacity >= -1, "opt.capacity", ">= 0, or -1 to use capacity_factor", opt.capacity);
+      .in_range("topk_idx.extent(1) (slots)", K, index_t{0}, detail::max_dispatch_count);
+  detail::check_dispatch_options(c, opt.block, opt.capacity_factor, opt.capacity);
   detail::check_topk_idx(c, topk_idx, E);
   dispatch_handle h;
   h.tokens = T;
   h.slots = K;
   h.experts = E;
   h.block = opt.block;
-  if (opt.capacity >= 0) {
-    h.capacity = opt.capacity;
-  } else if (opt.capacity_factor > 0.0) {
-    // No expert can receive more than T * K pairs: a larger capacity (capacity_factor up to 1e308) keeps
-    // everything, and clamping first keeps the conversion to index_t defined.
-    const double cap = std::ceil(opt.capacity_factor * static_cast<double>(T * K) / static_cast<double>(E));
-    h.capacity = cap >= static_cast<double>(T * K) ? T * K : static_cast<index_t>(cap);
-  }
+  h.capacity = detail::capacity_of(opt.capacity, opt.capacity_factor, T, K, E);
   h.routed.assign(static_cast<std::size_t>(E), 0);
   for (index_t t = 0; t < T; ++t)
     for (index_t k = 0; k < K; ++k)
