@@ -9,7 +9,7 @@ set -euo pipefail
 # sanitizer runtimes) build the fuzz harnesses (tools/fuzz.sh).
 packages=(g++ cmake ninja-build pkg-config catch2 libfmt-dev libbenchmark-dev libopenblas-dev libeigen3-dev
           nlohmann-json3-dev libcli11-dev libpcre2-dev g++-aarch64-linux-gnu qemu-user libpcre2-dev:arm64
-          valgrind clang-14 libclang-rt-14-dev)
+          valgrind clang-14 libclang-rt-14-dev libopenmpi-dev openmpi-bin)
 
 missing=()
 for p in "${packages[@]}"; do
