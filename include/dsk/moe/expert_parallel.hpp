@@ -295,6 +295,28 @@ class ep_communicator {
   void combine_backward(view<const float, 2> dy, view<const float, 2> ys, const ep_handle& h,
                         view<const float, 2> recv_topk_w, view<float, 2> dys, view<float, 2> dtopk_w);
 
+  // For a model whose tokens are held by every rank (attention replicated, experts split): this rank's share
+  // [first, first + count) of T tokens, contiguous, in rank order (rank r: [r * T / R, (r + 1) * T / R)).
+  std::pair<index_t, index_t> token_range(index_t tokens) const {
+    contract{"moe::ep_communicator::token_range"}.require(tokens >= 0, "tokens", ">= 0", tokens);
+    const index_t first = tokens * rank_ / ranks_;
+    return {first, tokens * (rank_ + 1) / ranks_ - first};
+  }
+  // all [sum of the ranks' part rows, H] = the ranks' part [rows, H] one after another in rank order, on
+  // every rank (e.g. each rank's share of the MoE output, token_range, back to all tokens). The row counts
+  // are exchanged first: every rank throws when all's rows differ from their sum on any rank.
+  void allgather_rows(view<const float, 2> part, view<float, 2> all);
+  // The value of every rank, in rank order (reports: resident memory per rank, a checksum of the output).
+  std::vector<std::int64_t> allgather(std::int64_t value) const {
+    static constexpr std::string_view where = "moe::ep_communicator::allgather";
+    std::vector<std::int64_t> all(static_cast<std::size_t>(ranks_));
+    MPI_Request req;
+    detail::mpi_check(where, MPI_Iallgather(&value, 1, MPI_INT64_T, all.data(), 1, MPI_INT64_T, comm_, &req),
+                      "MPI_Iallgather");
+    detail::ep_wait(where, &req, 1, timeout_s_, "value");
+    return all;
+  }
+
  private:
   // One MPI_Ialltoallv of `type` elements; counts and displacements in elements of `type`.
   void post_alltoallv(std::string_view where, const void* send, const std::vector<int>& scount,
@@ -364,6 +386,58 @@ void ep_communicator::agree(std::string_view where, Checks&& checks) const {
     if (!all[static_cast<std::size_t>(r)])
       throw error(dsk::detail::concat(where, ": rank ", r, " rejected its arguments (its error says why); ",
                                       "nothing was exchanged"));
+}
+
+inline void ep_communicator::allgather_rows(view<const float, 2> part, view<float, 2> all) {
+  static constexpr std::string_view where = "moe::ep_communicator::allgather_rows";
+  std::int64_t rows[2] = {0, 0};  // this rank's part rows, and the rows of all
+  agree(where, [&] {
+    contract c{where};
+    c.extent("part", part, 1, hidden_, "the communicator's hidden size")
+        .extent("all", all, 1, hidden_, "the communicator's hidden size")
+        .unit_inner_stride("part", part)
+        .disjoint("all", all, "part", part);
+    rows[0] = part.extent(0);
+    rows[1] = all.extent(0);
+  });
+  std::vector<std::int64_t> every(static_cast<std::size_t>(2 * ranks_));
+  MPI_Request req;
+  detail::mpi_check(where, MPI_Iallgather(rows, 2, MPI_INT64_T, every.data(), 2, MPI_INT64_T, comm_, &req),
+                    "MPI_Iallgather");
+  detail::ep_wait(where, &req, 1, timeout_s_, "row count");
+  std::vector<int> count(static_cast<std::size_t>(ranks_)), displ;
+  std::int64_t sum = 0;
+  for (int r = 0; r < ranks_; ++r) {
+    sum += every[static_cast<std::size_t>(2 * r)];
+    count[static_cast<std::size_t>(r)] =
+        detail::mpi_count(where, every[static_cast<std::size_t>(2 * r)], "a row count");
+  }
+  for (int r = 0; r < ranks_; ++r)
+    if (every[static_cast<std::size_t>(2 * r + 1)] != sum)
+      throw error(dsk::detail::concat(where, ": argument 'all': expected ", sum,
+                                      " rows (the sum of the ranks' part rows) on every rank, got ",
+                                      every[static_cast<std::size_t>(2 * r + 1)], " on rank ", r));
+  detail::exclusive_scan(count, displ, where);
+  // Contiguous rows in and out (MPI's row type is H floats); strided views go through a staging copy.
+  const bool dense_in = part.extent(0) <= 1 || part.stride(0) == hidden_;
+  const bool dense_out = all.extent(0) <= 1 || all.stride(0) == hidden_;
+  std::vector<float> in, out;
+  if (!dense_in) {
+    in.resize(static_cast<std::size_t>(part.extent(0) * hidden_));
+    for (index_t t = 0; t < part.extent(0); ++t)
+      std::copy_n(row_ptr(part, t), hidden_, in.data() + t * hidden_);
+  }
+  if (!dense_out) out.resize(static_cast<std::size_t>(all.extent(0) * hidden_));
+  const float* send = dense_in ? part.data() : in.data();
+  float* recv = dense_out ? all.data() : out.data();
+  detail::mpi_check(where,
+                    MPI_Iallgatherv(send, count[static_cast<std::size_t>(rank_)], row_, recv, count.data(),
+                                    displ.data(), row_, comm_, &req),
+                    "MPI_Iallgatherv");
+  detail::ep_wait(where, &req, 1, timeout_s_, "rows");
+  if (!dense_out)
+    for (index_t t = 0; t < all.extent(0); ++t)
+      std::copy_n(out.data() + t * hidden_, hidden_, row_ptr(all, t));
 }
 
 inline void ep_communicator::check_handle(const contract& c, const ep_handle& h) const {
