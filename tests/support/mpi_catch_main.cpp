@@ -1,5 +1,6 @@
-// The main of test_moe_ep: Catch2 run on every rank of an mpirun job. MPI is initialized before and finalized
-// after the tests (an ep_communicator lives inside one test case); the job fails when any rank's run failed.
+// The main of the MPI tests (dsk_add_mpi_test): Catch2 run on every rank of an mpirun job. MPI is initialized
+// before and finalized after the tests (an ep_communicator lives inside one test case); the job fails when
+// any rank's run failed.
 #define CATCH_CONFIG_RUNNER
 #include <mpi.h>
 
@@ -9,7 +10,7 @@
 int main(int argc, char** argv) {
   int provided = 0;
   if (MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
-    std::fprintf(stderr, "test_moe_ep: MPI_Init_thread failed\n");
+    std::fprintf(stderr, "%s: MPI_Init_thread failed\n", argv[0]);
     return 2;
   }
   int rank = 0;
@@ -19,7 +20,7 @@ int main(int argc, char** argv) {
   if (rc == 0) rc = session.run();
   int worst = 0;
   MPI_Allreduce(&rc, &worst, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-  if (rank == 0 && worst != 0 && rc == 0) std::fprintf(stderr, "test_moe_ep: another rank failed\n");
+  if (rank == 0 && worst != 0 && rc == 0) std::fprintf(stderr, "%s: another rank failed\n", argv[0]);
   MPI_Finalize();
   return worst != 0 ? 1 : 0;
 }
