@@ -4,10 +4,12 @@
 #pragma once
 
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <cstdint>
 #include <cstdio>
+#include <fstream>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -22,6 +24,15 @@ inline double peak_rss_mib() {
   rusage u{};
   getrusage(RUSAGE_SELF, &u);
   return static_cast<double>(u.ru_maxrss) / 1024.0;  // Linux: KiB
+}
+
+// Resident memory now (Linux /proc/self/statm; 0 where it cannot be read): unlike the peak, it does not count
+// what loading touched and gave back (the random weights' temporary file, the pages of checked tensors).
+inline double resident_mib() {
+  std::ifstream statm("/proc/self/statm");
+  long long pages = 0, resident = 0;
+  if (!(statm >> pages >> resident)) return 0.0;
+  return static_cast<double>(resident) * static_cast<double>(sysconf(_SC_PAGESIZE)) / (1024.0 * 1024.0);
 }
 
 // Comma-separated token ids, each in [0, vocab); errors name the runner and the option.

@@ -73,6 +73,11 @@ struct load_options {
   // or merged into their weights with lora_merge (weights that are not an nn::linear are always merged).
   std::filesystem::path lora{};
   bool lora_merge = false;
+  // Expert parallelism (examples/v2/expert_parallel.hpp): this process holds only the routed experts
+  // [shard * E / shards, (shard + 1) * E / shards) of every MoE layer (E a multiple of shards); the others
+  // are neither read nor checked. Everything else (attention, dense layers, shared experts, router, head) is
+  // held by every process.
+  int expert_shard = 0, expert_shards = 1;
 };
 
 // Reads tensors of one checkpoint (or of the built-in random weights) into the chosen format.

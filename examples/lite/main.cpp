@@ -29,7 +29,7 @@ int main(int argc, char** argv) {
              return dsk_lite::load(dir, opts, act());
            },
        .random =
-           [&](const std::string& preset, int layers, dsk_v2::weight_format fmt) {
+           [&](const std::string& preset, int layers, dsk_v2::weight_format fmt, dsk_v2::load_options) {
              checkpoint_only(fmt);
              dsk_lite::preset p = preset == "lite_card" ? dsk_lite::lite_card : dsk_lite::tiny;
              if (layers > 0) p.num_hidden_layers = layers;  // logical layers: a multiple of share_repeats
@@ -43,5 +43,6 @@ int main(int argc, char** argv) {
                     "int8 per token (W4A8: u8 x s8 multiply-adds, faster; logits change slightly)")
                  ->capture_default_str()
                  ->check(CLI::IsMember({"f32", "int8"}));
-           }});
+           },
+       .expert_parallel = {}});
 }

@@ -175,14 +175,15 @@ using expert_store =
                  view_expert_store<dsk_examples::int4_layout_formats[0]>,
                  view_expert_store<dsk_examples::int4_layout_formats[1]>>;
 
-// Loads experts[e].{gate,up,down}_proj (e < E) and shared_experts.* of one layer into the chosen format.
-inline expert_store load_experts(const loader& ld, const std::string& prefix, index_t E, index_t H, index_t I,
-                                 index_t shared_inter) {
+// Loads experts[e].{gate,up,down}_proj (first <= e < first + count: all E experts, or one process's share of
+// them under expert parallelism) and shared_experts.* of one layer into the chosen format.
+inline expert_store load_experts(const loader& ld, const std::string& prefix, index_t first, index_t count,
+                                 index_t H, index_t I, index_t shared_inter) {
   const auto& ck = ld.checkpoint();
-  const std::string first = prefix + "experts.0.gate_proj.weight";
+  const std::string one = prefix + "experts." + std::to_string(first) + ".gate_proj.weight";
   // FP8 experts (V3) become bf16 unless f32 is asked for (the loader's fp8_as_f32 rule).
   const bool bf =
-      ck.contains(first) && (ck.info(first).dtype == io::st_dtype::BF16 || io::is_fp8(ck.info(first).dtype));
+      ck.contains(one) && (ck.info(one).dtype == io::st_dtype::BF16 || io::is_fp8(ck.info(one).dtype));
   const auto fmt = ld.format();
   auto name = [&](index_t e, const char* which) {
     return e < 0 ? prefix + "shared_experts." + which + ".weight"
@@ -202,8 +203,8 @@ inline expert_store load_experts(const loader& ld, const std::string& prefix, in
       st.owned.push_back(ld.dense<W>(n, shape));
       return st.owned.back().cview();
     };
-    st.owned.reserve(static_cast<std::size_t>(3 * (E + 1)));  // views into owned stay valid
-    for (index_t e = 0; e < E; ++e) {
+    st.owned.reserve(static_cast<std::size_t>(3 * (count + 1)));  // views into owned stay valid
+    for (index_t e = first; e < first + count; ++e) {
       st.gate.push_back(matrix(name(e, "gate_proj"), I, H));
       st.up.push_back(matrix(name(e, "up_proj"), I, H));
       st.down.push_back(matrix(name(e, "down_proj"), H, I));
@@ -227,7 +228,7 @@ inline expert_store load_experts(const loader& ld, const std::string& prefix, in
       ld.release(n);
       return w;
     };
-    for (index_t e = 0; e < E; ++e)
+    for (index_t e = first; e < first + count; ++e)
       st.routed_.add_quantized(q(name(e, "gate_proj"), I, H), q(name(e, "up_proj"), I, H),
                                q(name(e, "down_proj"), H, I));
     if (shared_inter > 0)
@@ -241,7 +242,7 @@ inline expert_store load_experts(const loader& ld, const std::string& prefix, in
       constexpr quant::format F = decltype(k)::value;
       view_expert_store<F> st;
       st.int8_activations = ld.activations() == quant::activations::int8;
-      for (index_t e = 0; e < E; ++e) {
+      for (index_t e = first; e < first + count; ++e) {
         st.gate.push_back(ld.int4_view<F>(name(e, "gate_proj"), I, H));
         st.up.push_back(ld.int4_view<F>(name(e, "up_proj"), I, H));
         st.down.push_back(ld.int4_view<F>(name(e, "down_proj"), H, I));
@@ -312,6 +313,33 @@ struct structure {
   quant::activations activations = quant::activations::f32;
 };
 
+// The exchange of an expert-parallel run. Every process runs the whole model on the same tokens except the
+// routed experts, which are split over the processes (load_options::expert_shard); in each MoE layer a
+// process takes its share of the tokens (token_range), dispatch sends them to the processes holding their
+// experts, combine returns their weighted sums, allgather_rows gives every process all tokens' outputs.
+// examples/v2/expert_parallel.hpp implements it over MPI with moe::ep_communicator; model.hpp itself needs
+// no MPI. Every call is collective (all processes, same order).
+class expert_exchange {
+ public:
+  virtual ~expert_exchange() = default;
+  virtual int rank() const = 0;
+  virtual int ranks() const = 0;
+  // Checks that every process runs the same experts and hidden size (collective; all throw on a mismatch).
+  virtual void configure(index_t experts, index_t hidden) = 0;
+  virtual std::pair<index_t, index_t> token_range(index_t tokens) const = 0;  // first, count
+  // x [n, H] (this process's tokens), topk_idx / topk_w [n, K] (global expert ids) -> received() rows and
+  // local(): their (token, slot) pairs over this process's experts, grouped per local expert.
+  virtual void dispatch(view<const float, 2> x, view<const moe::expert_id, 2> topk_idx,
+                        view<const float, 2> topk_w) = 0;
+  virtual view<const float, 2> received() const = 0;
+  virtual const moe::dispatch_handle& local() const = 0;
+  // ys [local rows, H] -> y [n, H] = shared + sum_k topk_w * expert output (moe::combine_tokens' order).
+  virtual void combine(view<const float, 2> ys, view<const float, 2> topk_w, view<float, 2> y,
+                       view<const float, 2> shared) = 0;
+  virtual void allgather_rows(view<const float, 2> part, view<float, 2> all) = 0;
+  virtual std::vector<std::int64_t> allgather(std::int64_t value) = 0;
+};
+
 class model {
  public:
   // Loads config.json and the safetensors checkpoint (one file or sharded) of a directory.
@@ -334,6 +362,7 @@ class model {
     contract{"dsk_v2::model"}.require(ck_ != nullptr, "checkpoint", "a loaded checkpoint", "null");
     const io::checkpoint& ck = *ck_;
     validate_config();
+    set_expert_shard(opts);
     const index_t blocks = cfg_.num_hidden_layers / st_.share_repeats;
     skipped_layers_ = check_layers(ck, blocks, st_.share_repeats, cfg_.num_nextn_predict_layers);
     loader ld(ck, fmt, opts, "dsk_v2");
@@ -405,7 +434,7 @@ class model {
         // V3's selection-only correction bias (noaux_tc): required there, absent in V2.
         if (cfg_.topk_method == io::topk_method::noaux_tc)
           L.score_bias = ld.vec(p + "mlp.gate.e_score_correction_bias", E);
-        L.experts = load_experts(ld, p + "mlp.", E, D, cfg_.moe_intermediate_size,
+        L.experts = load_experts(ld, p + "mlp.", expert_first_, expert_count_, D, cfg_.moe_intermediate_size,
                                  cfg_.moe_intermediate_size * cfg_.n_shared_experts);
       } else {
         L.mlp = load_mlp(ld, p + "mlp", D, cfg_.intermediate_size);
@@ -481,16 +510,44 @@ class model {
   // The multi-token-prediction layers (num_nextn_predict_layers) the checkpoint holds and load skipped.
   index_t skipped_mtp_layers() const { return skipped_layers_; }
 
+  // The routed experts this process holds: [first, first + count) of every MoE layer (all of them unless
+  // loaded with load_options::expert_shards > 1).
+  std::pair<index_t, index_t> held_experts() const { return {expert_first_, expert_count_}; }
+
+  // Runs the MoE layers expert-parallel over `ex` (collective: every process of the run calls it, each with
+  // the model loaded with load_options::expert_shard = ex->rank(), expert_shards = ex->ranks()); nullptr
+  // goes back to running every expert here, which needs all experts loaded.
+  void set_expert_parallel(std::shared_ptr<expert_exchange> ex) {
+    const contract c{"dsk_v2::model::set_expert_parallel"};
+    const int shards = static_cast<int>(ex ? ex->ranks() : 1), shard = ex ? ex->rank() : 0;
+    const index_t E = cfg_.n_routed_experts;
+    const index_t count = E / shards, first = shard * count;
+    const auto held = [&] {
+      return dsk::detail::concat("experts [", expert_first_, ", ", expert_first_ + expert_count_, ") of ", E);
+    };
+    // Every process checks the configuration with the others first, so that a mismatch makes all throw.
+    if (ex) ex->configure(E, cfg_.hidden_size);
+    c.require(E % shards == 0 && first == expert_first_ && count == expert_count_, "ex",
+              ex ? dsk::detail::concat("an exchange whose rank ", shard, " of ", shards,
+                                       " holds the experts this model loaded (", held(), ")")
+                 : dsk::detail::concat("an exchange: this model holds only ", held()),
+              ex ? dsk::detail::concat("rank ", shard, " of ", shards) : std::string("nullptr"));
+    ep_ = std::move(ex);
+  }
+  const expert_exchange* expert_parallel() const { return ep_.get(); }
+
   // Bytes of checkpoint tensors scanned for NaN / infinity while loading (0 with check_finite = false).
   std::int64_t checked_bytes() const { return checked_bytes_; }
 
   // The tiny preset (or any preset) on deterministic random weights, written to a temporary safetensors file
   // and loaded through the same path as a real checkpoint.
-  static model random(const preset& d, weight_format fmt, std::uint64_t seed = 20261128) {
+  // (opts.expert_shard / expert_shards: one process's share of the routed experts; the same weights.)
+  static model random(const preset& d, weight_format fmt, load_options opts = {},
+                      std::uint64_t seed = 20261128) {
     return model(to_config(d),
                  dsk_examples::temporary_checkpoint(
                      "dsk_v2", seed, [&](const fs::path& path) { write_random_checkpoint(d, path, seed); }),
-                 fmt);
+                 fmt, opts);
   }
 
   // The tensors of preset d's checkpoint in file order: f(name, rows, cols, kind), cols = 0 for the 1-D
@@ -823,9 +880,10 @@ class model {
     nn::residual_add(y.cview(), h);
   }
 
-  // y = sum_k w_k Expert_{idx_k}(x) + Shared(x) (DeepSeekMoE) by moe::deepseek_moe: gate, route, dispatch
-  // (rows grouped per expert), grouped SwiGLU of the routed experts and the shared expert, combine.
-  void moe_forward(index_t li, const layer& L, view<const float, 2> x, view<float, 2> y) const {
+  // f(router config, moe_options): the config's router as a compile-time moe::router_config (V2's two
+  // methods with softmax scores, V3's sigmoid noaux_tc: the configs io::v2_config accepts) and its options.
+  template <class F>
+  void with_router(F&& f) const {
     const bool grouped = cfg_.topk_method != io::topk_method::greedy;
     const moe::router_config rc{
         .score =
@@ -840,9 +898,18 @@ class model {
                   .norm_topk_prob = cfg_.norm_topk_prob,
                   .routed_scaling_factor = static_cast<float>(cfg_.routed_scaling_factor),
                   .scale_normalised = cfg_.scale_normalised_weights()}};
-    // V2's two methods (softmax) and V3's (sigmoid, noaux_tc): the configs io::v2_config accepts.
     dsk::dispatch<moe::router_config{}, moe::router_config{.method = moe::topk_method::group_limited_greedy},
-                  moe::deepseek_v3_router>("dsk_v2: topk_method", rc, [&](auto c) {
+                  moe::deepseek_v3_router>("dsk_v2: topk_method", rc, [&](auto c) { f(c, mo); });
+  }
+
+  // y = sum_k w_k Expert_{idx_k}(x) + Shared(x) (DeepSeekMoE) by moe::deepseek_moe: gate, route, dispatch
+  // (rows grouped per expert), grouped SwiGLU of the routed experts and the shared expert, combine.
+  void moe_forward(index_t li, const layer& L, view<const float, 2> x, view<float, 2> y) const {
+    if (ep_) {
+      moe_forward_split(li, L, x, y);
+      return;
+    }
+    with_router([&](auto c, const moe::moe_options& mo) {
       std::visit(
           [&](const auto& st) {
             using bank = decltype(st.routed());
@@ -859,10 +926,81 @@ class model {
           },
           L.experts);
     });
+    count_expert_load(li);
+  }
+
+  // The same expert-parallel (set_expert_parallel): every process routes all T tokens and runs the shared
+  // expert on them (replicated like attention: the same bits as one process, whatever the split), then
+  // takes its share of the tokens: dispatch to the processes holding their experts, this process's experts
+  // on the rows it received (each expert sees the rows it sees in one process, in the same order), combine
+  // (the single-process combine_tokens' order), and all shares' outputs gathered on every process.
+  void moe_forward_split(index_t li, const layer& L, view<const float, 2> x, view<float, 2> y) const {
+    const index_t T = x.extent(0), D = cfg_.hidden_size;
+    with_router([&](auto c, const moe::moe_options& mo) {
+      {
+        profile::timer tm{&prof_, profile::router};
+        moe::detail::ensure_shape(ws_.logits, T, cfg_.n_routed_experts);
+        moe::detail::ensure_shape(ws_.scores, T, cfg_.n_routed_experts);
+        moe::detail::ensure_shape(ws_.topk_idx, T, cfg_.num_experts_per_tok);
+        moe::detail::ensure_shape(ws_.topk_w, T, cfg_.num_experts_per_tok);
+        moe::gate_logits(x, L.gate.cview(), ws_.logits.view());
+        moe::route<decltype(c)::value>(ws_.logits.cview(), L.score_bias.cview(), ws_.scores.view(),
+                                       ws_.topk_idx.view(), ws_.topk_w.view(), mo.route);
+      }
+      profile::timer tm{&prof_, profile::experts};
+      const auto [t0, n] = ep_->token_range(T);
+      const view<const float, 2> xs = x.slice(0, t0, t0 + n);
+      const view<const float, 2> w = ws_.topk_w.cview().slice(0, t0, t0 + n);
+      ep_->dispatch(xs, ws_.topk_idx.cview().slice(0, t0, t0 + n), w);  // received() and local()
+      std::visit(
+          [&](const auto& st) {
+            const auto routed = st.routed();
+            const moe::dispatch_handle& local = ep_->local();
+            moe::detail::ensure_shape(ws_.xs, local.rows(), D);
+            moe::detail::ensure_shape(ws_.h, local.rows(), routed.inter());
+            moe::detail::ensure_shape(ws_.ys, local.rows(), D);
+            moe::dispatch_tokens(ep_->received(), local, ws_.xs.view());
+            moe::grouped_swiglu(ws_.xs.cview(), local, routed, ws_.h.view(), ws_.ys.view());
+            // The shared expert runs on all T tokens, like the other replicated layers: its product over
+            // T rows is not bit for bit the one over a share of them (dsk::gemm vs the one-row path).
+            view<const float, 2> shared{};
+            if (const auto sh = st.shared()) {
+              const index_t off[2] = {0, T}, cnt[1] = {T};
+              moe::detail::ensure_shape(ws_.shared_h, T, sh->inter());
+              moe::detail::ensure_shape(ws_.shared_y, T, D);
+              moe::grouped_swiglu(x, std::span<const index_t>(off), std::span<const index_t>(cnt), *sh,
+                                  ws_.shared_h.view(), ws_.shared_y.view());
+              shared = ws_.shared_y.cview().slice(0, t0, t0 + n);
+            }
+            moe::detail::ensure_shape(ep_part_, n, D);
+            ep_->combine(ws_.ys.cview(), w, ep_part_.view(), shared);
+            ep_->allgather_rows(ep_part_.cview(), y);
+          },
+          L.experts);
+    });
+    count_expert_load(li);
+  }
+
+  void count_expert_load(index_t li) const {
     auto& load = prof_.expert_tokens[static_cast<std::size_t>(li)];
     for (index_t t = 0; t < ws_.topk_idx.extent(0); ++t)
       for (index_t k = 0; k < ws_.topk_idx.extent(1); ++k)
         if (ws_.topk_idx(t, k) >= 0) ++load[static_cast<std::size_t>(ws_.topk_idx(t, k))];
+  }
+
+  // The routed experts this process holds (load_options::expert_shard / expert_shards), before any is read.
+  void set_expert_shard(const load_options& opts) {
+    const contract c{"dsk_v2::model"};
+    const index_t E = cfg_.n_routed_experts;
+    c.in_range<index_t>("load_options.expert_shards", opts.expert_shards, 1, std::max<index_t>(E, 1))
+        .in_range<index_t>("load_options.expert_shard", opts.expert_shard, 0, opts.expert_shards - 1)
+        .require(E % opts.expert_shards == 0, "load_options.expert_shards",
+                 dsk::detail::concat("a divisor of n_routed_experts = ", E, " (every process holds as many)"),
+                 opts.expert_shards)
+        .require(opts.expert_shards == 1 || opts.lora.empty(), "load_options.lora",
+                 "no adapter when the experts are split (expert_shards > 1)", opts.lora.string());
+    expert_count_ = E / opts.expert_shards;
+    expert_first_ = opts.expert_shard * expert_count_;
   }
 
   // The int4 layout's embedding [V, D]: row t of the mapped codes dequantized (code x scale, as the tied head
@@ -905,7 +1043,10 @@ class model {
   nn::rope_layout rope_layout_ = nn::rope_layout::interleaved;
   mutable std::optional<nn::rope_cache> rope_;
   mutable profile prof_;
-  mutable moe::moe_workspace ws_;  // reused by every MoE layer and call
+  mutable moe::moe_workspace ws_;                // reused by every MoE layer and call
+  index_t expert_first_ = 0, expert_count_ = 0;  // the routed experts held here (held_experts)
+  std::shared_ptr<expert_exchange> ep_;          // set: the MoE layers run expert-parallel over it
+  mutable tensor<float, 2> ep_part_;             // expert-parallel: this process's share of a MoE output
   std::int64_t checked_bytes_ = 0;
   index_t skipped_layers_ = 0;
   index_t lora_weights_ = 0;

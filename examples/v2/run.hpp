@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdio>
 #include <functional>
+#include <memory>
 #include <numeric>
 #include <random>
 #include <string>
@@ -26,8 +27,11 @@ struct runner_spec {
   std::vector<std::string> presets;  // --preset choices (the first is the default)
   std::string preset_help;
   std::function<model(const std::filesystem::path& dir, weight_format, load_options)> load;
-  std::function<model(const std::string& preset, int layers, weight_format)> random;
+  std::function<model(const std::string& preset, int layers, weight_format, load_options)> random;
   std::function<void(CLI::App&)> add_options;  // the runner's own options (optional)
+  // Set: the run is expert-parallel over the exchange this returns (expert_parallel.hpp, under mpirun). Each
+  // process loads its share of the routed experts; only rank 0 prints (the others' stdout is discarded).
+  std::function<std::shared_ptr<expert_exchange>()> expert_parallel;
 };
 
 inline int run_cli(int argc, char** argv, const runner_spec& spec) {
@@ -68,6 +72,14 @@ inline int run_cli(int argc, char** argv, const runner_spec& spec) {
     std::optional<dsk::thread_count_scope> th;
     if (o.threads > 0) th.emplace(o.threads);
     const auto fmt = dsk_examples::parse_weight_format(o.weights, spec.name);
+    const std::shared_ptr<expert_exchange> ex = spec.expert_parallel ? spec.expert_parallel() : nullptr;
+    if (ex && ex->rank() != 0 && !std::freopen("/dev/null", "w", stdout))
+      throw dsk::error(spec.name + ": cannot discard the output of rank " + std::to_string(ex->rank()));
+    const load_options lo{.check_finite = !o.no_weight_check,
+                          .lora = lora_dir,
+                          .lora_merge = lora_merge,
+                          .expert_shard = ex ? ex->rank() : 0,
+                          .expert_shards = ex ? ex->ranks() : 1};
     const auto t_load0 = std::chrono::steady_clock::now();
     std::optional<dsk::io::tokenizer> tok;
     std::optional<dsk_v2::model> m;
@@ -77,10 +89,9 @@ inline int run_cli(int argc, char** argv, const runner_spec& spec) {
           "      The output tokens are meaningless; this shows the pipeline and its speed only.\n"
           "      Use --model DIR with %s for real text (docs/models.md).\n",
           preset_name.c_str(), spec.checkpoint.c_str());
-      m.emplace(spec.random(preset_name, layers, fmt));
+      m.emplace(spec.random(preset_name, layers, fmt, lo));
     } else {
-      m.emplace(spec.load(model_dir, fmt,
-                          {.check_finite = !o.no_weight_check, .lora = lora_dir, .lora_merge = lora_merge}));
+      m.emplace(spec.load(model_dir, fmt, lo));
       const auto tok_file = std::filesystem::path(model_dir) / "tokenizer.json";
       if (std::filesystem::exists(tok_file)) {
         tok.emplace(dsk::io::tokenizer::load(tok_file));
@@ -88,6 +99,7 @@ inline int run_cli(int argc, char** argv, const runner_spec& spec) {
                                       (std::filesystem::path(model_dir) / "config.json").string(), spec.name);
       }
     }
+    if (ex) m->set_expert_parallel(ex);
     m->set_prefill_form(form == "absorbed" ? dsk_v2::attention_form::absorbed
                                            : dsk_v2::attention_form::expanded);
     const auto& cfg = m->config();
@@ -121,6 +133,15 @@ inline int run_cli(int argc, char** argv, const runner_spec& spec) {
           (long long)cfg.n_routed_experts, (long long)cfg.num_experts_per_tok, (long long)cfg.vocab_size,
           o.weights.c_str(), static_cast<double>(m->weight_bytes()) / (1 << 20), load_s,
           static_cast<double>(m->checked_bytes()) / (1 << 20), dsk::num_threads());
+      if (ex) {
+        const auto [first, count] = m->held_experts();
+        std::printf(
+            "expert-parallel over %d processes: each holds %lld of the %lld routed experts of every MoE "
+            "layer "
+            "(rank 0: [%lld, %lld)); the weights above are rank 0's\n",
+            ex->ranks(), (long long)count, (long long)cfg.n_routed_experts, (long long)first,
+            (long long)(first + count));
+      }
       if (const auto& st = m->stored_structure(); st.share_repeats > 1 || st.tied_head || st.int4_layout)
         std::printf("stored: %lld blocks, each run %lld times; head %s; weights %s\n",
                     (long long)(cfg.num_hidden_layers / st.share_repeats), (long long)st.share_repeats,
@@ -220,6 +241,27 @@ inline int run_cli(int argc, char** argv, const runner_spec& spec) {
       std::printf("kv cache: %.2f MiB (%lld positions x %lld layers x %lld floats)\n",
                   static_cast<double>(cache.bytes()) / (1 << 20), (long long)cache.capacity(),
                   (long long)cfg.num_hidden_layers, (long long)(cfg.kv_lora_rank + cfg.qk_rope_head_dim));
+    }
+    if (ex) {
+      // Every rank computed the same logits and sampled the same tokens; checked, so that a rank that went
+      // astray cannot hide behind rank 0's output.
+      std::uint64_t digest = 1469598103934665603ull;  // FNV-1a over the generated ids
+      for (const auto t : out) digest = (digest ^ static_cast<std::uint32_t>(t)) * 1099511628211ull;
+      const auto digests = ex->allgather(static_cast<std::int64_t>(digest));
+      const auto rss = ex->allgather(static_cast<std::int64_t>(dsk_examples::resident_mib() * 1024.0));
+      const auto peak = ex->allgather(static_cast<std::int64_t>(peak_rss_mib() * 1024.0));
+      const auto weights = ex->allgather(m->weight_bytes());
+      for (int r = 1; r < ex->ranks(); ++r)
+        if (digests[static_cast<std::size_t>(r)] != digests[0])
+          throw dsk::error(spec.name + ": rank " + std::to_string(r) +
+                           " generated other tokens than rank 0 (the ranks' logits differ)");
+      std::printf("per rank (0 .. %d): weights in memory", ex->ranks() - 1);
+      for (const auto b : weights) std::printf(" %.1f", static_cast<double>(b) / (1 << 20));
+      std::printf(" MiB; resident memory now");
+      for (const auto k : rss) std::printf(" %.1f", static_cast<double>(k) / 1024.0);
+      std::printf(" MiB; peak");
+      for (const auto k : peak) std::printf(" %.1f", static_cast<double>(k) / 1024.0);
+      std::printf(" MiB\n");
     }
     std::printf("peak resident memory: %.1f MiB\n", peak_rss_mib());
     if (model_dir.empty()) std::printf("(random weights: the tokens above carry no meaning)\n");
