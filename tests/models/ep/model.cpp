@@ -14,27 +14,14 @@
 
 #include "common.hpp"
 #include "expert_parallel.hpp"
+#include "support/mpi.hpp"
 
 using namespace dsk;
 
 namespace {
-int world_rank() {
-  int r = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r;
-}
-int world_size() {
-  int n = 1;
-  MPI_Comm_size(MPI_COMM_WORLD, &n);
-  return n;
-}
-// True when ok holds on every rank: a failure on one rank fails the check on all, so that every rank takes
-// the same path through the test (the collective calls stay matched).
-bool on_all_ranks(bool ok) {
-  int mine = ok, all = 0;
-  MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_LAND, MPI_COMM_WORLD);
-  return all != 0;
-}
+using dsk::test::on_all_ranks;
+using dsk::test::world_rank;
+using dsk::test::world_size;
 bool same_bits(const tensor<float, 2>& a, const tensor<float, 2>& b) {
   return a.extent(0) == b.extent(0) && a.extent(1) == b.extent(1) &&
          std::memcmp(a.data(), b.data(), static_cast<std::size_t>(a.size()) * sizeof(float)) == 0;

@@ -15,28 +15,14 @@
 
 #include "dsk/moe/expert_parallel.hpp"
 #include "moe/common.hpp"
+#include "support/mpi.hpp"
 
 namespace {
+using dsk::test::on_all_ranks;
+using dsk::test::world_rank;
+using dsk::test::world_size;
 using namespace dsk;
 using namespace dsk::moe;
-
-int world_rank() {
-  int r = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r;
-}
-int world_size() {
-  int r = 1;
-  MPI_Comm_size(MPI_COMM_WORLD, &r);
-  return r;
-}
-
-// Whether `ok` holds on every rank (collective).
-bool on_all_ranks(bool ok) {
-  int mine = ok, all = 0;
-  MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
-  return all != 0;
-}
 
 template <class T, class U>
 bool same_bits(const T* a, const U* b, index_t n) {

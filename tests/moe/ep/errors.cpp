@@ -8,22 +8,14 @@
 
 #include "dsk/moe/expert_parallel.hpp"
 #include "moe/common.hpp"
+#include "support/mpi.hpp"
 
 namespace {
+using dsk::test::world_rank;
+using dsk::test::world_size;
 using namespace dsk;
 using namespace dsk::moe;
 using Catch::Matchers::Contains;
-
-int world_rank() {
-  int r = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r;
-}
-int world_size() {
-  int r = 1;
-  MPI_Comm_size(MPI_COMM_WORLD, &r);
-  return r;
-}
 
 // A small routing over E experts: token t to experts t % E and (t + 1) % E.
 tensor<expert_id, 2> routing(index_t T, index_t K, index_t E) {

@@ -9,22 +9,15 @@
 #include <vector>
 
 #include "dsk/moe/expert_parallel.hpp"
+#include "support/mpi.hpp"
 
 namespace {
+using dsk::test::world_rank;
+using dsk::test::world_size;
 using namespace dsk;
 using namespace dsk::moe;
 using Catch::Matchers::Contains;
 
-int world_rank() {
-  int r = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r;
-}
-int world_size() {
-  int r = 1;
-  MPI_Comm_size(MPI_COMM_WORLD, &r);
-  return r;
-}
 // The value every rank writes for row t (global) and column c: the same on all ranks, distinct everywhere.
 float cell(index_t t, index_t c) { return static_cast<float>(1000 * t + c) + 0.25f; }
 }  // namespace
