@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "dsk/moe/moe.hpp"
+#include "filled.hpp"
 
 namespace {
 using namespace dsk;
@@ -26,19 +27,7 @@ constexpr int batches = 4;
 constexpr router_config lite_router{};  // V2-Lite: softmax, greedy, no normalisation, scale 1
 constexpr quant::quantize_config q4{quant::int4_per_channel};
 
-template <class W>
-tensor<W, 3> filled(index_t a, index_t b, index_t c, std::uint32_t seed) {
-  tensor<W, 3> t(std::array<index_t, 3>{a, b, c}, uninitialized);
-  parallel_for(0, a, [&](index_t i) {
-    std::uint32_t s = seed * 2654435761u + static_cast<std::uint32_t>(i) * 97u + 1u;
-    W* p = t.data() + i * b * c;
-    for (index_t j = 0; j < b * c; ++j) {
-      s ^= s << 13, s ^= s >> 17, s ^= s << 5;
-      p[j] = from_float<W>(float(int(s >> 9) % 2001 - 1000) * 3e-5f);
-    }
-  });
-  return t;
-}
+using dsk_bench::filled;
 
 struct lite_weights {
   tensor<float, 2> gate{E, H};

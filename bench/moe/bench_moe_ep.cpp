@@ -31,6 +31,7 @@
 
 #include "dsk/moe/expert_ffn.hpp"
 #include "dsk/moe/expert_parallel.hpp"
+#include "filled.hpp"
 
 namespace {
 using namespace dsk;
@@ -151,22 +152,10 @@ void bench_exchange(benchmark::State& st, index_t T) {
 struct local_experts {
   tensor<bf16, 3> g, u, d;
   dense_experts<bf16> bank;
-  static tensor<bf16, 3> filled(index_t a, index_t b, index_t c, std::uint32_t seed) {
-    tensor<bf16, 3> t(std::array<index_t, 3>{a, b, c}, uninitialized);
-    parallel_for(0, a, [&](index_t i) {
-      std::uint32_t s = seed * 2654435761u + static_cast<std::uint32_t>(i) * 97u + 1u;
-      bf16* p = t.data() + i * b * c;
-      for (index_t j = 0; j < b * c; ++j) {
-        s ^= s << 13, s ^= s >> 17, s ^= s << 5;
-        p[j] = from_float<bf16>(float(int(s >> 9) % 2001 - 1000) * 3e-5f);
-      }
-    });
-    return t;
-  }
   explicit local_experts(index_t EL)
-      : g(filled(EL, I, H, 1)),
-        u(filled(EL, I, H, 2)),
-        d(filled(EL, H, I, 3)),
+      : g(dsk_bench::filled<bf16>(EL, I, H, 1)),
+        u(dsk_bench::filled<bf16>(EL, I, H, 2)),
+        d(dsk_bench::filled<bf16>(EL, H, I, 3)),
         bank(g.cview(), u.cview(), d.cview()) {}
 };
 

@@ -519,7 +519,7 @@ class model {
   // goes back to running every expert here, which needs all experts loaded.
   void set_expert_parallel(std::shared_ptr<expert_exchange> ex) {
     const contract c{"dsk_v2::model::set_expert_parallel"};
-    const int shards = static_cast<int>(ex ? ex->ranks() : 1), shard = ex ? ex->rank() : 0;
+    const int shards = ex ? ex->ranks() : 1, shard = ex ? ex->rank() : 0;
     const index_t E = cfg_.n_routed_experts;
     const index_t count = E / shards, first = shard * count;
     const auto held = [&] {
@@ -534,7 +534,6 @@ class model {
               ex ? dsk::detail::concat("rank ", shard, " of ", shards) : std::string("nullptr"));
     ep_ = std::move(ex);
   }
-  const expert_exchange* expert_parallel() const { return ep_.get(); }
 
   // Bytes of checkpoint tensors scanned for NaN / infinity while loading (0 with check_finite = false).
   std::int64_t checked_bytes() const { return checked_bytes_; }
