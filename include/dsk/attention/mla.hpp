@@ -386,7 +386,9 @@ void mla_expanded_impl(view<const float, 3> q_nope, view<const float, 3> q_pe, v
       for (int r = 0; r < Dr; ++r) k(j, h, index_t{Dn + r}) = static_cast<float>(cache(j, index_t{R + r}));
     }
   });
-  const view<const float, 3> v(kv.data() + Dn, dims<3>(L, H, Dv), {H * per_head, per_head, 1});
+  // (An empty cache has no storage: kv.data() is null, and null + Dn would be undefined.)
+  const view<const float, 3> v(L == 0 ? kv.data() : kv.data() + Dn, dims<3>(L, H, Dv),
+                               {H * per_head, per_head, 1});
   tensor<float, 3> q(std::array<index_t, 3>{T_, H, index_t{Dq}}, uninitialized);
   for (index_t t = 0; t < T_; ++t)
     for (index_t h = 0; h < H; ++h) {
