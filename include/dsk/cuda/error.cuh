@@ -3,10 +3,10 @@
 // Checked in tests/cuda/runtime.cu.
 #pragma once
 
-#include <source_location>
 #include <string>
 
 #include "dsk/core/error.hpp"
+#include "dsk/core/source_location.hpp"
 #include "dsk/cuda/platform.cuh"
 
 namespace dsk::device {
@@ -25,7 +25,7 @@ class error : public dsk::error {
 // Throws dsk::device::error when `e` is not cudaSuccess:
 //   "dsk::device: cudaMalloc(&p, bytes) failed: cudaErrorMemoryAllocation (2): out of memory [file.cu:12]"
 inline void check(cudaError_t e, const char* call,
-                  std::source_location loc = std::source_location::current()) {
+                  dsk::source_location loc = dsk::source_location::current()) {
   if (e == cudaSuccess) return;
   (void)cudaGetLastError();  // clear a non-sticky error so that later calls do not report it again
   throw error(

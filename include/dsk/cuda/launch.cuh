@@ -4,11 +4,11 @@
 #pragma once
 
 #include <cstddef>
-#include <source_location>
 #include <type_traits>
 #include <utility>
 
 #include "dsk/core/error.hpp"
+#include "dsk/core/source_location.hpp"
 #include "dsk/cuda/error.cuh"
 #include "dsk/cuda/platform.cuh"
 #include "dsk/cuda/stream.cuh"
@@ -35,7 +35,7 @@ template <class... KArgs>
 class launcher {
  public:
   using kernel_t = void (*)(KArgs...);
-  launcher(kernel_t k, const launch_shape& shape, const stream& s, std::source_location loc)
+  launcher(kernel_t k, const launch_shape& shape, const stream& s, dsk::source_location loc)
       : k_(k), shape_(shape), s_(s), loc_(loc) {}
 
   // Starts the kernel with these arguments (converted to the kernel's parameter types). An empty grid (a zero
@@ -72,14 +72,14 @@ class launcher {
   kernel_t k_;
   launch_shape shape_;
   const stream& s_;
-  std::source_location loc_;
+  dsk::source_location loc_;
 };
 
 // dsk::device::launch(kernel, {grid, block, smem}, stream)(args...): starts `kernel` natively or under the
 // emulation. Errors (bad shape, launch failure, emulation findings) throw, naming the launch site.
 template <class... KArgs>
 launcher<KArgs...> launch(void (*kernel)(KArgs...), const launch_shape& shape, const stream& s,
-                          std::source_location loc = std::source_location::current()) {
+                          dsk::source_location loc = dsk::source_location::current()) {
   return launcher<KArgs...>(kernel, shape, s, loc);
 }
 

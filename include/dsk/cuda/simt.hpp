@@ -20,7 +20,6 @@
 #include <cstring>
 #include <exception>
 #include <functional>
-#include <source_location>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -29,6 +28,7 @@
 #include "dsk/core/dtype.hpp"
 #include "dsk/core/error.hpp"
 #include "dsk/core/parallel.hpp"
+#include "dsk/core/source_location.hpp"
 
 // Checked mode: shared memory accesses through DSK_SHARED / DSK_DYNAMIC_SHARED are bounds-checked, and shared
 // memory is poisoned (all bytes 0xff: NaN for floats, -1 for integers) at the start of every block. A program
@@ -218,7 +218,7 @@ inline const char* op_name(warp_op op) {
   return "?";
 }
 
-inline std::string where(const std::source_location& s) {
+inline std::string where(const dsk::source_location& s) {
   return dsk::detail::concat(s.file_name(), ":", s.line());
 }
 inline std::string idx_str(uint3 v) { return dsk::detail::concat("(", v.x, ",", v.y, ",", v.z, ")"); }
@@ -234,7 +234,7 @@ struct fiber {
   state st = state::ready;
   uint3 tid{};
   unsigned lane = 0, warp = 0;
-  std::source_location site{};  // where it waits (barrier or warp operation)
+  dsk::source_location site{};  // where it waits (barrier or warp operation)
   warp_op op = warp_op::sync;
   unsigned mask = 0;
   int arg = 0, width = 32;
@@ -665,7 +665,7 @@ T from_bits(std::uint64_t b) {
 
 // One warp-level collective: checks the mask, parks until all participants arrive, returns the result bits.
 inline std::uint64_t warp_collective(warp_op op, unsigned mask, std::uint64_t value, int arg, int width,
-                                     const std::source_location& loc) {
+                                     const dsk::source_location& loc) {
   fiber& f = self(op_name(op));
   if (!(mask >> f.lane & 1u))
     throw error(dsk::detail::concat(
@@ -850,24 +850,24 @@ auto dynamic_shared([[maybe_unused]] const char* name, std::size_t offset = 0) {
 
 // ---- barriers, warp intrinsics, atomics and math, as global functions like CUDA's
 // ------------------------------
-inline int __syncthreads_count(int pred, std::source_location loc = std::source_location::current()) {
+inline int __syncthreads_count(int pred, dsk::source_location loc = dsk::source_location::current()) {
   dsk::simt::detail::fiber& f = dsk::simt::detail::self("__syncthreads");
   f.site = loc;
   f.value = pred != 0;
   dsk::simt::detail::runner::get().park(dsk::simt::detail::state::barrier);
   return static_cast<int>(f.result);
 }
-inline void __syncthreads(std::source_location loc = std::source_location::current()) {
+inline void __syncthreads(dsk::source_location loc = dsk::source_location::current()) {
   __syncthreads_count(0, loc);
 }
-inline int __syncthreads_and(int pred, std::source_location loc = std::source_location::current()) {
+inline int __syncthreads_and(int pred, dsk::source_location loc = dsk::source_location::current()) {
   return __syncthreads_count(pred, loc) == static_cast<int>(blockDim.x * blockDim.y * blockDim.z);
 }
-inline int __syncthreads_or(int pred, std::source_location loc = std::source_location::current()) {
+inline int __syncthreads_or(int pred, dsk::source_location loc = dsk::source_location::current()) {
   return __syncthreads_count(pred, loc) != 0;
 }
 inline void __syncwarp(unsigned mask = 0xffffffffu,
-                       std::source_location loc = std::source_location::current()) {
+                       dsk::source_location loc = dsk::source_location::current()) {
   dsk::simt::detail::warp_collective(dsk::simt::detail::warp_op::sync, mask, 0, 0, 32, loc);
 }
 inline unsigned __activemask() {
@@ -877,88 +877,88 @@ inline unsigned __activemask() {
 
 template <class T>
 T __shfl_sync(unsigned mask, T var, int src_lane, int width = 32,
-              std::source_location loc = std::source_location::current()) {
+              dsk::source_location loc = dsk::source_location::current()) {
   using namespace dsk::simt::detail;
   return from_bits<T>(warp_collective(warp_op::shfl, mask, to_bits(var), src_lane, width, loc));
 }
 template <class T>
 T __shfl_up_sync(unsigned mask, T var, unsigned delta, int width = 32,
-                 std::source_location loc = std::source_location::current()) {
+                 dsk::source_location loc = dsk::source_location::current()) {
   using namespace dsk::simt::detail;
   return from_bits<T>(
       warp_collective(warp_op::shfl_up, mask, to_bits(var), static_cast<int>(delta), width, loc));
 }
 template <class T>
 T __shfl_down_sync(unsigned mask, T var, unsigned delta, int width = 32,
-                   std::source_location loc = std::source_location::current()) {
+                   dsk::source_location loc = dsk::source_location::current()) {
   using namespace dsk::simt::detail;
   return from_bits<T>(
       warp_collective(warp_op::shfl_down, mask, to_bits(var), static_cast<int>(delta), width, loc));
 }
 template <class T>
 T __shfl_xor_sync(unsigned mask, T var, int lane_mask, int width = 32,
-                  std::source_location loc = std::source_location::current()) {
+                  dsk::source_location loc = dsk::source_location::current()) {
   using namespace dsk::simt::detail;
   return from_bits<T>(warp_collective(warp_op::shfl_xor, mask, to_bits(var), lane_mask, width, loc));
 }
-inline int __all_sync(unsigned mask, int pred, std::source_location loc = std::source_location::current()) {
+inline int __all_sync(unsigned mask, int pred, dsk::source_location loc = dsk::source_location::current()) {
   using namespace dsk::simt::detail;
   return static_cast<int>(warp_collective(warp_op::vote_all, mask, pred != 0, 0, 32, loc));
 }
-inline int __any_sync(unsigned mask, int pred, std::source_location loc = std::source_location::current()) {
+inline int __any_sync(unsigned mask, int pred, dsk::source_location loc = dsk::source_location::current()) {
   using namespace dsk::simt::detail;
   return static_cast<int>(warp_collective(warp_op::vote_any, mask, pred != 0, 0, 32, loc));
 }
 inline unsigned __ballot_sync(unsigned mask, int pred,
-                              std::source_location loc = std::source_location::current()) {
+                              dsk::source_location loc = dsk::source_location::current()) {
   using namespace dsk::simt::detail;
   return static_cast<unsigned>(warp_collective(warp_op::ballot, mask, pred != 0, 0, 32, loc));
 }
 inline unsigned __reduce_add_sync(unsigned mask, unsigned v,
-                                  std::source_location loc = std::source_location::current()) {
+                                  dsk::source_location loc = dsk::source_location::current()) {
   using namespace dsk::simt::detail;
   return static_cast<unsigned>(warp_collective(warp_op::reduce_add, mask, v, 0, 32, loc));
 }
 inline int __reduce_add_sync(unsigned mask, int v,
-                             std::source_location loc = std::source_location::current()) {
+                             dsk::source_location loc = dsk::source_location::current()) {
   using namespace dsk::simt::detail;
   return static_cast<int>(
       warp_collective(warp_op::reduce_add, mask, static_cast<std::uint32_t>(v), 0, 32, loc));
 }
 inline unsigned __reduce_min_sync(unsigned mask, unsigned v,
-                                  std::source_location loc = std::source_location::current()) {
+                                  dsk::source_location loc = dsk::source_location::current()) {
   using namespace dsk::simt::detail;
   return static_cast<unsigned>(warp_collective(warp_op::reduce_min_u, mask, v, 0, 32, loc));
 }
 inline int __reduce_min_sync(unsigned mask, int v,
-                             std::source_location loc = std::source_location::current()) {
+                             dsk::source_location loc = dsk::source_location::current()) {
   using namespace dsk::simt::detail;
   return static_cast<int>(static_cast<std::uint32_t>(
       warp_collective(warp_op::reduce_min_i, mask, static_cast<std::uint32_t>(v), 0, 32, loc)));
 }
 inline unsigned __reduce_max_sync(unsigned mask, unsigned v,
-                                  std::source_location loc = std::source_location::current()) {
+                                  dsk::source_location loc = dsk::source_location::current()) {
   using namespace dsk::simt::detail;
   return static_cast<unsigned>(warp_collective(warp_op::reduce_max_u, mask, v, 0, 32, loc));
 }
 inline int __reduce_max_sync(unsigned mask, int v,
-                             std::source_location loc = std::source_location::current()) {
+                             dsk::source_location loc = dsk::source_location::current()) {
   using namespace dsk::simt::detail;
   return static_cast<int>(static_cast<std::uint32_t>(
       warp_collective(warp_op::reduce_max_i, mask, static_cast<std::uint32_t>(v), 0, 32, loc)));
 }
 inline unsigned __reduce_and_sync(unsigned mask, unsigned v,
-                                  std::source_location loc = std::source_location::current()) {
+                                  dsk::source_location loc = dsk::source_location::current()) {
   using namespace dsk::simt::detail;
   return static_cast<unsigned>(warp_collective(warp_op::reduce_and, mask, v, 0, 32, loc));
 }
 inline unsigned __reduce_or_sync(unsigned mask, unsigned v,
-                                 std::source_location loc = std::source_location::current()) {
+                                 dsk::source_location loc = dsk::source_location::current()) {
   using namespace dsk::simt::detail;
   return static_cast<unsigned>(warp_collective(warp_op::reduce_or, mask, v, 0, 32, loc));
 }
 inline unsigned __reduce_xor_sync(unsigned mask, unsigned v,
-                                  std::source_location loc = std::source_location::current()) {
+                                  dsk::source_location loc = dsk::source_location::current()) {
   using namespace dsk::simt::detail;
   return static_cast<unsigned>(warp_collective(warp_op::reduce_xor, mask, v, 0, 32, loc));
 }
