@@ -23,9 +23,19 @@ leaks=$(
   for obj in "${objects[@]}"; do
     # Global/weak defined text symbols of dsk, outside any ISA namespace.
     "${NM:-nm}" --defined-only "$obj" | awk '$2 ~ /^[TWi]$/ {print $3}' |
-      grep -E '^_ZZ?NK?3dsk' | grep -v 'isa_' | grep -vE '^_ZZ?NK?3dsk4test|3ref[0-9]|4simt[0-9]|8simt_emu' | sort -u >"$tmp/syms" || true
+      grep -E '^_ZZ?NK?3dsk' | grep -vE '[0-9]isa_(avx2|avx512|neon|scalar)' | grep -vE '^_ZZ?NK?3dsk4test|3ref[0-9]|4simt[0-9]|8simt_emu' | sort -u >"$tmp/syms" || true
+    [ -s "$tmp/syms" ] || continue
+    # Disassemble only the sections that hold those symbols (objdump of a whole test object takes seconds to
+    # tens of seconds): an inline or template function's own COMDAT section .text.<symbol>, and .text for the rest.
+    objdump_sections=()
+    "${OBJDUMP:-objdump}" -h "$obj" | awk '$2 ~ /^\.text/ {print $2}' | sort -u >"$tmp/sections"
+    while read -r sym; do
+      if grep -qxF ".text.$sym" "$tmp/sections"; then objdump_sections+=(-j ".text.$sym"); else need_text=1; fi
+    done <"$tmp/syms"
+    if [ -n "${need_text:-}" ]; then objdump_sections+=(-j .text); fi
+    unset need_text
     # Functions whose disassembly touches a ymm or zmm register.
-    "${OBJDUMP:-objdump}" -d --no-show-raw-insn "$obj" | awk -v strict="${DSK_ISA_LEAK_STRICT:-0}" '
+    "${OBJDUMP:-objdump}" -d --no-show-raw-insn "${objdump_sections[@]}" "$obj" | awk -v strict="${DSK_ISA_LEAK_STRICT:-0}" '
       /^[0-9a-f]+ <.*>:$/ { sym = substr($2, 2, length($2) - 3); next }
       sym != "" && (/%[yz]mm[0-9]/ || (strict == 1 && $2 ~ /^v/ && /%xmm[0-9]/)) { print sym; sym = "" }' |
       sort -u >"$tmp/avx"
