@@ -5,11 +5,12 @@ set -euo pipefail
 
 # libpcre2-dev:arm64 (Debian multiarch) is dsk::io's PCRE2 for the AArch64 cross build (tools/test.sh aarch64);
 # the cross build's other dependencies are header-only and come from the host packages. valgrind runs the
-# tokenizer's PCRE2 tests under memcheck (test_io_valgrind); clang-14 and libclang-rt-14-dev (libFuzzer and the
-# sanitizer runtimes) build the fuzz harnesses (tools/fuzz.sh).
+# tokenizer's PCRE2 tests under memcheck (test_io_valgrind); clang-14, libclang-rt-14-dev (libFuzzer and the
+# sanitizer runtimes) and libomp-14-dev (clang's OpenMP) build the fuzz harnesses (tools/fuzz.sh) and the
+# sanitizer build (tools/test.sh asan).
 packages=(g++ cmake ninja-build pkg-config catch2 libfmt-dev libbenchmark-dev libopenblas-dev libeigen3-dev
           nlohmann-json3-dev libcli11-dev libpcre2-dev g++-aarch64-linux-gnu qemu-user libpcre2-dev:arm64
-          valgrind clang-14 libclang-rt-14-dev libopenmpi-dev openmpi-bin)
+          valgrind clang-14 libclang-rt-14-dev libomp-14-dev libopenmpi-dev openmpi-bin)
 
 missing=()
 for p in "${packages[@]}"; do
