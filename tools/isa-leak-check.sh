@@ -27,13 +27,10 @@ leaks=$(
     [ -s "$tmp/syms" ] || continue
     # Disassemble only the sections that hold those symbols (objdump of a whole test object takes seconds to
     # tens of seconds): an inline or template function's own COMDAT section .text.<symbol>, and .text for the rest.
+    "${OBJDUMP:-objdump}" -h "$obj" | awk '$2 ~ /^\.text\./ {print substr($2, 7)}' | sort -u >"$tmp/own"
     objdump_sections=()
-    "${OBJDUMP:-objdump}" -h "$obj" | awk '$2 ~ /^\.text/ {print $2}' | sort -u >"$tmp/sections"
-    while read -r sym; do
-      if grep -qxF ".text.$sym" "$tmp/sections"; then objdump_sections+=(-j ".text.$sym"); else need_text=1; fi
-    done <"$tmp/syms"
-    if [ -n "${need_text:-}" ]; then objdump_sections+=(-j .text); fi
-    unset need_text
+    while read -r sym; do objdump_sections+=(-j ".text.$sym"); done < <(comm -12 "$tmp/syms" "$tmp/own")
+    [ -z "$(comm -23 "$tmp/syms" "$tmp/own")" ] || objdump_sections+=(-j .text)
     # Functions whose disassembly touches a ymm or zmm register.
     "${OBJDUMP:-objdump}" -d --no-show-raw-insn "${objdump_sections[@]}" "$obj" | awk -v strict="${DSK_ISA_LEAK_STRICT:-0}" '
       /^[0-9a-f]+ <.*>:$/ { sym = substr($2, 2, length($2) - 3); next }

@@ -948,8 +948,8 @@ class model {
       }
       profile::timer tm{&prof_, profile::experts};
       // (Not a structured binding: the lambdas below capture t0 and n, which clang 14 does not allow.)
-      const auto [range_begin, range_size] = ep_->token_range(T);
-      const index_t t0 = range_begin, n = range_size;
+      const auto range = ep_->token_range(T);
+      const index_t t0 = range.first, n = range.second;
       const view<const float, 2> xs = x.slice(0, t0, t0 + n);
       const view<const float, 2> w = ws_.topk_w.cview().slice(0, t0, t0 + n);
       ep_->dispatch(xs, ws_.topk_idx.cview().slice(0, t0, t0 + n), w);  // received() and local()
