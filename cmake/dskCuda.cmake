@@ -41,3 +41,23 @@ if(DSK_WITH_CUDA)
   target_link_libraries(dsk_cuda INTERFACE CUDA::cublasLt)
   install(TARGETS dsk_cuda EXPORT dskTargets)
 endif()
+
+# dsk::nccl: the NCCL transport of expert parallelism between GPUs (moe::ep_nccl_transport in
+# dsk/moe/cuda/expert_parallel.cuh). NCCL ships with the CUDA toolkit's NCCL package (libnccl2 + libnccl-dev, or
+# the toolkit's own copy); found in the toolkit's and the system's directories. Not installed with the package
+# (a build-tree target): consumers link NCCL themselves and define DSK_HAS_NCCL=1.
+if(DSK_WITH_CUDA)
+  find_path(DSK_NCCL_INCLUDE_DIR nccl.h HINTS ${CUDAToolkit_INCLUDE_DIRS})
+  find_library(DSK_NCCL_LIBRARY nccl HINTS ${CUDAToolkit_LIBRARY_DIR})
+  if(DSK_NCCL_INCLUDE_DIR AND DSK_NCCL_LIBRARY)
+    add_library(dsk_nccl INTERFACE)
+    add_library(dsk::nccl ALIAS dsk_nccl)
+    target_include_directories(dsk_nccl SYSTEM INTERFACE ${DSK_NCCL_INCLUDE_DIR})
+    target_link_libraries(dsk_nccl INTERFACE dsk::cuda ${DSK_NCCL_LIBRARY})
+    target_compile_definitions(dsk_nccl INTERFACE DSK_HAS_NCCL=1)
+    message(STATUS "dsk: NCCL found (${DSK_NCCL_LIBRARY}): dsk::nccl")
+  else()
+    message(STATUS "dsk: NCCL not found (nccl.h, libnccl): no dsk::nccl, the GPU expert-parallel test uses the "
+                   "staged transport only")
+  endif()
+endif()

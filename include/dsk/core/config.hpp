@@ -33,6 +33,15 @@
 #define DSK_ISA_BEGIN inline namespace DSK_ISA_NAMESPACE {
 #define DSK_ISA_END }
 
+// GCC's loop-unroll hint for host kernels: DSK_GCC_UNROLL(4) before a loop. Empty under nvcc, whose front end
+// also parses the host headers a .cu file includes and does not know the pragma.
+#define DSK_PRAGMA(x) _Pragma(#x)
+#if defined(__CUDACC__)
+#define DSK_GCC_UNROLL(n)
+#else
+#define DSK_GCC_UNROLL(n) DSK_PRAGMA(GCC unroll n)
+#endif
+
 // Checked mode: bounds-checked element access and extra contract checks. On in debug builds (no NDEBUG),
 // and whenever DSK_CHECKED=1 is defined explicitly.
 #ifndef DSK_CHECKED

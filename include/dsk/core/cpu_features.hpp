@@ -51,12 +51,12 @@ inline cpu_features detect_cpu_features() {
   f.avx512vl = __builtin_cpu_supports("avx512vl");
   f.avx512_vnni = __builtin_cpu_supports("avx512vnni");
   // f16c, avx-vnni and avx512-bf16 are not names every GCC accepts in __builtin_cpu_supports: read CPUID.
-  unsigned a, b, c, d;
-  __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(1), "c"(0));
-  f.f16c = (c >> 29) & 1u;
-  __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(7), "c"(1));
-  f.avx_vnni = (a >> 4) & 1u;
-  f.avx512_bf16 = (a >> 5) & 1u;
+  unsigned r[4];  // eax, ebx, ecx, edx
+  __asm__ volatile("cpuid" : "=a"(r[0]), "=b"(r[1]), "=c"(r[2]), "=d"(r[3]) : "a"(1), "c"(0));
+  f.f16c = (r[2] >> 29) & 1u;
+  __asm__ volatile("cpuid" : "=a"(r[0]), "=b"(r[1]), "=c"(r[2]), "=d"(r[3]) : "a"(7), "c"(1));
+  f.avx_vnni = (r[0] >> 4) & 1u;
+  f.avx512_bf16 = (r[0] >> 5) & 1u;
 #elif defined(__aarch64__)
   f.neon = true;  // Advanced SIMD is mandatory on AArch64
 #endif

@@ -260,6 +260,22 @@ class ep_communicator {
   index_t first_expert() const { return rank_ * local_experts(); }
   int rank_of_expert(expert_id e) const { return static_cast<int>(e / local_experts()); }
   MPI_Comm comm() const { return comm_; }
+  double timeout_s() const { return timeout_s_; }
+
+  // Rows of `width` floats: rows [sdispl[r], sdispl[r] + scount[r]) of send go to rank r, and rank r's rows
+  // arrive at rows [rdispl[r], rdispl[r] + rcount[r]) of recv (counts and displacements in rows, one entry
+  // per rank, as the handle's tables). Collective and blocking, bounded by timeout_s. The row exchange of
+  // ep_device_communicator's staged transport.
+  void exchange_rows(const float* send, const std::vector<int>& scount, const std::vector<int>& sdispl,
+                     float* recv, const std::vector<int>& rcount, const std::vector<int>& rdispl,
+                     index_t width) const;
+  // Runs checks() (which throws dsk::error on a bad argument), then tells every rank whether each rank's
+  // checks passed: all ranks throw when any rank's were rejected (that rank with its own message), so that
+  // no rank enters an exchange the others left. Collective.
+  template <class Checks>
+  void agree(std::string_view where, Checks&& checks) const;
+  // Checks a handle against this communicator before its tables index anything.
+  void check_handle(const contract& c, const ep_handle& h) const;
 
   // x [T, H] with topk_idx [T, K] (global expert ids or -1) and topk_w [T, K] -> out (see ep_dispatched).
   // T may differ between ranks (0 too); K must be the same on all. Blocking: dispatch_begin + wait.
@@ -270,7 +286,16 @@ class ep_communicator {
   // The same in two halves: the sizes are exchanged (a short blocking step), the payload posted; wait()
   // receives it and plans the local dispatch. x, topk_idx, topk_w and out must live until then.
   ep_exchange dispatch_begin(view<const float, 2> x, view<const expert_id, 2> topk_idx,
-                             view<const float, 2> topk_w, ep_dispatched& out, const ep_options& opt = {});
+                             view<const float, 2> topk_w, ep_dispatched& out, const ep_options& opt = {}) {
+    return dispatch_impl(&x, topk_idx, topk_w, out, opt);
+  }
+  // A dispatch without the token rows: out.handle, out.recv_topk_idx and out.recv_topk_w as dispatch gives
+  // them, out.recv_x [N, 0]. For a caller that moves the rows itself along the plan (ep_device_communicator
+  // moves them between GPUs): the handle's tables do not depend on the hidden size.
+  void dispatch_plan(view<const expert_id, 2> topk_idx, view<const float, 2> topk_w, ep_dispatched& out,
+                     const ep_options& opt = {}) {
+    dispatch_impl(nullptr, topk_idx, topk_w, out, opt).wait();
+  }
 
   // ys [local rows, H]: the local experts' outputs, rows of out.handle.local. y [T, H] on the tokens' rank:
   // shared[t] (or 0) + sum_k topk_w[t, k] * expert output of (t, k), in slot order (= combine_tokens).
@@ -318,6 +343,9 @@ class ep_communicator {
   }
 
  private:
+  // dispatch_begin, or dispatch_plan when x is null.
+  ep_exchange dispatch_impl(const view<const float, 2>* x, view<const expert_id, 2> topk_idx,
+                            view<const float, 2> topk_w, ep_dispatched& out, const ep_options& opt);
   // One MPI_Ialltoallv of `type` elements; counts and displacements in elements of `type`.
   void post_alltoallv(std::string_view where, const void* send, const std::vector<int>& scount,
                       const std::vector<int>& sdispl, void* recv, const std::vector<int>& rcount,
@@ -337,12 +365,6 @@ class ep_communicator {
   // arrive in ([sum h.ret_count, H], owned by ex).
   float* return_rows(std::string_view where, view<const float, 2> src, const ep_handle& h,
                      ep_exchange& ex) const;
-  // Checks a handle against this communicator before its tables index anything.
-  void check_handle(const contract& c, const ep_handle& h) const;
-  // Runs the local argument checks, then tells every rank whether each rank's checks passed: all ranks throw
-  // when any rank's arguments were rejected (that rank with its own message), before any payload moves.
-  template <class Checks>
-  void agree(std::string_view where, Checks&& checks) const;
   // A staging buffer of n T's owned by the exchange (alive until it completes).
   template <class T>
   static T* stage(ep_exchange& ex, index_t n) {
@@ -484,26 +506,58 @@ inline void ep_communicator::check_handle(const contract& c, const ep_handle& h)
     if (r < 0 || r >= h.local.rows()) bad("back_row entry ", r, " outside [0, ", h.local.rows(), ")");
 }
 
-inline ep_exchange ep_communicator::dispatch_begin(view<const float, 2> x, view<const expert_id, 2> topk_idx,
-                                                   view<const float, 2> topk_w, ep_dispatched& out,
-                                                   const ep_options& opt) {
+inline void ep_communicator::exchange_rows(const float* send, const std::vector<int>& scount,
+                                           const std::vector<int>& sdispl, float* recv,
+                                           const std::vector<int>& rcount, const std::vector<int>& rdispl,
+                                           index_t width) const {
+  static constexpr std::string_view where = "moe::ep_communicator::exchange_rows";
+  const auto R = static_cast<std::size_t>(ranks_);
+  contract c{where};
+  c.in_range("width", width, index_t{1}, index_t{INT_MAX})
+      .require(
+          scount.size() == R && sdispl.size() == R && rcount.size() == R && rdispl.size() == R,
+          "scount, sdispl, rcount, rdispl", dsk::detail::concat("one entry per rank (", R, ")"),
+          dsk::detail::concat(scount.size(), ", ", sdispl.size(), ", ", rcount.size(), ", ", rdispl.size()));
+  MPI_Datatype type = row_;
+  if (width != hidden_) {
+    detail::mpi_check(where, MPI_Type_contiguous(static_cast<int>(width), MPI_FLOAT, &type),
+                      "MPI_Type_contiguous");
+    detail::mpi_check(where, MPI_Type_commit(&type), "MPI_Type_commit");
+  }
+  std::vector<MPI_Request> reqs;
+  try {
+    post_alltoallv(where, send, scount, sdispl, recv, rcount, rdispl, type, reqs);
+    wait_all(where, reqs, "rows");
+  } catch (...) {
+    if (type != row_) MPI_Type_free(&type);
+    throw;
+  }
+  if (type != row_) MPI_Type_free(&type);
+}
+
+inline ep_exchange ep_communicator::dispatch_impl(const view<const float, 2>* x,
+                                                  view<const expert_id, 2> topk_idx,
+                                                  view<const float, 2> topk_w, ep_dispatched& out,
+                                                  const ep_options& opt) {
   static constexpr std::string_view where = "moe::ep_communicator::dispatch";
   const auto R = static_cast<std::size_t>(ranks_);
-  const index_t T = x.extent(0), K = topk_idx.extent(1), H = hidden_, EL = local_experts();
+  const index_t T = x ? x->extent(0) : topk_idx.extent(0), K = topk_idx.extent(1), EL = local_experts();
+  const index_t H = x ? hidden_ : 0;  // the row length moved (none for a plan)
   std::vector<index_t> tokens_to(R, 0), pairs_to(R, 0);
   // 1. Local checks. A failure is sent to the peers in the size exchange instead of thrown at once: a rank
   // that threw here would leave the others waiting in it.
   std::string failure;
   try {
     contract c{where};
-    c.extent("x", x, 1, H, "the communicator's hidden size")
-        .extent("topk_idx", topk_idx, 0, T, "x.extent(0) (tokens)")
-        .extent("topk_w", topk_w, 0, T, "x.extent(0) (tokens)")
+    if (x)
+      c.extent("x", *x, 1, hidden_, "the communicator's hidden size")
+          .extent("topk_idx", topk_idx, 0, T, "x.extent(0) (tokens)")
+          .unit_inner_stride("x", *x)
+          .disjoint("x", *x, "out.recv_x", out.recv_x.cview());
+    c.extent("topk_w", topk_w, 0, T, "topk_idx.extent(0) (tokens)")
         .extent("topk_w", topk_w, 1, K, "topk_idx.extent(1) (K)")
-        .in_range("x.extent(0) (tokens)", T, index_t{0}, detail::max_dispatch_count)
+        .in_range("tokens", T, index_t{0}, detail::max_dispatch_count)
         .in_range("topk_idx.extent(1) (slots)", K, index_t{0}, index_t{INT_MAX})
-        .unit_inner_stride("x", x)
-        .disjoint("x", x, "out.recv_x", out.recv_x.cview())
         .disjoint("topk_idx", topk_idx, "out.recv_topk_idx", out.recv_topk_idx.cview())
         .disjoint("topk_w", topk_w, "out.recv_topk_w", out.recv_topk_w.cview());
     detail::check_dispatch_options(c, opt.block, opt.capacity_factor, opt.capacity);
@@ -570,7 +624,7 @@ inline ep_exchange ep_communicator::dispatch_begin(view<const float, 2> x, view<
   h = ep_handle{};
   h.tokens = T;
   h.slots = K;
-  h.hidden = H;
+  h.hidden = hidden_;
   h.experts = experts_;
   h.global_tokens = global_tokens;
   h.ranks = ranks_;
@@ -607,7 +661,7 @@ inline ep_exchange ep_communicator::dispatch_begin(view<const float, 2> x, view<
   for (std::size_t r = 0; r < R; ++r)
     for (index_t i = h.send_displ[r]; i < h.send_displ[r] + h.send_count[r]; ++i) {
       const index_t t = h.send_token[static_cast<std::size_t>(i)];
-      std::copy_n(row_ptr(x, t), H, sx + i * H);
+      if (x) std::copy_n(row_ptr(*x, t), H, sx + i * H);
       for (index_t k = 0; k < K; ++k) {
         const expert_id e = topk_idx(t, k);
         const bool here = e >= 0 && rank_of_expert(e) == static_cast<int>(r);
@@ -626,8 +680,9 @@ inline ep_exchange ep_communicator::dispatch_begin(view<const float, 2> x, view<
     rcount_k[r] = static_cast<int>(h.recv_count[r] * K);
     rdispl_k[r] = static_cast<int>(h.recv_displ[r] * K);
   }
-  post_alltoallv(where, sx, h.send_count, h.send_displ, out.recv_x.data(), h.recv_count, h.recv_displ, row_,
-                 ex.reqs_);
+  if (x)
+    post_alltoallv(where, sx, h.send_count, h.send_displ, out.recv_x.data(), h.recv_count, h.recv_displ, row_,
+                   ex.reqs_);
   post_alltoallv(where, sidx, scount_k, sdispl_k, out.recv_topk_idx.data(), rcount_k, rdispl_k, MPI_INT32_T,
                  ex.reqs_);
   post_alltoallv(where, sw, scount_k, sdispl_k, out.recv_topk_w.data(), rcount_k, rdispl_k, MPI_FLOAT,

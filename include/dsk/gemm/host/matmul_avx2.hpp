@@ -37,7 +37,7 @@ DSK_ALWAYS_INLINE void micro_kernel(index_t kc, const float* DSK_RESTRICT a, con
   V c00 = S::zero(), c01 = S::zero(), c10 = S::zero(), c11 = S::zero(), c20 = S::zero(), c21 = S::zero();
   V c30 = S::zero(), c31 = S::zero(), c40 = S::zero(), c41 = S::zero(), c50 = S::zero(), c51 = S::zero();
   // Unrolled so that the pointer increments and the loop branch are amortised over 48 FMAs.
-#pragma GCC unroll 4
+  DSK_GCC_UNROLL(4)
   for (index_t k = 0; k < kc; ++k) {
     const V b0 = S::load(b), b1 = S::load(b + 8);
     V a0 = S::broadcast(a[0]);
