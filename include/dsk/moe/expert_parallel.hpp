@@ -276,6 +276,15 @@ class ep_communicator {
   void agree(std::string_view where, Checks&& checks) const;
   // Checks a handle against this communicator before its tables index anything.
   void check_handle(const contract& c, const ep_handle& h) const;
+  // The argument checks of combine, dispatch_backward and combine_backward (the handle, shapes against it,
+  // strides, aliasing); ep_device_communicator runs the same ones.
+  void check_combine(const contract& c, view<const float, 2> ys, const ep_handle& h,
+                     view<const float, 2> topk_w, view<float, 2> y, view<const float, 2> shared) const;
+  void check_dispatch_backward(const contract& c, view<const float, 2> dxs, const ep_handle& h,
+                               view<float, 2> dx) const;
+  void check_combine_backward(const contract& c, view<const float, 2> dy, view<const float, 2> ys,
+                              const ep_handle& h, view<const float, 2> recv_topk_w, view<float, 2> dys,
+                              view<float, 2> dtopk_w) const;
 
   // x [T, H] with topk_idx [T, K] (global expert ids or -1) and topk_w [T, K] -> out (see ep_dispatched).
   // T may differ between ranks (0 too); K must be the same on all. Blocking: dispatch_begin + wait.
@@ -747,6 +756,68 @@ inline ep_exchange ep_communicator::dispatch_impl(const view<const float, 2>* x,
   return ex;
 }
 
+inline void ep_communicator::check_combine(const contract& c, view<const float, 2> ys, const ep_handle& h,
+                                           view<const float, 2> topk_w, view<float, 2> y,
+                                           view<const float, 2> shared) const {
+  const bool has_shared = shared.extent(0) != 0 || shared.extent(1) != 0;
+  check_handle(c, h);
+  c.extent("ys", ys, 0, h.local.rows(), "handle.local.rows()")
+      .extent("ys", ys, 1, hidden_, "the communicator's hidden size")
+      .extent("topk_w", topk_w, 0, h.tokens, "handle.tokens")
+      .extent("topk_w", topk_w, 1, h.slots, "handle.slots (K)")
+      .extent("y", y, 0, h.tokens, "handle.tokens")
+      .extent("y", y, 1, hidden_, "the communicator's hidden size")
+      .unit_inner_stride("ys", ys)
+      .unit_inner_stride("y", y)
+      .disjoint("y", y, "ys", ys)
+      .disjoint("y", y, "topk_w", topk_w);
+  if (has_shared)
+    c.extent("shared", shared, 0, h.tokens, "handle.tokens (or empty)")
+        .extent("shared", shared, 1, hidden_, "the communicator's hidden size")
+        .unit_inner_stride("shared", shared)
+        .disjoint_or_same("y", y, "shared", shared);
+}
+
+inline void ep_communicator::check_dispatch_backward(const contract& c, view<const float, 2> dxs,
+                                                     const ep_handle& h, view<float, 2> dx) const {
+  check_handle(c, h);
+  c.extent("dxs", dxs, 0, h.local.rows(), "handle.local.rows()")
+      .extent("dxs", dxs, 1, hidden_, "the communicator's hidden size")
+      .extent("dx", dx, 0, h.tokens, "handle.tokens")
+      .extent("dx", dx, 1, hidden_, "the communicator's hidden size")
+      .unit_inner_stride("dxs", dxs)
+      .unit_inner_stride("dx", dx)
+      .disjoint("dx", dx, "dxs", dxs);
+}
+
+inline void ep_communicator::check_combine_backward(const contract& c, view<const float, 2> dy,
+                                                    view<const float, 2> ys, const ep_handle& h,
+                                                    view<const float, 2> recv_topk_w, view<float, 2> dys,
+                                                    view<float, 2> dtopk_w) const {
+  const index_t H = hidden_, K = h.slots, N = h.received();
+  check_handle(c, h);
+  c.extent("dy", dy, 0, h.tokens, "handle.tokens")
+      .extent("dy", dy, 1, H, "the communicator's hidden size")
+      .extent("ys", ys, 0, h.local.rows(), "handle.local.rows()")
+      .extent("ys", ys, 1, H, "the communicator's hidden size")
+      .extent("recv_topk_w", recv_topk_w, 0, N, "handle.received()")
+      .extent("recv_topk_w", recv_topk_w, 1, K, "handle.slots (K)")
+      .extent("dys", dys, 0, h.local.rows(), "handle.local.rows()")
+      .extent("dys", dys, 1, H, "the communicator's hidden size")
+      .extent("dtopk_w", dtopk_w, 0, h.tokens, "handle.tokens")
+      .extent("dtopk_w", dtopk_w, 1, K, "handle.slots (K)")
+      .unit_inner_stride("dy", dy)
+      .unit_inner_stride("ys", ys)
+      .unit_inner_stride("dys", dys)
+      .disjoint("dys", dys, "dy", dy)
+      .disjoint("dys", dys, "ys", ys)
+      .disjoint("dys", dys, "recv_topk_w", recv_topk_w)
+      .disjoint("dtopk_w", dtopk_w, "dy", dy)
+      .disjoint("dtopk_w", dtopk_w, "ys", ys)
+      .disjoint("dtopk_w", dtopk_w, "recv_topk_w", recv_topk_w)
+      .disjoint("dtopk_w", dtopk_w, "dys", dys);
+}
+
 inline float* ep_communicator::return_rows(std::string_view where, view<const float, 2> src,
                                            const ep_handle& h, ep_exchange& ex) const {
   const index_t H = hidden_;
@@ -769,22 +840,7 @@ ep_exchange ep_communicator::combine_begin(view<const float, 2> ys, const ep_han
   const bool has_shared = shared.extent(0) != 0 || shared.extent(1) != 0;
   agree(where, [&] {
     contract c{where};
-    check_handle(c, h);
-    c.extent("ys", ys, 0, h.local.rows(), "handle.local.rows()")
-        .extent("ys", ys, 1, hidden_, "the communicator's hidden size")
-        .extent("topk_w", topk_w, 0, h.tokens, "handle.tokens")
-        .extent("topk_w", topk_w, 1, h.slots, "handle.slots (K)")
-        .extent("y", y, 0, h.tokens, "handle.tokens")
-        .extent("y", y, 1, hidden_, "the communicator's hidden size")
-        .unit_inner_stride("ys", ys)
-        .unit_inner_stride("y", y)
-        .disjoint("y", y, "ys", ys)
-        .disjoint("y", y, "topk_w", topk_w);
-    if (has_shared)
-      c.extent("shared", shared, 0, h.tokens, "handle.tokens (or empty)")
-          .extent("shared", shared, 1, hidden_, "the communicator's hidden size")
-          .unit_inner_stride("shared", shared)
-          .disjoint_or_same("y", y, "shared", shared);
+    check_combine(c, ys, h, topk_w, y, shared);
   });
   ep_exchange ex = make_exchange(where, "combine");
   const float* returned = return_rows(where, ys, h, ex);
@@ -813,14 +869,7 @@ void ep_communicator::dispatch_backward(view<const float, 2> dxs, const ep_handl
   static constexpr std::string_view where = "moe::ep_communicator::dispatch_backward";
   agree(where, [&] {
     contract c{where};
-    check_handle(c, h);
-    c.extent("dxs", dxs, 0, h.local.rows(), "handle.local.rows()")
-        .extent("dxs", dxs, 1, hidden_, "the communicator's hidden size")
-        .extent("dx", dx, 0, h.tokens, "handle.tokens")
-        .extent("dx", dx, 1, hidden_, "the communicator's hidden size")
-        .unit_inner_stride("dxs", dxs)
-        .unit_inner_stride("dx", dx)
-        .disjoint("dx", dx, "dxs", dxs);
+    check_dispatch_backward(c, dxs, h, dx);
   });
   ep_exchange ex = make_exchange(where, "dispatch backward");
   const float* returned = return_rows(where, dxs, h, ex);
@@ -848,27 +897,7 @@ void ep_communicator::combine_backward(view<const float, 2> dy, view<const float
   const index_t H = hidden_, K = h.slots, N = h.received();
   agree(where, [&] {
     contract c{where};
-    check_handle(c, h);
-    c.extent("dy", dy, 0, h.tokens, "handle.tokens")
-        .extent("dy", dy, 1, H, "the communicator's hidden size")
-        .extent("ys", ys, 0, h.local.rows(), "handle.local.rows()")
-        .extent("ys", ys, 1, H, "the communicator's hidden size")
-        .extent("recv_topk_w", recv_topk_w, 0, N, "handle.received()")
-        .extent("recv_topk_w", recv_topk_w, 1, K, "handle.slots (K)")
-        .extent("dys", dys, 0, h.local.rows(), "handle.local.rows()")
-        .extent("dys", dys, 1, H, "the communicator's hidden size")
-        .extent("dtopk_w", dtopk_w, 0, h.tokens, "handle.tokens")
-        .extent("dtopk_w", dtopk_w, 1, K, "handle.slots (K)")
-        .unit_inner_stride("dy", dy)
-        .unit_inner_stride("ys", ys)
-        .unit_inner_stride("dys", dys)
-        .disjoint("dys", dys, "dy", dy)
-        .disjoint("dys", dys, "ys", ys)
-        .disjoint("dys", dys, "recv_topk_w", recv_topk_w)
-        .disjoint("dtopk_w", dtopk_w, "dy", dy)
-        .disjoint("dtopk_w", dtopk_w, "ys", ys)
-        .disjoint("dtopk_w", dtopk_w, "recv_topk_w", recv_topk_w)
-        .disjoint("dtopk_w", dtopk_w, "dys", dys);
+    check_combine_backward(c, dy, ys, h, recv_topk_w, dys, dtopk_w);
   });
   const auto R = static_cast<std::size_t>(ranks_);
   // dy of each token to the ranks that hold its experts, along the dispatch's plan.

@@ -274,23 +274,9 @@ class ep_device_communicator {
     const bool has_shared = shared.extent(0) != 0 || shared.extent(1) != 0;
     ep_->agree(where, [&] {
       contract c{where};
+      ep_->check_combine(c, ys, h, topk_w, y, shared);
       check_tables(c, d);
-      c.extent("ys", ys, 0, h.local.rows(), "handle.local.rows()")
-          .extent("ys", ys, 1, h.hidden, "the communicator's hidden size")
-          .extent("topk_w", topk_w, 0, h.tokens, "handle.tokens")
-          .extent("topk_w", topk_w, 1, h.slots, "handle.slots (K)")
-          .extent("y", y, 0, h.tokens, "handle.tokens")
-          .extent("y", y, 1, h.hidden, "the communicator's hidden size")
-          .unit_inner_stride("ys", ys)
-          .unit_inner_stride("y", y)
-          .unit_inner_stride("topk_w", topk_w)
-          .disjoint("y", y, "ys", ys)
-          .disjoint("y", y, "topk_w", topk_w);
-      if (has_shared)
-        c.extent("shared", shared, 0, h.tokens, "handle.tokens (or empty)")
-            .extent("shared", shared, 1, h.hidden, "the communicator's hidden size")
-            .unit_inner_stride("shared", shared)
-            .disjoint_or_same("y", y, "shared", shared);
+      c.unit_inner_stride("topk_w", topk_w);  // the kernels index rows of it
     });
     const float* returned = return_rows(ys.data(), ys.stride(0), d, s);
     weighted_sum(returned, d, topk_w.data(), topk_w.stride(0), has_shared ? shared.data() : nullptr,
@@ -304,14 +290,8 @@ class ep_device_communicator {
     const ep_handle& h = d.handle;
     ep_->agree(where, [&] {
       contract c{where};
+      ep_->check_dispatch_backward(c, dxs, h, dx);
       check_tables(c, d);
-      c.extent("dxs", dxs, 0, h.local.rows(), "handle.local.rows()")
-          .extent("dxs", dxs, 1, h.hidden, "the communicator's hidden size")
-          .extent("dx", dx, 0, h.tokens, "handle.tokens")
-          .extent("dx", dx, 1, h.hidden, "the communicator's hidden size")
-          .unit_inner_stride("dxs", dxs)
-          .unit_inner_stride("dx", dx)
-          .disjoint("dx", dx, "dxs", dxs);
     });
     const float* returned = return_rows(dxs.data(), dxs.stride(0), d, s);
     weighted_sum(returned, d, nullptr, 0, nullptr, 0, dx, s);
@@ -327,29 +307,9 @@ class ep_device_communicator {
     const index_t H = h.hidden, K = h.slots, N = h.received();
     ep_->agree(where, [&] {
       contract c{where};
+      ep_->check_combine_backward(c, dy, ys, h, recv_topk_w, dys, dtopk_w);
       check_tables(c, d);
-      c.extent("dy", dy, 0, h.tokens, "handle.tokens")
-          .extent("dy", dy, 1, H, "the communicator's hidden size")
-          .extent("ys", ys, 0, h.local.rows(), "handle.local.rows()")
-          .extent("ys", ys, 1, H, "the communicator's hidden size")
-          .extent("recv_topk_w", recv_topk_w, 0, N, "handle.received()")
-          .extent("recv_topk_w", recv_topk_w, 1, K, "handle.slots (K)")
-          .extent("dys", dys, 0, h.local.rows(), "handle.local.rows()")
-          .extent("dys", dys, 1, H, "the communicator's hidden size")
-          .extent("dtopk_w", dtopk_w, 0, h.tokens, "handle.tokens")
-          .extent("dtopk_w", dtopk_w, 1, K, "handle.slots (K)")
-          .unit_inner_stride("dy", dy)
-          .unit_inner_stride("ys", ys)
-          .unit_inner_stride("dys", dys)
-          .unit_inner_stride("recv_topk_w", recv_topk_w)
-          .unit_inner_stride("dtopk_w", dtopk_w)
-          .disjoint("dys", dys, "dy", dy)
-          .disjoint("dys", dys, "ys", ys)
-          .disjoint("dys", dys, "recv_topk_w", recv_topk_w)
-          .disjoint("dtopk_w", dtopk_w, "dy", dy)
-          .disjoint("dtopk_w", dtopk_w, "ys", ys)
-          .disjoint("dtopk_w", dtopk_w, "recv_topk_w", recv_topk_w)
-          .disjoint("dtopk_w", dtopk_w, "dys", dys);
+      c.unit_inner_stride("recv_topk_w", recv_topk_w).unit_inner_stride("dtopk_w", dtopk_w);
     });
     // dy of each token to the ranks of its experts, along the dispatch's plan.
     const auto sent = static_cast<index_t>(h.send_token.size());
@@ -382,10 +342,9 @@ class ep_device_communicator {
     return h.ret_count.empty() ? 0 : index_t{h.ret_displ.back()} + h.ret_count.back();
   }
   // The device tables must be the ones uploaded with this handle (a handle copied without them would index
-  // stale buffers): their sizes are checked, and the handle against the host communicator.
-  void check_tables(const contract& c, const ep_device_dispatched& d) const {
+  // stale buffers): their sizes are checked (after the handle itself).
+  static void check_tables(const contract& c, const ep_device_dispatched& d) {
     const ep_handle& h = d.handle;
-    ep_->check_handle(c, h);
     c.require(d.send_token.size() == static_cast<index_t>(h.send_token.size()) &&
                   d.back_row.size() == static_cast<index_t>(h.back_row.size()) &&
                   d.pair_ret.size() == static_cast<index_t>(h.pair_ret.size()) &&
