@@ -4,10 +4,11 @@
 // per token, copied to the host; DeepEP's normal mode also synchronises the CPU for its sizes); the rows move
 // between device buffers over a transport: ep_nccl_transport (ncclSend / ncclRecv, one group per exchange;
 // native builds with dsk::nccl) or ep_staged_transport (device -> host, MPI_Alltoallv, host -> device; any
-// build, the SIMT emulation included). Gathers and weighted sums are kernels; the sums use fmaf in slot
-// order like the host's axpy, so every result equals the host communicator's bit for bit except dtopk_w (a
-// dot product, summed in another order). Backend dsk::cuda. Checked in tests/moe/ep/device.cpp (emulation,
-// mpirun 1/2/4 ranks, both against ep_communicator) and natively by tests/cuda (test_cuda_ep, GPU only).
+// build, the SIMT emulation included). Gathers, weighted sums and dot products are the kernels of
+// moe/cuda/dispatch.cuh (fmaf in slot order like the host's axpy, dots in the packet layers' 8-lane order),
+// so every result equals the host communicator's bit for bit. Backend dsk::cuda. Checked in
+// tests/moe/ep/device.cpp (emulation, mpirun 1/2/4 ranks, both against ep_communicator) and natively by
+// tests/cuda (test_cuda_ep, GPU only).
 #pragma once
 
 #include <chrono>
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "dsk/cuda.cuh"
+#include "dsk/moe/cuda/dispatch.cuh"
 #include "dsk/moe/expert_parallel.hpp"
 
 #if !DSK_SIMT_EMULATION && defined(DSK_HAS_NCCL) && DSK_HAS_NCCL
@@ -40,41 +42,15 @@ __global__ void ep_gather_rows(const float* src, index_t lds, const Idx* rows, i
   for (index_t j = threadIdx.x; j < width; j += blockDim.x) d[j] = s[j];
 }
 
-// y[t] = base[t] (0 without base) + sum over the slots k with pair[t * K + k] >= 0 of w[t, k] (1 without w)
-// * rows[pair[t * K + k]], in slot order with fmaf: the host's combine. One block per token; base may be y.
-__global__ void ep_weighted_sum(const float* rows, const index_t* pair, index_t K, const float* w,
-                                index_t ldw, const float* base, index_t ldb, float* y, index_t ldy,
-                                index_t H) {
-  const index_t t = blockIdx.x;
-  for (index_t j = threadIdx.x; j < H; j += blockDim.x) {
-    float acc = base ? base[t * ldb + j] : 0.0f;
-    for (index_t k = 0; k < K; ++k)
-      if (const index_t p = pair[t * K + k]; p >= 0)
-        acc = fmaf(w ? w[t * ldw + k] : 1.0f, rows[p * H + j], acc);
-    y[t * ldy + j] = acc;
-  }
-}
-
-// dys[r] = recv_w[token, slot] * dy[token] for the local row r of (token, slot); 0 on padding rows.
-__global__ void ep_scale_rows(const float* dy, const std::int32_t* row_token, const std::int32_t* row_slot,
-                              const float* recv_w, index_t ldw, float* dys, index_t ldd, index_t H) {
-  const index_t r = blockIdx.x;
-  const std::int32_t t = row_token[r];
-  const float w = t >= 0 ? recv_w[t * ldw + row_slot[r]] : 0.0f;
-  for (index_t j = threadIdx.x; j < H; j += blockDim.x)
-    dys[r * ldd + j] = t >= 0 ? fmaf(w, dy[t * H + j], 0.0f) : 0.0f;
-}
-
-// dot[i] = dy[row_token[back_row[i]]] . ys[back_row[i]]; one block (a multiple of 32 threads) per row.
+// dot[i] = dy[row_token[back_row[i]]] . ys[back_row[i]] in the packet layers' order (dot8_warp); one warp
+// per row, 8 per block.
 __global__ void ep_row_dots(const float* dy, const std::int32_t* row_token, const index_t* back_row,
-                            const float* ys, index_t ldy, index_t H, float* dot) {
-  const index_t i = blockIdx.x, r = back_row[i];
-  const float* a = dy + static_cast<index_t>(row_token[r]) * H;
-  const float* b = ys + r * ldy;
-  float sum = 0.0f;
-  for (index_t j = threadIdx.x; j < H; j += blockDim.x) sum = fmaf(a[j], b[j], sum);
-  sum = device::block_sum(sum);
-  if (threadIdx.x == 0) dot[i] = sum;
+                            index_t n, const float* ys, index_t ldy, index_t H, float* dot) {
+  const index_t i = static_cast<index_t>(blockIdx.x) * 8 + (threadIdx.x >> 5);
+  if (i >= n) return;  // a whole warp leaves together
+  const index_t r = back_row[i];
+  const float d = dot8_warp(dy + static_cast<index_t>(row_token[r]) * H, ys + r * ldy, H);
+  if ((threadIdx.x & 31u) == 0) dot[i] = d;
 }
 
 // out[t, k] = values[pair[t * K + k]], 0 where the pair is -1.
@@ -319,16 +295,16 @@ class ep_device_communicator {
     tr_->exchange(packed, h.send_count, h.send_displ, rdy, h.recv_count, h.recv_displ, H, s);
     const index_t rows = h.local.rows();
     if (rows > 0)
-      device::launch(kernels::ep_scale_rows, {dim3(static_cast<unsigned>(rows)), dim3(block_for(H))}, s)(
-          rdy, d.row_token.data(), d.row_slot.data(), recv_topk_w.data(), recv_topk_w.stride(0), dys.data(),
-          dys.stride(0), H);
+      device::launch(kernels::moe_scale_token_rows, {dim3(static_cast<unsigned>(rows)), dim3(block_for(H))},
+                     s)(rdy, H, d.row_token.data(), d.row_slot.data(), recv_topk_w.data(),
+                        recv_topk_w.stride(0), dys.data(), dys.stride(0), H);
     // dtopk_w of each kept pair where its expert output is, returned in the combine's order.
     const auto back = static_cast<index_t>(h.back_row.size());
     float* sdot = stage(dots_, back + ret_rows(h));
     float* rdot = sdot + back;
     if (back > 0)
-      device::launch(kernels::ep_row_dots, {dim3(static_cast<unsigned>(back)), dim3(block_for(H))}, s)(
-          rdy, d.row_token.data(), d.back_row.data(), ys.data(), ys.stride(0), H, sdot);
+      device::launch(kernels::ep_row_dots, {dim3(static_cast<unsigned>((back + 7) / 8)), dim3(256)}, s)(
+          rdy, d.row_token.data(), d.back_row.data(), back, ys.data(), ys.stride(0), H, sdot);
     tr_->exchange(sdot, h.back_count, h.back_displ, rdot, h.ret_count, h.ret_displ, 1, s);
     const index_t pairs = h.tokens * K;
     if (pairs > 0)
@@ -390,9 +366,9 @@ class ep_device_communicator {
                     const float* base, index_t ldb, view<float, 2> y, const device::stream& s) {
     const ep_handle& h = d.handle;
     if (h.tokens > 0)
-      device::launch(kernels::ep_weighted_sum,
-                     {dim3(static_cast<unsigned>(h.tokens)), dim3(block_for(h.hidden))},
-                     s)(rows, d.pair_ret.data(), h.slots, w, ldw, base, ldb, y.data(), y.stride(0), h.hidden);
+      device::launch(kernels::moe_weighted_rows,
+                     {dim3(static_cast<unsigned>(h.tokens)), dim3(block_for(h.hidden))}, s)(
+          rows, h.hidden, d.pair_ret.data(), h.slots, w, ldw, base, ldb, y.data(), y.stride(0), h.hidden);
   }
 
   ep_communicator* ep_;
