@@ -117,24 +117,14 @@ void gate_logits(view<const float, 2> x, view<const float, 2> w, view<float, 2> 
   detail::gemm_product<S>(x, w, logits);
 }
 
-// Routes T tokens to K of E experts (DeepSeek-V2 MoEGate, arXiv 2405.04434 and modeling_deepseek.py):
-//   scores[T, E]   = softmax(logits) or sigmoid(logits) (fp32)
-//   selection      = top-K of scores + bias (bias [E] or empty: auxiliary-loss-free balancing, DeepSeek-V3;
-//                    it steers the choice only); group_limited_greedy and noaux_tc first keep the
-//                    opt.topk_group groups (of opt.n_group) with the highest group score (the group's max
-//                    selection score, resp. the sum of its two highest: DeepSeek-V3) and drop the others.
-//   topk_idx[T, K] = chosen experts, best first; ties go to the lower expert (and group) index (torch.topk
-//                    leaves the order of ties unspecified; the published models' float scores rarely tie).
-//   topk_w[T, K]   = unbiased scores of the chosen experts, normalised (opt.norm_topk_prob, k > 1) or times
-//                    opt.routed_scaling_factor (both with opt.scale_normalised): the weights combine uses.
-// opt.k_active in [1, K] (default K) routes to the first k_active slots only (progressive activation); the
-// other slots are written -1 / 0. Logits and bias must be finite. scores may be exactly logits (in place);
-// no other output may overlap an input or another output (checked).
-template <router_config C, host_exec Exec = host>
-void route(view<const float, 2> logits, view<const float, 1> bias, view<float, 2> scores,
-           view<expert_id, 2> topk_idx, view<float, 2> topk_w, const router_options& opt = {}) {
-  using S = exec_packet_t<Exec>;
-  contract c{"moe::route"};
+DSK_ISA_END
+namespace detail {
+DSK_ISA_BEGIN
+// route's shape, aliasing and option checks (shared by the host and the CUDA route); returns k_active.
+template <router_config C>
+index_t check_route(const contract& c, view<const float, 2> logits, view<const float, 1> bias,
+                    view<float, 2> scores, view<expert_id, 2> topk_idx, view<float, 2> topk_w,
+                    const router_options& opt) {
   const index_t T = logits.extent(0), E = logits.extent(1), K = topk_idx.extent(1);
   c.require(opt.n_group >= 1, "opt.n_group", ">= 1", opt.n_group)
       .require(opt.topk_group >= 1 && opt.topk_group <= opt.n_group, "opt.topk_group",
@@ -180,6 +170,37 @@ void route(view<const float, 2> logits, view<const float, 1> bias, view<float, 2
               "noaux_tc scores a group by its two best experts: E / n_group >= 2 (n_group = ", n_group, ")"),
           E);
   }
+  return k_active;
+}
+DSK_ISA_END
+}  // namespace detail
+
+DSK_ISA_BEGIN
+
+// Routes T tokens to K of E experts (DeepSeek-V2 MoEGate, arXiv 2405.04434 and modeling_deepseek.py):
+//   scores[T, E]   = softmax(logits) or sigmoid(logits) (fp32)
+//   selection      = top-K of scores + bias (bias [E] or empty: auxiliary-loss-free balancing, DeepSeek-V3;
+//                    it steers the choice only); group_limited_greedy and noaux_tc first keep the
+//                    opt.topk_group groups (of opt.n_group) with the highest group score (the group's max
+//                    selection score, resp. the sum of its two highest: DeepSeek-V3) and drop the others.
+//   topk_idx[T, K] = chosen experts, best first; ties go to the lower expert (and group) index (torch.topk
+//                    leaves the order of ties unspecified; the published models' float scores rarely tie).
+//   topk_w[T, K]   = unbiased scores of the chosen experts, normalised (opt.norm_topk_prob, k > 1) or times
+//                    opt.routed_scaling_factor (both with opt.scale_normalised): the weights combine uses.
+// opt.k_active in [1, K] (default K) routes to the first k_active slots only (progressive activation); the
+// other slots are written -1 / 0. Logits and bias must be finite. scores may be exactly logits (in place);
+// no other output may overlap an input or another output (checked).
+template <router_config C, host_exec Exec = host>
+void route(view<const float, 2> logits, view<const float, 1> bias, view<float, 2> scores,
+           view<expert_id, 2> topk_idx, view<float, 2> topk_w, const router_options& opt = {}) {
+  using S = exec_packet_t<Exec>;
+  contract c{"moe::route"};
+  const index_t T = logits.extent(0), E = logits.extent(1), K = topk_idx.extent(1);
+  const index_t k_active = detail::check_route<C>(c, logits, bias, scores, topk_idx, topk_w, opt);
+  constexpr bool grouped = C.method != topk_method::greedy;
+  const int n_group = grouped ? opt.n_group : 1;
+  const int topk_group = grouped ? opt.topk_group : 1;
+  const index_t group_size = E / n_group;
   detail::require_finite_rows(c, "logits", logits);
   for (index_t e = 0; e < bias.extent(0); ++e)
     if (!std::isfinite(bias(e)))

@@ -14,6 +14,7 @@
 
 #include "dsk/core/config.hpp"
 #include "dsk/core/dtype.hpp"
+#include "dsk/simd/exp_lane.hpp"
 
 namespace dsk::simd {
 DSK_ISA_BEGIN
@@ -309,28 +310,8 @@ struct scalar {
     }
   }
 
-  // Shared by both paths: one lane of exp, written with explicit fma so the vector code can mirror it.
-  static float exp1(float x) {
-    if (std::isnan(x)) return x;
-    if (x > 88.7228394f) return INFINITY;
-    if (x < -87.3365479f) return 0.0f;
-    const float n = std::nearbyint(x * 1.44269504088896341f);
-    float r = std::fma(n, -0.693359375f, x);  // Cody-Waite: ln2 split into a short high part and a correction
-    r = std::fma(n, 2.12194440e-4f, r);
-    float p = 1.9875691500e-4f;
-    p = std::fma(p, r, 1.3981999507e-3f);
-    p = std::fma(p, r, 8.3334519073e-3f);
-    p = std::fma(p, r, 4.1665795894e-2f);
-    p = std::fma(p, r, 1.6666665459e-1f);
-    p = std::fma(p, r, 5.0000001201e-1f);
-    p = std::fma(p, r * r, r);
-    p = p + 1.0f;
-    // Scale by 2^n in two steps so that n = 128 (x near the top of the range) does not overflow the exponent.
-    const int ni = static_cast<int>(n);
-    const int n1 = ni >> 1, n2 = ni - n1;  // floor split, as the vector code's arithmetic shift
-    return p * std::bit_cast<float>(static_cast<std::uint32_t>(n1 + 127) << 23) *
-           std::bit_cast<float>(static_cast<std::uint32_t>(n2 + 127) << 23);
-  }
+  // One lane of exp (simd/exp_lane.hpp: shared with the vector layers' mirrors and the CUDA kernels).
+  static float exp1(float x) { return exp_lane(x); }
 
  private:
   static int clamp_n(int n) { return std::clamp(n, 0, width); }
