@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cmath>
+#include <utility>
 #include <vector>
 
 #include "dsk/core.hpp"
@@ -91,6 +92,75 @@ inline void uniform_grad(view<const float, 2> scores, scoring sf, const std::vec
     for (index_t e = 0; e < E; ++e) g[t * E + e] = coef[e] / static_cast<double>(T);
   scores_backward(scores, sf, g, dlogits);
 }
+
+// The losses' algebra over their per-expert statistics (shared with the CUDA versions, which gather the
+// statistics on the device): each returns L and fills coef (the gradient coefficients of uniform_grad).
+// P: mean scores; f: expert_fraction.
+inline double simple_terms(const std::vector<double>& P, double lambda, std::vector<double>& coef) {
+  const auto E = static_cast<index_t>(P.size());
+  double L = 0;
+  coef.assign(P.size(), 0.0);
+  for (index_t e = 0; e < E; ++e) {
+    const double d = P[e] - 1.0 / static_cast<double>(E);
+    L += d * d;
+    coef[e] = 2.0 * lambda * d / static_cast<double>(E);
+  }
+  return lambda * L / static_cast<double>(E);
+}
+inline double expert_terms(const std::vector<double>& P, const std::vector<double>& f, double alpha,
+                           std::vector<double>& coef) {
+  double L = 0;
+  coef.assign(P.size(), 0.0);
+  for (std::size_t e = 0; e < P.size(); ++e) {
+    L += f[e] * P[e];
+    coef[e] = alpha * f[e];
+  }
+  return alpha * L;
+}
+inline double device_terms(const std::vector<double>& P, const std::vector<double>& f, index_t devices,
+                           double alpha, std::vector<double>& coef) {
+  const index_t per = static_cast<index_t>(P.size()) / devices;
+  double L = 0;
+  coef.assign(P.size(), 0.0);
+  for (index_t d = 0; d < devices; ++d) {
+    double fd = 0, Pd = 0;
+    for (index_t e = d * per; e < (d + 1) * per; ++e) fd += f[e], Pd += P[e];
+    fd /= static_cast<double>(per);
+    L += fd * Pd;
+    for (index_t e = d * per; e < (d + 1) * per; ++e) coef[e] = alpha * fd;
+  }
+  return alpha * L;
+}
+// hits[d]: the tokens with a slot on device d.
+inline double comm_terms(const std::vector<double>& P, std::vector<double> hits, index_t devices,
+                         index_t max_devices, index_t T, double alpha, std::vector<double>& coef) {
+  const index_t per = static_cast<index_t>(P.size()) / devices;
+  double L = 0;
+  coef.assign(P.size(), 0.0);
+  for (index_t d = 0; d < devices; ++d) {
+    hits[d] *= static_cast<double>(devices) / static_cast<double>(max_devices * T);
+    double Pd = 0;
+    for (index_t e = d * per; e < (d + 1) * per; ++e) Pd += P[e];
+    L += hits[d] * Pd;
+    for (index_t e = d * per; e < (d + 1) * per; ++e) coef[e] = alpha * hits[d];
+  }
+  return alpha * L;
+}
+// ce[b * E + e]: slots of sequence b choosing e; Ps[b * E + e]: the sum of its scores[t, e]. Returns L and
+// coef[b * E + e] = alpha * ce (normalised), the numerator of sequence b's gradient (divided by B * seq_len).
+inline double seq_aux_terms(std::vector<double> ce, const std::vector<double>& Ps, index_t B, index_t seq_len,
+                            index_t K, index_t E, double alpha, std::vector<double>& coef) {
+  double L = 0;
+  coef.assign(ce.size(), 0.0);
+  for (index_t b = 0; b < B; ++b)
+    for (index_t e = 0; e < E; ++e) {
+      double& c = ce[b * E + e];
+      c /= static_cast<double>(seq_len * K) / static_cast<double>(E);
+      L += c * Ps[b * E + e] / static_cast<double>(seq_len);
+      coef[b * E + e] = alpha * c;
+    }
+  return alpha * L / static_cast<double>(B);
+}
 DSK_ISA_END
 }  // namespace detail
 
@@ -108,16 +178,10 @@ inline double balance_loss_simple(view<const float, 2> scores, scoring sf, view<
   contract c{"moe::balance_loss_simple"};
   const auto a = detail::check_loss_args(c, scores, dlogits);
   if (a.T == 0) return 0.0;
-  const auto P = detail::mean_scores(scores);
-  double L = 0;
-  std::vector<double> coef(static_cast<std::size_t>(a.E));
-  for (index_t e = 0; e < a.E; ++e) {
-    const double d = P[e] - 1.0 / static_cast<double>(a.E);
-    L += d * d;
-    coef[e] = 2.0 * lambda * d / static_cast<double>(a.E);
-  }
+  std::vector<double> coef;
+  const double L = detail::simple_terms(detail::mean_scores(scores), lambda, coef);
   if (a.grad) detail::uniform_grad(scores, sf, coef, dlogits);
-  return lambda * L / static_cast<double>(a.E);
+  return L;
 }
 
 // Expert-level balance (DeepSeekMoE): L = alpha * sum_i f_i P_i, f_i = E / (K T) * #(t selecting i),
@@ -128,16 +192,11 @@ inline double balance_loss_expert(view<const float, 2> scores, scoring sf, view<
   const auto a = detail::check_loss_args(c, scores, dlogits);
   detail::check_idx(c, topk_idx, a.T, a.E);
   if (a.T == 0) return 0.0;
-  const auto P = detail::mean_scores(scores);
-  const auto f = detail::expert_fraction(topk_idx, a.E);
-  double L = 0;
-  std::vector<double> coef(static_cast<std::size_t>(a.E));
-  for (index_t e = 0; e < a.E; ++e) {
-    L += f[e] * P[e];
-    coef[e] = alpha * f[e];
-  }
+  std::vector<double> coef;
+  const double L =
+      detail::expert_terms(detail::mean_scores(scores), detail::expert_fraction(topk_idx, a.E), alpha, coef);
   if (a.grad) detail::uniform_grad(scores, sf, coef, dlogits);
-  return alpha * L;
+  return L;
 }
 
 // Device-level balance (DeepSeek-V2): experts split contiguously over D devices;
@@ -149,20 +208,11 @@ inline double balance_loss_device(view<const float, 2> scores, scoring sf, view<
   detail::check_idx(c, topk_idx, a.T, a.E);
   c.require(devices >= 1 && a.E % devices == 0, "devices", "D >= 1 dividing E", devices);
   if (a.T == 0) return 0.0;
-  const index_t per = a.E / devices;
-  const auto P = detail::mean_scores(scores);
-  const auto f = detail::expert_fraction(topk_idx, a.E);
-  double L = 0;
-  std::vector<double> coef(static_cast<std::size_t>(a.E));
-  for (index_t d = 0; d < devices; ++d) {
-    double fd = 0, Pd = 0;
-    for (index_t e = d * per; e < (d + 1) * per; ++e) fd += f[e], Pd += P[e];
-    fd /= static_cast<double>(per);
-    L += fd * Pd;
-    for (index_t e = d * per; e < (d + 1) * per; ++e) coef[e] = alpha * fd;
-  }
+  std::vector<double> coef;
+  const double L = detail::device_terms(detail::mean_scores(scores), detail::expert_fraction(topk_idx, a.E),
+                                        devices, alpha, coef);
   if (a.grad) detail::uniform_grad(scores, sf, coef, dlogits);
-  return alpha * L;
+  return L;
 }
 
 // Communication balance (DeepSeek-V2, device-limited routing to at most M devices per token):
@@ -177,7 +227,6 @@ inline double balance_loss_comm(view<const float, 2> scores, scoring sf, view<co
       .require(max_devices >= 1 && max_devices <= devices, "max_devices", "M in [1, D]", max_devices);
   if (a.T == 0) return 0.0;
   const index_t per = a.E / devices;
-  const auto P = detail::mean_scores(scores);
   std::vector<double> fd(static_cast<std::size_t>(devices), 0.0);
   std::vector<char> hit(static_cast<std::size_t>(devices));
   for (index_t t = 0; t < a.T; ++t) {
@@ -186,17 +235,11 @@ inline double balance_loss_comm(view<const float, 2> scores, scoring sf, view<co
       if (const expert_id e = topk_idx(t, k); e >= 0) hit[e / per] = 1;
     for (index_t d = 0; d < devices; ++d) fd[d] += hit[d];
   }
-  double L = 0;
-  std::vector<double> coef(static_cast<std::size_t>(a.E));
-  for (index_t d = 0; d < devices; ++d) {
-    fd[d] *= static_cast<double>(devices) / static_cast<double>(max_devices * a.T);
-    double Pd = 0;
-    for (index_t e = d * per; e < (d + 1) * per; ++e) Pd += P[e];
-    L += fd[d] * Pd;
-    for (index_t e = d * per; e < (d + 1) * per; ++e) coef[e] = alpha * fd[d];
-  }
+  std::vector<double> coef;
+  const double L =
+      detail::comm_terms(detail::mean_scores(scores), fd, devices, max_devices, a.T, alpha, coef);
   if (a.grad) detail::uniform_grad(scores, sf, coef, dlogits);
-  return alpha * L;
+  return L;
 }
 
 // Per-sequence auxiliary loss (modeling_deepseek.py, seq_aux = true): tokens are B sequences of seq_len
@@ -210,27 +253,23 @@ inline double balance_loss_seq_aux(view<const float, 2> scores, scoring sf, view
   c.require(seq_len >= 1 && a.T % seq_len == 0, "seq_len", "L >= 1 dividing the token count", seq_len);
   if (a.T == 0) return 0.0;
   const index_t B = a.T / seq_len, K = topk_idx.extent(1), E = a.E;
-  std::vector<double> ce(static_cast<std::size_t>(E)), Ps(static_cast<std::size_t>(E)),
-      g(a.grad ? static_cast<std::size_t>(a.T * E) : 0);
-  double L = 0;
-  for (index_t b = 0; b < B; ++b) {
-    std::fill(ce.begin(), ce.end(), 0.0);
-    std::fill(Ps.begin(), Ps.end(), 0.0);
+  std::vector<double> ce(static_cast<std::size_t>(B * E), 0.0), Ps(static_cast<std::size_t>(B * E), 0.0);
+  for (index_t b = 0; b < B; ++b)
     for (index_t t = b * seq_len; t < (b + 1) * seq_len; ++t) {
       for (index_t k = 0; k < K; ++k)
-        if (const expert_id e = topk_idx(t, k); e >= 0) ce[e] += 1.0;
-      for (index_t e = 0; e < E; ++e) Ps[e] += scores(t, e);
+        if (const expert_id e = topk_idx(t, k); e >= 0) ce[b * E + e] += 1.0;
+      for (index_t e = 0; e < E; ++e) Ps[b * E + e] += scores(t, e);
     }
-    for (index_t e = 0; e < E; ++e) {
-      ce[e] /= static_cast<double>(seq_len * K) / static_cast<double>(E);
-      L += ce[e] * Ps[e] / static_cast<double>(seq_len);
-    }
-    if (a.grad)
-      for (index_t t = b * seq_len; t < (b + 1) * seq_len; ++t)
-        for (index_t e = 0; e < E; ++e) g[t * E + e] = alpha * ce[e] / static_cast<double>(B * seq_len);
+  std::vector<double> coef;
+  const double L = detail::seq_aux_terms(std::move(ce), Ps, B, seq_len, K, E, alpha, coef);
+  if (a.grad) {
+    std::vector<double> g(static_cast<std::size_t>(a.T * E));
+    for (index_t t = 0; t < a.T; ++t)
+      for (index_t e = 0; e < E; ++e)
+        g[t * E + e] = coef[(t / seq_len) * E + e] / static_cast<double>(B * seq_len);
+    detail::scores_backward(scores, sf, g, dlogits);
   }
-  if (a.grad) detail::scores_backward(scores, sf, g, dlogits);
-  return alpha * L / static_cast<double>(B);
+  return L;
 }
 
 DSK_ISA_END
