@@ -24,6 +24,7 @@ DSK_CUDA_MODE_BEGIN
 namespace kernels {
 // sums[b * E + e] = sum over the rows t of block b (rows [b * rows, (b + 1) * rows)) of scores[t, e], in
 // row order; one thread per (b, e).
+template <int = 0>  // a template: defined in a header, included by many TUs (ODR)
 __global__ void moe_loss_column_sums(const float* scores, index_t ld, index_t E, index_t blocks, index_t rows,
                                      double* sums) {
   const index_t i = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -36,6 +37,7 @@ __global__ void moe_loss_column_sums(const float* scores, index_t ld, index_t E,
 
 // counts[(t / rows) * E + e] += 1 for every slot (t, k) choosing e; bad ids reported by pair index. One
 // thread per token.
+template <int = 0>  // a template: defined in a header, included by many TUs (ODR)
 __global__ void moe_loss_slot_counts(const expert_id* idx, index_t ld, index_t T, index_t K, index_t E,
                                      index_t rows, unsigned long long* counts, long long* bad) {
   const index_t t = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -52,6 +54,7 @@ __global__ void moe_loss_slot_counts(const expert_id* idx, index_t ld, index_t T
 
 // hits[d] += 1 for every token with a slot on device d (experts [d * per, (d + 1) * per)); one thread per
 // token, each device counted once per token.
+template <int = 0>  // a template: defined in a header, included by many TUs (ODR)
 __global__ void moe_loss_device_hits(const expert_id* idx, index_t ld, index_t T, index_t K, index_t per,
                                      unsigned long long* hits) {
   const index_t t = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -68,6 +71,7 @@ __global__ void moe_loss_device_hits(const expert_id* idx, index_t ld, index_t T
 
 // dlogits[t] += the scores' backward of g[t, e] = coef[(t / rows) * E + e] / div: softmax s (g - <g, s>),
 // sigmoid g s (1 - s), in double and in the host's order; one thread per row.
+template <int = 0>  // a template: defined in a header, included by many TUs (ODR)
 __global__ void moe_loss_backward(const float* scores, index_t lds, bool softmax, const double* coef,
                                   double div, index_t T, index_t E, index_t rows, float* dlogits,
                                   index_t ldd) {
@@ -104,7 +108,7 @@ inline loss_stats gather_loss_stats(const contract& c, view<const float, 2> scor
   const index_t T = scores.extent(0), E = scores.extent(1), blocks = T / rows;
   loss_stats st;
   device::buffer<double> sums(blocks * E);
-  device::launch(kernels::moe_loss_column_sums, {loss_grid(blocks * E), dim3(128)}, s)(
+  device::launch(kernels::moe_loss_column_sums<>, {loss_grid(blocks * E), dim3(128)}, s)(
       scores.data(), scores.stride(0), E, blocks, rows, sums.data());
   st.sums.resize(static_cast<std::size_t>(blocks * E));
   device::copy(st.sums.data(), sums.data(), blocks * E, device::copy_kind::device_to_host, s);
@@ -113,7 +117,7 @@ inline loss_stats gather_loss_stats(const contract& c, view<const float, 2> scor
     st.counts.assign(static_cast<std::size_t>(blocks * E), 0);
     device::copy(counts.data(), st.counts.data(), blocks * E, device::copy_kind::host_to_device, s);
     const device::index_report bad(s);
-    device::launch(kernels::moe_loss_slot_counts, {loss_grid(T), dim3(128)}, s)(
+    device::launch(kernels::moe_loss_slot_counts<>, {loss_grid(T), dim3(128)}, s)(
         topk_idx.data(), topk_idx.stride(0), T, topk_idx.extent(1), E, rows, counts.data(), bad.slot());
     if (const auto p = bad.first(s)) {
       const index_t K = topk_idx.extent(1);
@@ -144,7 +148,7 @@ inline void add_loss_grad(view<const float, 2> scores, scoring sf, const std::ve
   device::buffer<double> c(static_cast<index_t>(coef.size()));
   device::copy(c.data(), coef.data(), static_cast<index_t>(coef.size()), device::copy_kind::host_to_device,
                s);
-  device::launch(kernels::moe_loss_backward, {loss_grid(T), dim3(128)}, s)(
+  device::launch(kernels::moe_loss_backward<>, {loss_grid(T), dim3(128)}, s)(
       scores.data(), scores.stride(0), sf == scoring::softmax, c.data(), div, T, E, rows, dlogits.data(),
       dlogits.stride(0));
   s.synchronize();  // c (a local) is read by the kernel
@@ -227,7 +231,7 @@ double balance_loss_comm(view<const float, 2> scores, scoring sf, view<const exp
   device::buffer<unsigned long long> hits(devices);
   std::vector<unsigned long long> hits_h(static_cast<std::size_t>(devices), 0);
   device::copy(hits.data(), hits_h.data(), devices, device::copy_kind::host_to_device, s);
-  device::launch(kernels::moe_loss_device_hits, {cuda_detail::loss_grid(a.T), dim3(128)}, s)(
+  device::launch(kernels::moe_loss_device_hits<>, {cuda_detail::loss_grid(a.T), dim3(128)}, s)(
       topk_idx.data(), topk_idx.stride(0), a.T, topk_idx.extent(1), a.E / devices, hits.data());
   device::copy(hits_h.data(), hits.data(), devices, device::copy_kind::device_to_host, s);
   s.synchronize();

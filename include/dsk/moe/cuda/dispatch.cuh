@@ -30,6 +30,7 @@ __global__ void moe_fill(T* p, index_t n, T v) {
 
 // routed[e] = the pairs of expert e (one block per expert, a multiple of 32 threads); ids outside [-1, E)
 // are reported by block 0 (the first bad pair index).
+template <int = 0>  // a template: defined in a header, included by many TUs (ODR)
 __global__ void moe_plan_count(const expert_id* idx, index_t ld, index_t T, index_t K, index_t E,
                                index_t* routed, long long* bad) {
   const index_t e = blockIdx.x, pairs = T * K;
@@ -45,6 +46,7 @@ __global__ void moe_plan_count(const expert_id* idx, index_t ld, index_t T, inde
 
 // Places expert e's pairs in (token, slot) order: the first count[e] get rows offset[e], offset[e] + 1, ...;
 // the rest are dropped (pair_row stays -1). One block per expert, a multiple of 32 threads (at most 1024).
+template <int = 0>  // a template: defined in a header, included by many TUs (ODR)
 __global__ void moe_plan_place(const expert_id* idx, index_t ld, index_t T, index_t K, const index_t* offset,
                                const index_t* count, std::int32_t* row_token, std::int32_t* row_slot,
                                index_t* pair_row) {
@@ -78,6 +80,7 @@ __global__ void moe_plan_place(const expert_id* idx, index_t ld, index_t T, inde
 }
 
 // xs[r] = x[row_token[r]], zero on padding rows; one block per row.
+template <int = 0>  // a template: defined in a header, included by many TUs (ODR)
 __global__ void moe_dispatch_rows(const float* x, index_t ldx, const std::int32_t* row_token, index_t H,
                                   float* xs, index_t ldxs) {
   const index_t r = blockIdx.x;
@@ -88,6 +91,7 @@ __global__ void moe_dispatch_rows(const float* x, index_t ldx, const std::int32_
 
 // y[t] = base[t] (0 without base) + sum over the slots k with pair[t * K + k] >= 0 of w[t, k] (1 without w)
 // * rows[pair[t * K + k]], in slot order with fmaf (the host's axpy). One block per token; base may be y.
+template <int = 0>  // a template: defined in a header, included by many TUs (ODR)
 __global__ void moe_weighted_rows(const float* rows, index_t ldr, const index_t* pair, index_t K,
                                   const float* w, index_t ldw, const float* base, index_t ldb, float* y,
                                   index_t ldy, index_t H) {
@@ -103,6 +107,7 @@ __global__ void moe_weighted_rows(const float* rows, index_t ldr, const index_t*
 
 // dys[r] = w[token, slot] * dy[token] for the row r of (token, slot) (fmaf onto 0, as the host's axpy onto a
 // zeroed row); 0 on padding. One block per row.
+template <int = 0>  // a template: defined in a header, included by many TUs (ODR)
 __global__ void moe_scale_token_rows(const float* dy, index_t lddy, const std::int32_t* row_token,
                                      const std::int32_t* row_slot, const float* w, index_t ldw, float* dys,
                                      index_t ldd, index_t H) {
@@ -129,6 +134,7 @@ DSK_DEVICE float dot8_warp(const float* a, const float* b, index_t n) {
 
 namespace kernels {
 // out[t, k] = dy[t] . ys[pair_row[t * K + k]] (0 where -1), one warp per pair, 8 warps per block.
+template <int = 0>  // a template: defined in a header, included by many TUs (ODR)
 __global__ void moe_pair_dots(const float* dy, index_t lddy, const float* ys, index_t ldys,
                               const index_t* pair_row, index_t pairs, index_t K, index_t H, float* out,
                               index_t ldo) {
@@ -232,7 +238,7 @@ device_dispatch_handle plan_dispatch(view<const expert_id, 2> topk_idx, index_t 
   device::buffer<index_t> routed(E);
   {
     const device::index_report bad(s);
-    device::launch(kernels::moe_plan_count, {dim3(static_cast<unsigned>(E)), dim3(256)}, s)(
+    device::launch(kernels::moe_plan_count<>, {dim3(static_cast<unsigned>(E)), dim3(256)}, s)(
         topk_idx.data(), topk_idx.stride(0), T, K, E, routed.data(), bad.slot());
     if (const auto p = bad.first(s))
       fail("moe::plan_dispatch<cuda>: argument 'topk_idx': expected expert ids in [-1, ", E,
@@ -263,7 +269,7 @@ device_dispatch_handle plan_dispatch(view<const expert_id, 2> topk_idx, index_t 
   device::buffer<index_t> offset(E + 1), count(E);
   device::copy(offset.data(), h.offset_.data(), E + 1, device::copy_kind::host_to_device, s);
   device::copy(count.data(), h.count_.data(), E, device::copy_kind::host_to_device, s);
-  device::launch(kernels::moe_plan_place, {dim3(static_cast<unsigned>(E)), dim3(256)}, s)(
+  device::launch(kernels::moe_plan_place<>, {dim3(static_cast<unsigned>(E)), dim3(256)}, s)(
       topk_idx.data(), topk_idx.stride(0), T, K, offset.data(), count.data(), h.row_token_.data(),
       h.row_slot_.data(), h.pair_row_.data());
   s.synchronize();  // offset and count (locals) are read by the kernel
@@ -282,7 +288,7 @@ void dispatch_tokens(view<const float, 2> x, const device_dispatch_handle& h, vi
       .unit_inner_stride("xs", xs)
       .disjoint("xs", xs, "x", x);
   if (h.rows() > 0)
-    device::launch(kernels::moe_dispatch_rows,
+    device::launch(kernels::moe_dispatch_rows<>,
                    {dim3(static_cast<unsigned>(h.rows())), dim3(cuda_detail::rows_block(x.extent(1)))},
                    s)(x.data(), x.stride(0), h.row_token(), x.extent(1), xs.data(), xs.stride(0));
 }
@@ -312,7 +318,7 @@ void combine_tokens(view<const float, 2> ys, const device_dispatch_handle& h, vi
         .unit_inner_stride("shared", shared)
         .disjoint_or_same("y", y, "shared", shared);
   if (h.tokens() > 0)
-    device::launch(kernels::moe_weighted_rows,
+    device::launch(kernels::moe_weighted_rows<>,
                    {dim3(static_cast<unsigned>(h.tokens())), dim3(cuda_detail::rows_block(H))}, s)(
         ys.data(), ys.stride(0), h.pair_row(), h.slots(), topk_w.data(), topk_w.stride(0),
         has_shared ? shared.data() : nullptr, has_shared ? shared.stride(0) : 0, y.data(), y.stride(0), H);
@@ -331,7 +337,7 @@ void dispatch_tokens_backward(view<const float, 2> dxs, const device_dispatch_ha
       .unit_inner_stride("dx", dx)
       .disjoint("dx", dx, "dxs", dxs);
   if (h.tokens() > 0)
-    device::launch(kernels::moe_weighted_rows,
+    device::launch(kernels::moe_weighted_rows<>,
                    {dim3(static_cast<unsigned>(h.tokens())), dim3(cuda_detail::rows_block(H))},
                    s)(dxs.data(), dxs.stride(0), h.pair_row(), h.slots(), nullptr, 0, nullptr, 0, dx.data(),
                       dx.stride(0), H);
@@ -368,13 +374,13 @@ void combine_tokens_backward(view<const float, 2> dy, view<const float, 2> ys,
       .disjoint("dtopk_w", dtopk_w, "topk_w", topk_w)
       .disjoint("dtopk_w", dtopk_w, "dys", dys);
   if (h.rows() > 0)
-    device::launch(kernels::moe_scale_token_rows,
+    device::launch(kernels::moe_scale_token_rows<>,
                    {dim3(static_cast<unsigned>(h.rows())), dim3(cuda_detail::rows_block(H))},
                    s)(dy.data(), dy.stride(0), h.row_token(), h.row_slot(), topk_w.data(), topk_w.stride(0),
                       dys.data(), dys.stride(0), H);
   const index_t pairs = h.tokens() * h.slots();
   if (pairs > 0)
-    device::launch(kernels::moe_pair_dots, {dim3(static_cast<unsigned>((pairs + 7) / 8)), dim3(256)}, s)(
+    device::launch(kernels::moe_pair_dots<>, {dim3(static_cast<unsigned>((pairs + 7) / 8)), dim3(256)}, s)(
         dy.data(), dy.stride(0), ys.data(), ys.stride(0), h.pair_row(), pairs, h.slots(), H, dtopk_w.data(),
         dtopk_w.stride(0));
 }

@@ -44,6 +44,7 @@ __global__ void ep_gather_rows(const float* src, index_t lds, const Idx* rows, i
 
 // dot[i] = dy[row_token[back_row[i]]] . ys[back_row[i]] in the packet layers' order (dot8_warp); one warp
 // per row, 8 per block.
+template <int = 0>  // a template: defined in a header, included by many TUs (ODR)
 __global__ void ep_row_dots(const float* dy, const std::int32_t* row_token, const index_t* back_row,
                             index_t n, const float* ys, index_t ldy, index_t H, float* dot) {
   const index_t i = static_cast<index_t>(blockIdx.x) * 8 + (threadIdx.x >> 5);
@@ -54,6 +55,7 @@ __global__ void ep_row_dots(const float* dy, const std::int32_t* row_token, cons
 }
 
 // out[t, k] = values[pair[t * K + k]], 0 where the pair is -1.
+template <int = 0>  // a template: defined in a header, included by many TUs (ODR)
 __global__ void ep_pick(const float* values, const index_t* pair, index_t count, index_t K, float* out,
                         index_t ldo) {
   const index_t i = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -295,7 +297,7 @@ class ep_device_communicator {
     tr_->exchange(packed, h.send_count, h.send_displ, rdy, h.recv_count, h.recv_displ, H, s);
     const index_t rows = h.local.rows();
     if (rows > 0)
-      device::launch(kernels::moe_scale_token_rows, {dim3(static_cast<unsigned>(rows)), dim3(block_for(H))},
+      device::launch(kernels::moe_scale_token_rows<>, {dim3(static_cast<unsigned>(rows)), dim3(block_for(H))},
                      s)(rdy, H, d.row_token.data(), d.row_slot.data(), recv_topk_w.data(),
                         recv_topk_w.stride(0), dys.data(), dys.stride(0), H);
     // dtopk_w of each kept pair where its expert output is, returned in the combine's order.
@@ -303,12 +305,12 @@ class ep_device_communicator {
     float* sdot = stage(dots_, back + ret_rows(h));
     float* rdot = sdot + back;
     if (back > 0)
-      device::launch(kernels::ep_row_dots, {dim3(static_cast<unsigned>((back + 7) / 8)), dim3(256)}, s)(
+      device::launch(kernels::ep_row_dots<>, {dim3(static_cast<unsigned>((back + 7) / 8)), dim3(256)}, s)(
           rdy, d.row_token.data(), d.back_row.data(), back, ys.data(), ys.stride(0), H, sdot);
     tr_->exchange(sdot, h.back_count, h.back_displ, rdot, h.ret_count, h.ret_displ, 1, s);
     const index_t pairs = h.tokens * K;
     if (pairs > 0)
-      device::launch(kernels::ep_pick, {dim3(static_cast<unsigned>((pairs + 255) / 256)), dim3(256)}, s)(
+      device::launch(kernels::ep_pick<>, {dim3(static_cast<unsigned>((pairs + 255) / 256)), dim3(256)}, s)(
           rdot, d.pair_ret.data(), pairs, K, dtopk_w.data(), dtopk_w.stride(0));
   }
 
@@ -366,7 +368,7 @@ class ep_device_communicator {
                     const float* base, index_t ldb, view<float, 2> y, const device::stream& s) {
     const ep_handle& h = d.handle;
     if (h.tokens > 0)
-      device::launch(kernels::moe_weighted_rows,
+      device::launch(kernels::moe_weighted_rows<>,
                      {dim3(static_cast<unsigned>(h.tokens)), dim3(block_for(h.hidden))}, s)(
           rows, h.hidden, d.pair_ret.data(), h.slots, w, ldw, base, ldb, y.data(), y.stride(0), h.hidden);
   }

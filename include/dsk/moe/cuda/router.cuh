@@ -62,6 +62,7 @@ DSK_DEVICE float lanes8_max(float v) {
 
 namespace kernels {
 // Reports the first non-finite value of v[n] (one block).
+template <int = 0>  // a template: defined in a header, included by many TUs (ODR)
 __global__ void moe_check_finite(const float* v, index_t n, long long* bad) {
   for (index_t i = threadIdx.x; i < n; i += blockDim.x)
     if (!(v[i] - v[i] == 0.0f)) device::report_index(bad, i);
@@ -203,7 +204,7 @@ void route(view<const float, 2> logits, view<const float, 1> bias, view<float, 2
   if (bias.extent(0) != 0) {
     // Bias: one finiteness pass (it steers every token's choice).
     const device::index_report bad(s);
-    device::launch(kernels::moe_check_finite, {dim3(1), dim3(256)}, s)(bias.data(), E, bad.slot());
+    device::launch(kernels::moe_check_finite<>, {dim3(1), dim3(256)}, s)(bias.data(), E, bad.slot());
     if (const auto e = bad.first(s))
       fail("moe::route<cuda>: argument 'bias': expected finite values, got a non-finite value at ", *e);
   }
