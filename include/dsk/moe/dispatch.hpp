@@ -31,8 +31,8 @@ inline constexpr index_t max_dispatch_block = index_t{1} << 16;
 
 // The per-expert limit of a dispatch of T tokens x K slots over E experts: `capacity` when >= 0, else
 // ceil(capacity_factor * T * K / E) when the factor is > 0, else -1 (dropless). No expert can receive more
-// than T * K pairs: a larger capacity (capacity_factor up to 1e308) keeps everything, and clamping first keeps
-// the conversion to index_t defined.
+// than T * K pairs: a larger capacity (capacity_factor up to 1e308) keeps everything, and clamping first
+// keeps the conversion to index_t defined.
 inline index_t capacity_of(index_t capacity, double capacity_factor, index_t T, index_t K, index_t E) {
   if (capacity >= 0) return capacity;
   if (!(capacity_factor > 0.0)) return -1;
@@ -41,7 +41,8 @@ inline index_t capacity_of(index_t capacity, double capacity_factor, index_t T, 
 }
 
 // The padding and capacity options of a dispatch (dispatch_options, moe::ep_options).
-inline void check_dispatch_options(const contract& c, index_t block, double capacity_factor, index_t capacity) {
+inline void check_dispatch_options(const contract& c, index_t block, double capacity_factor,
+                                   index_t capacity) {
   c.in_range("opt.block", block, index_t{1}, max_dispatch_block)
       .require(std::isfinite(capacity_factor) && capacity_factor >= 0.0, "opt.capacity_factor",
                "a finite value >= 0 (0 = dropless)", capacity_factor)
@@ -130,6 +131,34 @@ struct dispatch_handle {
   index_t rows() const { return offset.empty() ? 0 : offset.back(); }
 };
 
+DSK_ISA_END
+namespace detail {
+DSK_ISA_BEGIN
+// The kept pairs per expert (count) and the padded segments (offset) from the routed pairs per expert, under
+// a capacity (-1: none) and a padding block; returns the dropped pairs. Shared by plan_dispatch and
+// plan_dispatch<cuda>.
+inline index_t plan_segments(const contract& c, const std::vector<index_t>& routed, index_t capacity,
+                             index_t block, std::vector<index_t>& count, std::vector<index_t>& offset) {
+  const auto E = static_cast<index_t>(routed.size());
+  index_t dropped = 0;
+  count.resize(static_cast<std::size_t>(E));
+  offset.assign(static_cast<std::size_t>(E + 1), 0);
+  for (index_t e = 0; e < E; ++e) {
+    count[e] = capacity >= 0 ? std::min(routed[e], capacity) : routed[e];
+    dropped += routed[e] - count[e];
+    offset[e + 1] = offset[e] + (count[e] + block - 1) / block * block;
+    // count <= T * K < 2^62 and block <= 2^16: no overflow; the bound keeps the row tables allocatable.
+    if (offset[e + 1] > max_dispatch_count)
+      c.require(false, "opt.block",
+                dsk::detail::concat("a padding that keeps the dispatched rows within ", max_dispatch_count),
+                dsk::detail::concat(block, " (", offset[e + 1], " rows by expert ", e, ")"));
+  }
+  return dropped;
+}
+DSK_ISA_END
+}  // namespace detail
+DSK_ISA_BEGIN
+
 // Plans a dispatch: a stable counting sort of the (token, slot) pairs of topk_idx[T, K] by expert, so the
 // same routing gives the same rows whatever the thread count. Under a capacity limit the earliest pairs (in
 // token, then slot order) are kept and the others dropped: their combine contribution is zero (the token
@@ -155,19 +184,7 @@ inline dispatch_handle plan_dispatch(view<const expert_id, 2> topk_idx, index_t 
   for (index_t t = 0; t < T; ++t)
     for (index_t k = 0; k < K; ++k)
       if (const expert_id e = topk_idx(t, k); e >= 0) ++h.routed[e];
-  h.count.resize(static_cast<std::size_t>(E));
-  h.offset.assign(static_cast<std::size_t>(E + 1), 0);
-  for (index_t e = 0; e < E; ++e) {
-    h.count[e] = h.capacity >= 0 ? std::min(h.routed[e], h.capacity) : h.routed[e];
-    h.dropped += h.routed[e] - h.count[e];
-    h.offset[e + 1] = h.offset[e] + (h.count[e] + h.block - 1) / h.block * h.block;
-    // count <= T * K < 2^62 and block <= 2^16: no overflow; the bound keeps the row tables allocatable.
-    if (h.offset[e + 1] > detail::max_dispatch_count)
-      c.require(
-          false, "opt.block",
-          dsk::detail::concat("a padding that keeps the dispatched rows within ", detail::max_dispatch_count),
-          dsk::detail::concat(opt.block, " (", h.offset[e + 1], " rows by expert ", e, ")"));
-  }
+  h.dropped = detail::plan_segments(c, h.routed, h.capacity, h.block, h.count, h.offset);
   h.row_token.assign(static_cast<std::size_t>(h.rows()), -1);
   h.row_slot.assign(static_cast<std::size_t>(h.rows()), -1);
   h.pair_row.assign(static_cast<std::size_t>(T * K), -1);

@@ -247,18 +247,7 @@ device_dispatch_handle plan_dispatch(view<const expert_id, 2> topk_idx, index_t 
   h.routed_.resize(static_cast<std::size_t>(E));
   device::copy(h.routed_.data(), routed.data(), E, device::copy_kind::device_to_host, s);
   s.synchronize();
-  h.count_.resize(static_cast<std::size_t>(E));
-  h.offset_.assign(static_cast<std::size_t>(E + 1), 0);
-  for (index_t e = 0; e < E; ++e) {
-    h.count_[e] = h.capacity_ >= 0 ? std::min(h.routed_[e], h.capacity_) : h.routed_[e];
-    h.dropped_ += h.routed_[e] - h.count_[e];
-    h.offset_[e + 1] = h.offset_[e] + (h.count_[e] + h.block_ - 1) / h.block_ * h.block_;
-    if (h.offset_[e + 1] > detail::max_dispatch_count)
-      c.require(
-          false, "opt.block",
-          dsk::detail::concat("a padding that keeps the dispatched rows within ", detail::max_dispatch_count),
-          dsk::detail::concat(opt.block, " (", h.offset_[e + 1], " rows by expert ", e, ")"));
-  }
+  h.dropped_ = detail::plan_segments(c, h.routed_, h.capacity_, h.block_, h.count_, h.offset_);
   const index_t rows = h.rows();
   h.row_token_ = device::buffer<std::int32_t>(rows);
   h.row_slot_ = device::buffer<std::int32_t>(rows);
