@@ -12,6 +12,7 @@
 #include "dsk/moe/cuda/dispatch.cuh"
 #include "dsk/moe/cuda/expert_ffn.cuh"
 #include "dsk/moe/ref.hpp"
+#include "dsk/quant/cuda/quant.cuh"
 #include "simt/harness.hpp"
 #include "support/compare.hpp"
 
@@ -87,7 +88,73 @@ void run_case(index_t T, index_t K, index_t E, index_t H, index_t I, moe::dispat
   }
 }
 
+// int8 / int4 experts: the stacked [E * I, H] / [E * H, I] matrices quantized on the device (C), the
+// reference on their dequantized values.
+template <auto C>
+void run_quantized(index_t T, index_t K, index_t E, index_t H, index_t I, std::uint64_t seed) {
+  using B = dsk::cuda;
+  constexpr auto F = dsk::quant::spec_v<C>.fmt;
+  INFO("int" << (F.type == dsk::quant::qtype::int8 ? 8 : 4) << " group " << F.group << " T=" << T
+             << " E=" << E << " H=" << H << " I=" << I);
+  dsk::tensor<moe::expert_id, 2> idx(T, K);
+  std::mt19937_64 g(seed);
+  std::uniform_int_distribution<int> any(-1, static_cast<int>(E) - 1);
+  for (index_t i = 0; i < idx.size(); ++i) idx.data()[i] = any(g);
+  dsk::tensor<float, 2> x(T, H);
+  const auto xv = random_floats(static_cast<std::size_t>(T * H), seed + 1, -1.0f, 1.0f);
+  std::copy(xv.begin(), xv.end(), x.data());
+  const auto stacked = [&](index_t R, index_t Cc, std::uint64_t s) {
+    dsk::tensor<float, 2> m(R, Cc);
+    const auto v = random_floats(static_cast<std::size_t>(R * Cc), s, -0.3f, 0.3f);
+    std::copy(v.begin(), v.end(), m.data());
+    return dsk::quant::quantize<C, B>(put<B>(m).cview());
+  };
+  const auto qg = stacked(E * I, H, seed + 2), qu = stacked(E * I, H, seed + 3),
+             qd = stacked(E * H, I, seed + 4);
+  const auto deq = [&](const auto& q) {
+    auto out = put<B>(dsk::tensor<float, 2>(q.rows(), q.cols()));
+    dsk::quant::dequantize<B>(q, out.view());
+    return get(out);
+  };
+  const auto dg = deq(qg), du = deq(qu), dd = deq(qd);
+  const moe::device_quantized_experts<F> bank(E, qg.view(), qu.view(), qd.view());
+
+  const auto idx_d = put<B>(idx);
+  const auto plan = moe::plan_dispatch<B>(idx_d.cview(), E, {2, 0.0, -1});
+  const moe::dispatch_handle hh = plan.to_host();
+  const index_t rows = plan.rows();
+  const auto x_d = put<B>(x);
+  auto xs_d = put<B>(dsk::tensor<float, 2>(rows, H));
+  moe::dispatch_tokens<B>(x_d.cview(), plan, xs_d.view());
+  auto h_d = put<B>(dsk::tensor<float, 2>(rows, I));
+  auto ys_d = put<B>(dsk::tensor<float, 2>(rows, H));
+  moe::grouped_swiglu<B>(xs_d.cview(), plan, bank, h_d.view(), ys_d.view());
+  const auto ys = get(ys_d);
+  const auto mat = [](const dsk::tensor<float, 2>& m, index_t r0, index_t R) {
+    moe::ref::mat out(R, m.extent(1));
+    for (index_t i = 0; i < R; ++i)
+      for (index_t j = 0; j < m.extent(1); ++j) out(i, j) = m(r0 + i, j);
+    return out;
+  };
+  for (index_t e = 0; e < E; ++e) {
+    const auto ge = mat(dg, e * I, I), ue = mat(du, e * I, I), de = mat(dd, e * H, H);
+    for (index_t r = hh.offset[e]; r < hh.offset[e] + hh.count[e]; ++r) {
+      const index_t t = hh.row_token[r];
+      std::vector<double> xt(x.data() + t * H, x.data() + (t + 1) * H);
+      const auto want = moe::ref::swiglu(xt, ge, ue, de);
+      CHECK(nmse(std::span<const double>(want),
+                 std::span<const float>(ys.data() + r * H, static_cast<std::size_t>(H))) < 1e-10);
+    }
+  }
+}
+
 }  // namespace
+
+TEST_CASE("moe grouped_swiglu on CUDA over int8 / int4 experts vs ref::swiglu", "[moe][cuda][ffn]") {
+  run_quantized<dsk::quant::int8_per_channel>(20, 2, 4, 33, 40, 4300);
+  run_quantized<dsk::quant::int4_per_channel>(20, 2, 4, 64, 48, 4310);
+  run_quantized<dsk::quant::int4_g128_f16>(9, 1, 2, 256, 130, 4320);  // groups of 128, the last one short
+}
 
 TEST_CASE("moe grouped_swiglu on CUDA vs ref::swiglu", "[moe][cuda][ffn]") {
   std::uint64_t seed = 4100;

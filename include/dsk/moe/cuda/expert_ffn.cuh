@@ -18,6 +18,8 @@
 #include "dsk/core/view.hpp"
 #include "dsk/cuda.cuh"
 #include "dsk/moe/cuda/dispatch.cuh"
+#include "dsk/quant/cuda/weight.cuh"
+#include "dsk/quant/format.hpp"
 #include "dsk/simd/exp_lane.hpp"
 
 namespace dsk::moe {
@@ -60,6 +62,43 @@ class device_dense_experts {
   view<const W, 3> gate_, up_, down_;
 };
 
+// Quantized experts in device memory, non-owning: gate, up [E * I, H] and down [E * H, I] as one quantized
+// weight each (expert e's rows are rows [e * I, (e + 1) * I) resp. [e * H, (e + 1) * H): the experts'
+// matrices quantized as one stacked matrix, per-channel or per-group scales along the rows,
+// quant/format.hpp's layout).
+template <quant::format F>
+class device_quantized_experts {
+ public:
+  static constexpr quant::format fmt = F;
+  device_quantized_experts(index_t experts, quant::qweight_view<F> gate, quant::qweight_view<F> up,
+                           quant::qweight_view<F> down)
+      : experts_(experts), gate_(gate), up_(up), down_(down) {
+    contract c{"moe::device_quantized_experts"};
+    c.require(experts >= 1 && gate.rows % experts == 0, "gate",
+              dsk::detail::concat("experts * I rows for ", experts, " experts"), gate.rows);
+    const index_t I = gate.rows / std::max<index_t>(experts, 1), H = gate.cols;
+    c.require(up.rows == gate.rows && up.cols == H, "up",
+              dsk::detail::concat("[", gate.rows, ", ", H, "] (gate's shape)"),
+              dsk::detail::concat("[", up.rows, ", ", up.cols, "]"))
+        .require(up.code_stride == gate.code_stride && up.scale_stride == gate.scale_stride, "up",
+                 "gate's code and scale strides",
+                 dsk::detail::concat(up.code_stride, " and ", up.scale_stride))
+        .require(down.rows == experts * H && down.cols == I, "down",
+                 dsk::detail::concat("[", experts * H, ", ", I, "] (experts * H, I)"),
+                 dsk::detail::concat("[", down.rows, ", ", down.cols, "]"));
+  }
+  index_t experts() const { return experts_; }
+  index_t inter() const { return gate_.rows / experts_; }
+  index_t hidden() const { return gate_.cols; }
+  const quant::qweight_view<F>& gate() const { return gate_; }
+  const quant::qweight_view<F>& up() const { return up_; }
+  const quant::qweight_view<F>& down() const { return down_; }
+
+ private:
+  index_t experts_;
+  quant::qweight_view<F> gate_, up_, down_;
+};
+
 namespace cuda_detail {
 inline constexpr int ffn_tile = 32;  // rows and columns of an output tile
 // One output tile: expert e, rows [m0, m1), columns [n0, n1) (at most ffn_tile each).
@@ -70,29 +109,46 @@ static_assert(sizeof(ffn_tile_item) == 5 * sizeof(index_t),
               "ffn_tile_item is uploaded as plain index_t data");
 }  // namespace cuda_detail
 
-namespace kernels {
+namespace cuda_detail {
+// Weight element (row r of expert e, column k) as f32, for the tile loop: a float-storage bank ...
+template <class W>
+struct dense_rows {
+  const W* p;
+  index_t ld, estride;
+  DSK_DEVICE_INLINE float at(index_t e, index_t r, index_t k) const {
+    return device::to_f32(p[e * estride + r * ld + k]);
+  }
+};
+// ... or a quantized one (code times its group's scale: quant::dequantize's value).
+template <quant::format F>
+struct quantized_rows {
+  quant::qweight_view<F> w;
+  index_t rows_per_expert, span;
+  DSK_DEVICE_INLINE float at(index_t e, index_t r, index_t k) const {
+    const index_t row = e * rows_per_expert + r;
+    return static_cast<float>(w.code(row, k)) * device::to_f32(w.scales[row * w.scale_stride + k / span]);
+  }
+};
+
 // C tile = A[m0:m1, :K] * B_e[n0:n1, :K]^T (fp32), 32 x 32 outputs per block of 32 x 8 threads, K in steps of
-// 32 through shared memory. gate_up: two B matrices and out = silu(A Bg^T) * (A Bu^T) (the host's silu
-// formula, the lane exp); otherwise out = A B^T. One block per tile item.
-template <class W, bool GateUp>
-__global__ void moe_ffn_tiles(const cuda_detail::ffn_tile_item* items, const float* a, index_t lda,
-                              const W* b0, const W* b1, index_t ldb, index_t estride, index_t K, float* out,
-                              index_t ldo) {
-  constexpr int T = cuda_detail::ffn_tile;
+// 32 through shared memory. GateUp: two B matrices and out = silu(A Bg^T) * (A Bu^T) (the host's silu formula
+// with the lane exp); otherwise out = A B^T.
+template <bool GateUp, class Rows>
+DSK_DEVICE void ffn_tile_run(const ffn_tile_item& it, const float* a, index_t lda, const Rows& b0,
+                             const Rows& b1, index_t K, float* out, index_t ldo) {
+  constexpr int T = ffn_tile;
   DSK_SHARED(float[T][T + 1], as);
   DSK_SHARED(float[T][T + 1], bs0);
   DSK_SHARED(float[T][T + 1], bs1);
-  const cuda_detail::ffn_tile_item it = items[blockIdx.x];
   const int tx = static_cast<int>(threadIdx.x), ty = static_cast<int>(threadIdx.y);  // 32 x 8
-  const W* g = b0 + it.e * estride;
-  const W* u = GateUp ? b1 + it.e * estride : nullptr;
   float acc0[4] = {0, 0, 0, 0}, acc1[4] = {0, 0, 0, 0};
   for (index_t k0 = 0; k0 < K; k0 += T) {
     for (int r = ty; r < T; r += 8) {
       const index_t row = it.m0 + r, col = it.n0 + r, k = k0 + tx;
-      as[r][tx] = row < it.m1 && k < K ? a[row * lda + k] : 0.0f;
-      bs0[r][tx] = col < it.n1 && k < K ? device::to_f32(g[col * ldb + k]) : 0.0f;
-      if constexpr (GateUp) bs1[r][tx] = col < it.n1 && k < K ? device::to_f32(u[col * ldb + k]) : 0.0f;
+      const bool in_k = k < K, in_col = col < it.n1;
+      as[r][tx] = row < it.m1 && in_k ? a[row * lda + k] : 0.0f;
+      bs0[r][tx] = in_col && in_k ? b0.at(it.e, col, k) : 0.0f;
+      if constexpr (GateUp) bs1[r][tx] = in_col && in_k ? b1.at(it.e, col, k) : 0.0f;
     }
     __syncthreads();
     for (int kk = 0; kk < T; ++kk) {
@@ -119,6 +175,35 @@ __global__ void moe_ffn_tiles(const cuda_detail::ffn_tile_item* items, const flo
     }
   }
 }
+}  // namespace cuda_detail
+
+namespace kernels {
+// One block per tile item, float-storage weights W.
+template <class W, bool GateUp>
+__global__ void moe_ffn_tiles(const cuda_detail::ffn_tile_item* items, const float* a, index_t lda,
+                              const W* b0, const W* b1, index_t ldb, index_t estride, index_t K, float* out,
+                              index_t ldo) {
+  const cuda_detail::dense_rows<W> r0{b0, ldb, estride}, r1{b1, ldb, estride};
+  cuda_detail::ffn_tile_run<GateUp>(items[blockIdx.x], a, lda, r0, r1, K, out, ldo);
+}
+
+// The same over quantized weights (format F spelled as its fields: nvcc's kernel stubs do not take
+// class-type template arguments). b0, b1: codes; s0, s1: scales; rows_per_expert rows per expert.
+template <quant::qtype Q, int G, quant::scale_type S, quant::int4_range R, bool GateUp>
+__global__ void moe_ffn_tiles_q(const cuda_detail::ffn_tile_item* items, const float* a, index_t lda,
+                                const std::uint8_t* b0, const typename quant::scale_storage<S>::type* s0,
+                                const std::uint8_t* b1, const typename quant::scale_storage<S>::type* s1,
+                                index_t code_stride, index_t scale_stride, index_t rows,
+                                index_t rows_per_expert, index_t K, float* out, index_t ldo) {
+  constexpr quant::format F{Q, G, S, R};
+  using C = quant::code_t<F>;
+  const index_t span = quant::group_span(F, K);
+  const cuda_detail::quantized_rows<F> r0{
+      {reinterpret_cast<const C*>(b0), s0, rows, K, code_stride, scale_stride}, rows_per_expert, span};
+  const cuda_detail::quantized_rows<F> r1{
+      {reinterpret_cast<const C*>(b1), s1, rows, K, code_stride, scale_stride}, rows_per_expert, span};
+  cuda_detail::ffn_tile_run<GateUp>(items[blockIdx.x], a, lda, r0, r1, K, out, ldo);
+}
 
 // Zeroes rows [first[i], first[i] + n[i]) of y (the padding rows), one block per padded segment.
 template <int = 0>  // a template: defined in a header, included by many TUs (ODR)
@@ -129,14 +214,12 @@ __global__ void moe_zero_rows(const index_t* first, const index_t* n, float* y, 
 }
 }  // namespace kernels
 
-// ys[r] = down_e(silu(gate_e xs[r]) * up_e xs[r]) for the kept rows of every expert of the plan h (the rows
-// [offset[e], offset[e] + count[e])), 0 on padding rows. xs, ys: [rows, H]; scratch h_buf [rows, I]; all in
-// device memory, unit inner strides; h_buf must not overlap xs or ys; ys may be xs. Asynchronous on s (the
-// tile list is uploaded from a host buffer kept until the work is done: synchronises before returning).
-template <std::same_as<dsk::cuda> B, class W>
-void grouped_swiglu(view<const float, 2> xs, const device_dispatch_handle& h,
-                    const device_dense_experts<W>& w, view<float, 2> h_buf, view<float, 2> ys,
-                    const device::stream& s = device::stream::default_stream()) {
+namespace cuda_detail {
+// The shared part of grouped_swiglu<cuda>: checks, the tile lists, the padding; launch(up_items, n,
+// down_items, m) runs the two tile kernels of the bank.
+template <class Bank, class Launch>
+void grouped_swiglu_impl(view<const float, 2> xs, const device_dispatch_handle& h, const Bank& w,
+                         view<float, 2> h_buf, view<float, 2> ys, const device::stream& s, Launch&& launch) {
   contract c{"moe::grouped_swiglu<cuda>"};
   const index_t E = w.experts(), H = w.hidden(), I = w.inter(), rows = xs.extent(0);
   c.require(h.experts() == E, "handle", dsk::detail::concat("a dispatch over ", E, " experts"), h.experts())
@@ -151,8 +234,7 @@ void grouped_swiglu(view<const float, 2> xs, const device_dispatch_handle& h,
       .unit_inner_stride("h", h_buf)
       .disjoint("h", h_buf, "xs", xs)
       .disjoint("ys", ys, "h", h_buf);
-  using cuda_detail::ffn_tile;
-  std::vector<cuda_detail::ffn_tile_item> up_items, down_items;
+  std::vector<ffn_tile_item> up_items, down_items;
   std::vector<index_t> pad_first, pad_rows;
   for (index_t e = 0; e < E; ++e) {
     const index_t o = h.offset()[e], n = h.count()[e];
@@ -178,20 +260,63 @@ void grouped_swiglu(view<const float, 2> xs, const device_dispatch_handle& h,
   };
   const auto up_d = upload(up_items), down_d = upload(down_items);
   const auto pf_d = upload(pad_first), pr_d = upload(pad_rows);
-  if (!up_items.empty()) {
-    device::launch(kernels::moe_ffn_tiles<W, true>,
-                   {dim3(static_cast<unsigned>(up_items.size())), dim3(32, 8)},
-                   s)(up_d.data(), xs.data(), xs.stride(0), w.gate().data(), w.up().data(),
-                      w.gate().stride(1), w.gate().stride(0), H, h_buf.data(), h_buf.stride(0));
-    device::launch(kernels::moe_ffn_tiles<W, false>,
-                   {dim3(static_cast<unsigned>(down_items.size())), dim3(32, 8)},
-                   s)(down_d.data(), h_buf.data(), h_buf.stride(0), w.down().data(), w.down().data(),
-                      w.down().stride(1), w.down().stride(0), I, ys.data(), ys.stride(0));
-  }
+  if (!up_items.empty())
+    launch(up_d.data(), static_cast<unsigned>(up_items.size()), down_d.data(),
+           static_cast<unsigned>(down_items.size()));
   if (!pad_first.empty())
     device::launch(kernels::moe_zero_rows<>, {dim3(static_cast<unsigned>(pad_first.size())), dim3(128)}, s)(
         pf_d.data(), pr_d.data(), ys.data(), ys.stride(0), H);
   s.synchronize();  // the tile lists (device buffers above) are freed on return
+}
+}  // namespace cuda_detail
+
+// ys[r] = down_e(silu(gate_e xs[r]) * up_e xs[r]) for the kept rows of every expert of the plan h (the rows
+// [offset[e], offset[e] + count[e])), 0 on padding rows. xs, ys: [rows, H]; scratch h_buf [rows, I]; all in
+// device memory, unit inner strides; h_buf must not overlap xs or ys; ys may be xs. Synchronises s before
+// returning (the tile lists live in temporary device buffers).
+template <std::same_as<dsk::cuda> B, class W>
+void grouped_swiglu(view<const float, 2> xs, const device_dispatch_handle& h,
+                    const device_dense_experts<W>& w, view<float, 2> h_buf, view<float, 2> ys,
+                    const device::stream& s = device::stream::default_stream()) {
+  const index_t H = w.hidden(), I = w.inter();
+  cuda_detail::grouped_swiglu_impl(
+      xs, h, w, h_buf, ys, s,
+      [&](const cuda_detail::ffn_tile_item* up, unsigned nu, const cuda_detail::ffn_tile_item* dn,
+          unsigned nd) {
+        device::launch(kernels::moe_ffn_tiles<W, true>, {dim3(nu), dim3(32, 8)}, s)(
+            up, xs.data(), xs.stride(0), w.gate().data(), w.up().data(), w.gate().stride(1),
+            w.gate().stride(0), H, h_buf.data(), h_buf.stride(0));
+        device::launch(kernels::moe_ffn_tiles<W, false>, {dim3(nd), dim3(32, 8)}, s)(
+            dn, h_buf.data(), h_buf.stride(0), w.down().data(), w.down().data(), w.down().stride(1),
+            w.down().stride(0), I, ys.data(), ys.stride(0));
+      });
+}
+
+// The same over int8 / int4 experts (weights dequantized in the tile loads: code times its group's scale).
+template <std::same_as<dsk::cuda> B, quant::format F>
+void grouped_swiglu(view<const float, 2> xs, const device_dispatch_handle& h,
+                    const device_quantized_experts<F>& w, view<float, 2> h_buf, view<float, 2> ys,
+                    const device::stream& s = device::stream::default_stream()) {
+  const index_t H = w.hidden(), I = w.inter();
+  cuda_detail::grouped_swiglu_impl(
+      xs, h, w, h_buf, ys, s,
+      [&](const cuda_detail::ffn_tile_item* up, unsigned nu, const cuda_detail::ffn_tile_item* dn,
+          unsigned nd) {
+        const auto codes = [](const quant::qweight_view<F>& q) {
+          return reinterpret_cast<const std::uint8_t*>(q.codes);
+        };
+        const auto& g = w.gate();
+        const auto& u = w.up();
+        const auto& d = w.down();
+        device::launch(kernels::moe_ffn_tiles_q<F.type, F.group, F.scale, F.range, true>,
+                       {dim3(nu), dim3(32, 8)}, s)(up, xs.data(), xs.stride(0), codes(g), g.scales, codes(u),
+                                                   u.scales, g.code_stride, g.scale_stride, g.rows, I, H,
+                                                   h_buf.data(), h_buf.stride(0));
+        device::launch(kernels::moe_ffn_tiles_q<F.type, F.group, F.scale, F.range, false>,
+                       {dim3(nd), dim3(32, 8)}, s)(dn, h_buf.data(), h_buf.stride(0), codes(d), d.scales,
+                                                   codes(d), d.scales, d.code_stride, d.scale_stride, d.rows,
+                                                   H, I, ys.data(), ys.stride(0));
+      });
 }
 
 DSK_CUDA_MODE_END
