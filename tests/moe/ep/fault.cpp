@@ -53,6 +53,11 @@ int main(int argc, char** argv) {
     std::printf("rank %d: combine returned without an error\n", rank);
   } catch (const error& e) {
     std::printf("rank %d: error: %s\n", rank, e.what());
+    std::fflush(stdout);
+    // A non-zero status: mpirun runs with orte_abort_on_non_zero_status 0 and leaves the other survivors
+    // alone, whereas a rank that exits 0 without MPI_Finalize counts as an improper exit and makes mpirun kill
+    // the job (a survivor whose own deadline came a few milliseconds later was killed before it could report).
+    _exit(1);
   }
   std::fflush(stdout);
   _exit(0);
