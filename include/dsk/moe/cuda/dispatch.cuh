@@ -79,12 +79,13 @@ __global__ void moe_plan_place(const expert_id* idx, index_t ld, index_t T, inde
   }
 }
 
-// xs[r] = x[row_token[r]], zero on padding rows; one block per row.
-template <int = 0>  // a template: defined in a header, included by many TUs (ODR)
-__global__ void moe_dispatch_rows(const float* x, index_t ldx, const std::int32_t* row_token, index_t H,
-                                  float* xs, index_t ldxs) {
+// xs[r] = x[row_token[r]], zero where row_token[r] < 0 (padding); one block per row. Also the gather of
+// ep_device_communicator (row lists of int32 or index_t, without -1).
+template <class Idx = std::int32_t>
+__global__ void moe_dispatch_rows(const float* x, index_t ldx, const Idx* row_token, index_t H, float* xs,
+                                  index_t ldxs) {
   const index_t r = blockIdx.x;
-  const std::int32_t t = row_token[r];
+  const index_t t = static_cast<index_t>(row_token[r]);
   float* d = xs + r * ldxs;
   for (index_t j = threadIdx.x; j < H; j += blockDim.x) d[j] = t >= 0 ? x[t * ldx + j] : 0.0f;
 }
@@ -277,7 +278,7 @@ void dispatch_tokens(view<const float, 2> x, const device_dispatch_handle& h, vi
       .unit_inner_stride("xs", xs)
       .disjoint("xs", xs, "x", x);
   if (h.rows() > 0)
-    device::launch(kernels::moe_dispatch_rows<>,
+    device::launch(kernels::moe_dispatch_rows<std::int32_t>,
                    {dim3(static_cast<unsigned>(h.rows())), dim3(cuda_detail::rows_block(x.extent(1)))},
                    s)(x.data(), x.stride(0), h.row_token(), x.extent(1), xs.data(), xs.stride(0));
 }

@@ -33,15 +33,6 @@ namespace dsk::moe {
 DSK_CUDA_MODE_BEGIN
 
 namespace kernels {
-// dst[i] = src[rows[i]] for rows of `width` floats; one block per row.
-template <class Idx>
-__global__ void ep_gather_rows(const float* src, index_t lds, const Idx* rows, index_t width, float* dst) {
-  const index_t i = blockIdx.x;
-  const float* s = src + static_cast<index_t>(rows[i]) * lds;
-  float* d = dst + i * width;
-  for (index_t j = threadIdx.x; j < width; j += blockDim.x) d[j] = s[j];
-}
-
 // dot[i] = dy[row_token[back_row[i]]] . ys[back_row[i]] in the packet layers' order (dot8_warp); one warp
 // per row, 8 per block.
 template <int = 0>  // a template: defined in a header, included by many TUs (ODR)
@@ -297,7 +288,8 @@ class ep_device_communicator {
     tr_->exchange(packed, h.send_count, h.send_displ, rdy, h.recv_count, h.recv_displ, H, s);
     const index_t rows = h.local.rows();
     if (rows > 0)
-      device::launch(kernels::moe_scale_token_rows<>, {dim3(static_cast<unsigned>(rows)), dim3(block_for(H))},
+      device::launch(kernels::moe_scale_token_rows<>,
+                     {dim3(static_cast<unsigned>(rows)), dim3(cuda_detail::rows_block(H))},
                      s)(rdy, H, d.row_token.data(), d.row_slot.data(), recv_topk_w.data(),
                         recv_topk_w.stride(0), dys.data(), dys.stride(0), H);
     // dtopk_w of each kept pair where its expert output is, returned in the combine's order.
@@ -315,7 +307,6 @@ class ep_device_communicator {
   }
 
  private:
-  static unsigned block_for(index_t H) { return H >= 256 ? 256u : H > 64 ? 128u : 32u; }
   static index_t ret_rows(const ep_handle& h) {
     return h.ret_count.empty() ? 0 : index_t{h.ret_displ.back()} + h.ret_count.back();
   }
@@ -349,8 +340,9 @@ class ep_device_communicator {
   static void gather(const float* src, index_t lds, const Idx* rows, index_t n, index_t H, float* dst,
                      const device::stream& s) {
     if (n > 0)
-      device::launch(kernels::ep_gather_rows<Idx>, {dim3(static_cast<unsigned>(n)), dim3(block_for(H))}, s)(
-          src, lds, rows, H, dst);
+      device::launch(kernels::moe_dispatch_rows<Idx>,
+                     {dim3(static_cast<unsigned>(n)), dim3(cuda_detail::rows_block(H))},
+                     s)(src, lds, rows, H, dst, H);
   }
   // The rows of src named by back_row, to the tokens' ranks; returns where they arrived ([ret rows, H]).
   const float* return_rows(const float* src, index_t lds, const ep_device_dispatched& d,
@@ -369,7 +361,7 @@ class ep_device_communicator {
     const ep_handle& h = d.handle;
     if (h.tokens > 0)
       device::launch(kernels::moe_weighted_rows<>,
-                     {dim3(static_cast<unsigned>(h.tokens)), dim3(block_for(h.hidden))}, s)(
+                     {dim3(static_cast<unsigned>(h.tokens)), dim3(cuda_detail::rows_block(h.hidden))}, s)(
           rows, h.hidden, d.pair_ret.data(), h.slots, w, ldw, base, ldb, y.data(), y.stride(0), h.hidden);
   }
 
